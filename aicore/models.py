@@ -1,0 +1,116 @@
+"""Model architectures and loading a trained model, shared by training, evaluation and serving.
+
+A trained model travels as three files in one directory (a training run, or an unpacked ``.mar``):
+``model.pt`` (a ``state_dict``, never a pickled module), ``model_args.json`` (the constructor
+arguments of :func:`build_model`) and ``index_to_name.json`` (the labels).
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet50 as tv_resnet50
+
+from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
+from aicore.presets import IMAGE_SIZE
+
+MODEL_FILE = "model.pt"
+MODEL_ARGS_FILE = "model_args.json"
+ARCHITECTURES = ("cnn", "resnet50")
+
+
+class MarketplaceCNN(nn.Module):
+    """The project's original small CNN, ending in logits (softmax belongs to evaluation/serving).
+
+    The original ended in ReLU + Softmax and was trained with ``cross_entropy``, which applies a
+    softmax again; that double softmax held it at 13-15 % accuracy.
+    """
+
+    def __init__(self, num_classes: int, image_size: int = IMAGE_SIZE) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, kernel_size=5, stride=2, padding=1),  # (B, 8, 63, 63) at 128 px
+            nn.ReLU(inplace=True),
+            nn.Conv2d(8, 16, kernel_size=5, stride=2),  # (B, 16, 30, 30)
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, kernel_size=5, stride=2),  # (B, 32, 13, 13)
+            nn.ReLU(inplace=True),
+            nn.Flatten(),  # (B, 5408) = 32 x 13 x 13 at 128 px
+        )
+        flat = 32 * _cnn_side(image_size) ** 2
+        self.classifier = nn.Sequential(
+            nn.Linear(flat, 512),
+            nn.ReLU(inplace=True),
+            nn.Linear(512, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, num_classes),  # logits
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, num_classes)
+        return self.classifier(self.features(x))
+
+
+def _cnn_side(image_size: int) -> int:
+    """Spatial side after the three convolutions: floor((n + 2p - k) / s) + 1 each."""
+    side = (image_size + 2 * 1 - 5) // 2 + 1
+    side = (side - 5) // 2 + 1
+    side = (side - 5) // 2 + 1
+    if side < 1:
+        raise ValueError(f"image_size {image_size} is too small for the CNN (minimum 29)")
+    return side
+
+
+def build_resnet50(num_classes: int) -> nn.Module:
+    """torchvision's ResNet-50 with ``fc`` replaced by a ``num_classes``-way linear layer."""
+    model = tv_resnet50(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> nn.Module:
+    """Build an untrained model; the keyword arguments are what ``model_args.json`` stores.
+
+    Raises:
+        ValueError: for an unknown ``arch``.
+    """
+    if arch == "cnn":
+        return MarketplaceCNN(num_classes, image_size)
+    if arch == "resnet50":
+        return build_resnet50(num_classes)  # global average pooling: any image_size works
+    raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def model_args(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> dict:
+    """The constructor arguments saved with every trained model."""
+    return {"arch": arch, "num_classes": num_classes, "image_size": image_size}
+
+
+def load_trained(model_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, list[str], dict]:
+    """Load a trained model from ``model_dir`` for inference (``eval()`` mode).
+
+    Returns:
+        ``(model, class_names, model_args)``.
+
+    Raises:
+        FileNotFoundError: if one of the three files is missing.
+        ValueError: if the files do not fit together.
+    """
+    model_dir = Path(model_dir)
+    for name in (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"{model_dir / name} is missing: {model_dir} is not a trained model "
+                                    f"(expected {MODEL_FILE}, {MODEL_ARGS_FILE}, {INDEX_TO_NAME_FILE})")
+    args = json.loads((model_dir / MODEL_ARGS_FILE).read_text())
+    names = read_index_to_name(model_dir / INDEX_TO_NAME_FILE)
+    if args.get("num_classes") != len(names):
+        raise ValueError(f"{model_dir}: model_args.json says {args.get('num_classes')} classes but "
+                         f"index_to_name.json names {len(names)}")
+    model = build_model(**args)
+    state = torch.load(model_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{model_dir / MODEL_FILE} does not fit a {args['arch']} model: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), names, args
