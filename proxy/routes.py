@@ -1,0 +1,165 @@
+"""The proxy's routes: classify an image, report health, list the served models."""
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
+from fastapi.responses import JSONResponse
+
+from proxy.errors import ModelNotFound, TorchServeError
+from proxy.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ModelHealth,
+    ModelInfo,
+    ModelsResponse,
+    PredictResponse,
+    TorchServeHealth,
+)
+from proxy.settings import Settings
+from proxy.torchserve import TorchServeClient
+from proxy.upload import read_upload
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def get_torchserve(request: Request) -> TorchServeClient:
+    """The app's one TorchServe client (made by the lifespan); tests override this dependency."""
+    return request.app.state.torchserve
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+TorchServe = Annotated[TorchServeClient, Depends(get_torchserve)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {
+        "model": ErrorResponse,
+        "description": description,
+        "content": {"application/json": {"example": {"detail": example}}},
+    }
+
+
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("The file is empty or not an image TorchServe can decode",
+                "cannot decode the image: cannot identify image file"),
+    404: _error("The model is unknown to the proxy or not registered in TorchServe",
+                "Unknown model 'vgg': choose one of cnn, resnet50"),
+    413: _error("The file is larger than the upload limit",
+                "The image is larger than the upload limit of 10485760 bytes (10.0 MiB): send a "
+                "smaller or more compressed image"),
+    502: _error("TorchServe answered something unexpected",
+                "TorchServe answered 500 for model 'resnet50': Internal Server Error"),
+    503: _error("TorchServe is down or has no worker ready",
+                "TorchServe is not reachable at http://127.0.0.1:8080: start it with `make serve`"),
+    504: _error("TorchServe did not answer in time",
+                "TorchServe at http://127.0.0.1:8080 did not answer within 60 s: it may be "
+                "overloaded or a worker is stuck; retry, or raise AICORE_READ_TIMEOUT_S"),
+}
+
+
+@router.post(
+    "/predict/image",
+    response_model=PredictResponse,
+    responses=PREDICT_ERRORS,
+    summary="Classify one listing image",
+    tags=["predict"],
+)
+async def predict_image(
+    image: Annotated[UploadFile, File(description="the listing photo (JPEG, PNG, WebP ...)")],
+    torchserve: TorchServe,
+    settings: AppSettings,
+    model: Annotated[
+        str | None,
+        Query(description="cnn or resnet50 (default: the proxy's AICORE_DEFAULT_MODEL, resnet50)",
+              examples=["resnet50"]),
+    ] = None,
+) -> PredictResponse:
+    """Send the image to TorchServe and return its category with every category's probability."""
+    name = model or settings.default_model
+    if name not in settings.models:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"Unknown model {name!r}: choose one of {', '.join(settings.models)}",
+        )
+    data = await read_upload(image, settings.max_upload_bytes)
+    prediction = await torchserve.predict(name, data)
+    return PredictResponse(
+        category=prediction.category, probabilities=prediction.probabilities, model=name
+    )
+
+
+async def _model_health(torchserve: TorchServeClient, name: str) -> ModelHealth:
+    try:
+        description = await torchserve.model(name)
+    except ModelNotFound:
+        return ModelHealth(name=name, ready=False,
+                           detail="not registered in TorchServe: `make archive`, then `make serve`")
+    except TorchServeError as exc:
+        return ModelHealth(name=name, ready=False, detail=exc.detail)
+    statuses = description.worker_statuses
+    ready = description.ready_workers
+    return ModelHealth(
+        name=name, ready=ready > 0, version=description.version, workers_ready=ready,
+        workers_total=len(statuses),
+        detail=None if ready else f"no READY worker (workers: {', '.join(statuses) or 'none'})",
+    )
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "TorchServe or a model is not ready"}},
+    summary="Is TorchServe up and every model ready?",
+    tags=["status"],
+)
+async def health(torchserve: TorchServe, settings: AppSettings) -> JSONResponse:
+    """200 when TorchServe answers /ping and every model has a READY worker, else 503 (same body)."""
+    server = TorchServeHealth(url=settings.inference_url)
+    try:
+        server.status = await torchserve.ping()
+    except TorchServeError as exc:
+        server.detail = exc.detail
+        models = [ModelHealth(name=name, ready=False, detail="TorchServe is not answering")
+                  for name in settings.models]
+    else:
+        models = list(await asyncio.gather(
+            *(_model_health(torchserve, name) for name in settings.models)
+        ))
+    ready = server.status == "Healthy" and all(m.ready for m in models)
+    body = HealthResponse(ready=ready, torchserve=server, models=models)
+    code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+@router.get(
+    "/models",
+    response_model=ModelsResponse,
+    responses={
+        502: _error("TorchServe answered something unexpected",
+                    "TorchServe answered 500 to GET /models: Internal Server Error"),
+        503: _error("TorchServe is down",
+                    "TorchServe is not reachable at http://127.0.0.1:8081: start it with "
+                    "`make serve`"),
+        504: _error("TorchServe did not answer in time", "TorchServe at http://127.0.0.1:8081 "
+                    "did not answer within 60 s"),
+    },
+    summary="The models TorchServe serves and their versions",
+    tags=["status"],
+)
+async def list_models(torchserve: TorchServe, settings: AppSettings) -> ModelsResponse:
+    """Every model registered in TorchServe (its management API), with its versions."""
+    served = await torchserve.models()
+    return ModelsResponse(
+        default_model=settings.default_model,
+        models=[
+            ModelInfo(name=name, versions=versions, servable=name in settings.models)
+            for name, versions in served.items()
+        ],
+    )

@@ -1,0 +1,82 @@
+"""The proxy's configuration: one typed ``Settings`` read from ``AICORE_*`` environment variables.
+
+Nothing else in the proxy reads the environment; tests build a ``Settings(...)`` and pass it to
+``create_app``.
+"""
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# proxy/settings.py -> the repository root, where `make serve` keeps TorchServe's runtime files.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_KEY_FILE = Path(".serve") / "key_file.json"
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Where TorchServe is, how long to wait for it, and what the proxy accepts.
+
+    Every field can be set as ``AICORE_<FIELD>`` (e.g. ``AICORE_INFERENCE_URL``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AICORE_", extra="ignore")
+
+    inference_url: str = Field(
+        "http://127.0.0.1:8080", description="TorchServe inference API (POST /predictions/<model>)"
+    )
+    management_url: str = Field(
+        "http://127.0.0.1:8081", description="TorchServe management API (GET /models)"
+    )
+    key_file: Path = Field(
+        DEFAULT_KEY_FILE,
+        description="key_file.json that TorchServe writes in its working directory; "
+        "a relative path is taken from the repository root",
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, description="seconds to open a connection")
+    # Generous: the first request to a freshly started resnet50 worker on a CPU can take seconds.
+    read_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for TorchServe's answer")
+    max_upload_bytes: int = Field(10 * MIB, gt=0, description="largest image accepted, in bytes")
+    default_model: str = Field("resnet50", description="model used when a request names none")
+    models: Annotated[list[str], NoDecode] = Field(
+        ["cnn", "resnet50"], description="models the proxy serves (comma-separated in the env)"
+    )
+    renew_expired_keys: bool = Field(
+        True,
+        description="when TorchServe keeps rejecting a re-read key (its keys expire after "
+        "token_expiration_min), ask it for a new one with the API key",
+    )
+    host: str = Field("127.0.0.1", description="address `python -m proxy` listens on")
+    port: int = Field(8000, ge=1, le=65535, description="port `python -m proxy` listens on")
+
+    @field_validator("inference_url", "management_url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {url!r}")
+        return url.rstrip("/")
+
+    @field_validator("key_file")
+    @classmethod
+    def _resolve_key_file(cls, path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_default_model(self) -> Self:
+        if not self.models:
+            raise ValueError("models is empty: name at least one TorchServe model, e.g. cnn,resnet50")
+        if self.default_model not in self.models:
+            raise ValueError(
+                f"default_model {self.default_model!r} is not one of models {self.models}"
+            )
+        return self

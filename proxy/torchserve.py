@@ -1,0 +1,383 @@
+"""The proxy's only road to TorchServe: one shared ``httpx.AsyncClient`` behind ``TorchServeClient``.
+
+TorchServe 0.12 enforces token authorization: every call carries a key from the ``key_file.json``
+it writes at start-up. A restart writes new keys and keys expire, so a rejected key is re-read from
+the file (and, if it did not change, renewed with the API key) and the call is tried once more.
+"""
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from proxy.errors import (
+    InvalidImage,
+    KeyRejected,
+    ModelNotFound,
+    NoWorkerReady,
+    PayloadTooLarge,
+    TorchServeError,
+    TorchServeTimeout,
+    TorchServeUnreachable,
+    UnexpectedAnswer,
+)
+from proxy.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Api = Literal["inference", "management"]
+# key_file.json: {"management": {"key": ...}, "inference": {"key": ...}, "API": {"key": ...}};
+# the "API" key may only call GET /token, which renews one of the other two.
+API_KEY = "API"
+# TorchServe answers a missing, wrong or expired key with 400 and this exception type.
+INVALID_KEY_TYPE = "InvalidKeyException"
+# A kept-alive connection that TorchServe closed (it restarted, or idled it out) fails like this
+# before any answer: safe to send once more on a fresh connection.
+DROPPED_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+MAX_MODEL_PAGES = 50  # GET /models pages of 100: bounds the loop, far above two models
+READY = "READY"
+
+
+class Prediction(BaseModel):
+    """What the TorchServe handler answers for one image."""
+
+    category: str
+    probabilities: dict[str, float]
+
+
+class ModelDescription(BaseModel):
+    """One version of a model as TorchServe's describe API (``GET /models/<name>``) reports it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(alias="modelName")
+    version: str = Field(alias="modelVersion")
+    workers: list[dict[str, object]] = Field(default_factory=list)
+
+    @property
+    def worker_statuses(self) -> list[str]:
+        return [str(worker.get("status", "UNKNOWN")) for worker in self.workers]
+
+    @property
+    def ready_workers(self) -> int:
+        return self.worker_statuses.count(READY)
+
+
+class ModelEntry(BaseModel):
+    name: str = Field(alias="modelName")
+
+
+class ModelList(BaseModel):
+    """One page of TorchServe's ``GET /models``."""
+
+    models: list[ModelEntry]
+    next_page_token: str | None = Field(None, alias="nextPageToken")
+
+
+_DESCRIPTIONS = TypeAdapter(list[ModelDescription])
+
+
+def read_key_file(path: Path) -> dict[str, str]:
+    """Read TorchServe's keys.
+
+    Args:
+        path: the ``key_file.json`` TorchServe wrote in its working directory.
+
+    Returns:
+        ``{"inference": key, "management": key, "API": key}``; ``{}`` when the file is missing or
+        unreadable, so calls go without a key (fine when token auth is disabled; otherwise the
+        rejection names this file).
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8, e.g. half-written
+        logger.warning("cannot read TorchServe key file %s: %s", path, exc)
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        kind: entry["key"]
+        for kind, entry in raw.items()
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str)
+    }
+
+
+class KeyFile:
+    """TorchServe's keys, read on first use and re-read only when TorchServe rejects one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._keys: dict[str, str] | None = None
+
+    def get(self, kind: str) -> str | None:
+        if self._keys is None:
+            self.reload()
+        assert self._keys is not None
+        return self._keys.get(kind)
+
+    def reload(self) -> None:
+        self._keys = read_key_file(self.path)
+
+
+def error_message(response: httpx.Response) -> str:
+    """TorchServe's own words for a failed call: the handler's ``error``, TorchServe's
+    ``message``, or the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for field in ("error", "message", "detail"):
+            if isinstance(body.get(field), str) and body[field]:
+                return body[field]
+    text = response.text.strip()
+    return text[:300] if text else response.reason_phrase
+
+
+def is_key_rejected(response: httpx.Response) -> bool:
+    if response.status_code == 401:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("type") == INVALID_KEY_TYPE
+
+
+class TorchServeClient:
+    """Calls TorchServe's inference and management APIs over one shared connection pool.
+
+    Every failure is raised as a :class:`proxy.errors.TorchServeError` whose ``detail`` tells the
+    caller what to do and whose ``status_code`` is what the proxy answers.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._settings = settings
+        self._keys = KeyFile(settings.key_file)
+        self._key_lock = asyncio.Lock()
+        self._base: dict[Api, str] = {
+            "inference": settings.inference_url,
+            "management": settings.management_url,
+        }
+
+    # --- the API the routes use -------------------------------------------------------------
+
+    async def predict(self, model: str, image: bytes) -> Prediction:
+        """Classify one image with ``model``.
+
+        Raises:
+            InvalidImage: the handler refused the bytes (400, its message passed through).
+            ModelNotFound, PayloadTooLarge, NoWorkerReady, UnexpectedAnswer: TorchServe said so.
+            TorchServeUnreachable, TorchServeTimeout, KeyRejected: see :meth:`_request`.
+        """
+        # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies as
+        # fields; the handler wants the raw bytes.
+        response = await self._request(
+            "POST", "inference", f"/predictions/{quote(model, safe='')}", content=image,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if response.status_code != 200:
+            raise self._prediction_error(model, len(image), response)
+        try:
+            return Prediction.model_validate_json(response.content)
+        except ValidationError:
+            raise UnexpectedAnswer(
+                f"TorchServe answered 200 for model {model!r} without a category and "
+                f"probabilities: {response.text[:300]!r}; is the model archived with the "
+                "project's handler (`make archive`)?"
+            ) from None
+
+    async def ping(self) -> str:
+        """TorchServe's own health word (``"Healthy"`` when it is up)."""
+        response = await self._request("GET", "inference", "/ping")
+        try:
+            status = response.json().get("status")
+        except (ValueError, AttributeError):
+            status = None
+        if not isinstance(status, str):
+            raise UnexpectedAnswer(
+                f"TorchServe answered {response.status_code} to GET /ping without a status: "
+                f"{error_message(response)}"
+            )
+        return status
+
+    async def model(self, name: str) -> ModelDescription:
+        """The default version of ``name`` with its workers.
+
+        Raises:
+            ModelNotFound: TorchServe has no model ``name`` registered.
+        """
+        return (await self._describe(name))[0]
+
+    async def models(self) -> dict[str, list[str]]:
+        """Every registered model and its versions, ``{"cnn": ["1.0"], ...}``."""
+        names = await self._model_names()
+        described = await asyncio.gather(*(self._describe(name, all_versions=True) for name in names))
+        return {
+            name: [entry.version for entry in entries]
+            for name, entries in zip(names, described, strict=True)
+        }
+
+    # --- management API helpers -------------------------------------------------------------
+
+    async def _model_names(self) -> list[str]:
+        names: list[str] = []
+        params: dict[str, str | int] = {"limit": 100}
+        for _ in range(MAX_MODEL_PAGES):
+            response = await self._request("GET", "management", "/models", params=params)
+            try:
+                if response.status_code != 200:
+                    raise ValueError(error_message(response))
+                page = ModelList.model_validate_json(response.content)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+                raise UnexpectedAnswer(
+                    f"TorchServe answered {response.status_code} to GET /models: {exc}"
+                ) from None
+            names += [entry.name for entry in page.models]
+            if not page.next_page_token:
+                break
+            params = {"limit": 100, "next_page_token": page.next_page_token}
+        return sorted(names)
+
+    async def _describe(self, name: str, all_versions: bool = False) -> list[ModelDescription]:
+        path = f"/models/{quote(name, safe='')}" + ("/all" if all_versions else "")
+        response = await self._request("GET", "management", path)
+        if response.status_code == 404:
+            raise ModelNotFound(
+                f"TorchServe has no model {name!r} registered: {error_message(response)}"
+            )
+        try:
+            if response.status_code != 200:
+                raise ValueError(error_message(response))
+            descriptions = _DESCRIPTIONS.validate_json(response.content)
+            if not descriptions:
+                raise ValueError("empty model description")
+            return descriptions
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+            raise UnexpectedAnswer(
+                f"TorchServe answered {response.status_code} to GET {path}: {exc}"
+            ) from None
+
+    # --- transport: keys, retries, error mapping ----------------------------------------------
+
+    async def _request(
+        self, method: str, api: Api, path: str, **kwargs: object
+    ) -> httpx.Response:
+        """Send one call with the right key; on a rejected key re-read the key file and retry once.
+
+        Raises:
+            TorchServeUnreachable: nothing listens at TorchServe's address.
+            TorchServeTimeout: TorchServe did not answer within the read timeout.
+            KeyRejected: the key is still rejected after re-reading (and renewing) it.
+        """
+        key = self._keys.get(api)
+        response = await self._send(method, api, path, key, **kwargs)
+        if not is_key_rejected(response):
+            return response
+        if await self._refresh_key(api, rejected=key):
+            response = await self._send(method, api, path, self._keys.get(api), **kwargs)
+        if is_key_rejected(response):
+            raise self._key_rejected(api)
+        return response
+
+    def _key_rejected(self, api: Api) -> KeyRejected:
+        path = self._keys.path
+        problem = (f"rejects the {api} key from {path}" if path.exists()
+                   else f"wants an API key, but the key file {path} does not exist")
+        return KeyRejected(
+            f"TorchServe at {self._base[api]} {problem}: set AICORE_KEY_FILE to the "
+            "key_file.json in TorchServe's working directory (`make serve` keeps it in .serve/), "
+            "or restart with `make stop && make serve`"
+        )
+
+    async def _send(
+        self, method: str, api: Api, path: str, key: str | None,
+        headers: dict[str, str] | None = None, **kwargs: object,
+    ) -> httpx.Response:
+        headers = dict(headers or {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        url = self._base[api] + path
+        try:
+            return await self._send_once(method, api, url, headers, **kwargs)
+        except DROPPED_CONNECTION as exc:
+            logger.info("TorchServe dropped the connection (%r); retrying %s %s once", exc, method, url)
+        return await self._send_once(method, api, url, headers, **kwargs)
+
+    async def _send_once(
+        self, method: str, api: Api, url: str, headers: dict[str, str], **kwargs: object
+    ) -> httpx.Response:
+        base = self._base[api]
+        try:
+            return await self._http.request(method, url, headers=headers, **kwargs)  # type: ignore[arg-type]
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            logger.warning("TorchServe not reachable at %s: %r", base, exc)
+            raise TorchServeUnreachable(
+                f"TorchServe is not reachable at {base}: start it with `make serve`"
+            ) from None
+        except httpx.TimeoutException as exc:
+            logger.warning("TorchServe at %s timed out: %r", base, exc)
+            raise TorchServeTimeout(
+                f"TorchServe at {base} did not answer within {self._settings.read_timeout_s:g} s: "
+                "it may be overloaded or a worker is stuck; retry, or raise AICORE_READ_TIMEOUT_S"
+            ) from None
+
+    async def _refresh_key(self, kind: str, rejected: str | None) -> bool:
+        """Make a key other than ``rejected`` available; True when there is one to retry with."""
+        async with self._key_lock:
+            if self._keys.get(kind) != rejected:
+                return True  # a concurrent call refreshed it while this one waited for the lock
+            self._keys.reload()
+            if self._keys.get(kind) not in (rejected, None):
+                logger.info("TorchServe rejected the %s key: re-read %s", kind, self._keys.path)
+                return True
+            if rejected is None or not self._settings.renew_expired_keys:
+                return False
+            return await self._renew_key(kind, rejected)
+
+    async def _renew_key(self, kind: str, rejected: str) -> bool:
+        """The file still holds the rejected key, so it expired: TorchServe's token API writes a
+        new one into the key file when asked with the API key."""
+        api_key = self._keys.get(API_KEY)
+        if api_key is None:
+            return False
+        response = await self._send("GET", "management", "/token", api_key, params={"type": kind})
+        if response.status_code != 200:
+            logger.warning("TorchServe refused to renew the %s key: %s", kind, error_message(response))
+            return False
+        self._keys.reload()
+        renewed = self._keys.get(kind) not in (rejected, None)
+        if renewed:
+            logger.info("TorchServe's %s key had expired: renewed it with the API key", kind)
+        return renewed
+
+    def _prediction_error(self, model: str, size: int, response: httpx.Response) -> TorchServeError:
+        status, message = response.status_code, error_message(response)
+        if status == 400:
+            return InvalidImage(message)
+        if status == 404:
+            return ModelNotFound(
+                f"TorchServe has no model {model!r} registered ({message}): build it with "
+                "`make archive` and restart with `make serve`; GET /models lists what is served"
+            )
+        if status == 413:
+            return PayloadTooLarge(
+                f"TorchServe refused the {size}-byte image as too large ({message}): send a "
+                "smaller image, or raise max_request_size in config.properties"
+            )
+        if status == 503:
+            return NoWorkerReady(
+                f"TorchServe has no worker ready for model {model!r} ({message}): it may still "
+                "be loading, retry in a few seconds; GET /health shows the workers"
+            )
+        return UnexpectedAnswer(f"TorchServe answered {status} for model {model!r}: {message}")
