@@ -1,0 +1,36 @@
+"""Shared fixtures: small builders only; each test module keeps its specific fixtures to itself."""
+
+import io
+from collections.abc import Callable
+
+import pytest
+from PIL import Image
+
+from training.demo_data import Export, generate
+
+
+@pytest.fixture
+def image_bytes() -> Callable[..., bytes]:
+    """Factory: encode a solid-colour picture -> bytes.
+
+    ``image_bytes(width=60, height=40, colour=(200, 30, 30), mode="RGB", fmt="JPEG", **save_kw)``
+    """
+
+    def make(width: int = 60, height: int = 40, colour: object = (200, 30, 30), mode: str = "RGB",
+             fmt: str = "JPEG", **save_kw: object) -> bytes:
+        buffer = io.BytesIO()
+        Image.new(mode, (width, height), colour).save(buffer, fmt, **save_kw)
+        return buffer.getvalue()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
+    """A small demo export (3 usable-looking images per category), generated once per session.
+
+    Returns the :class:`training.demo_data.Export` (``.out`` is where it was written; ``.usable``
+    and ``.dropped_*`` are what prepare must keep and drop). Treat the files as read-only: other
+    tests share them.
+    """
+    return generate(tmp_path_factory.mktemp("demo_export"), seed=123, per_category=3)

@@ -1,0 +1,326 @@
+"""training.prepare and training.export: table cleaning, image cleaning, outputs and errors."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from training.cli import CLIError
+from training.export import IMAGE_COLUMNS, parse_category, parse_price, read_export_csv
+from training import prepare
+from training.prepare import MANIFEST_COLUMNS, get_args_parser, main
+
+SIZE = 48
+REPO = Path(__file__).resolve().parents[1]
+
+PRODUCTS_CSV = (
+    ",id,product_name,category,product_description,price,location\n"
+    '0,p1,Kettle,Appliances / Kettles,Nice\rkettle,"£1,234.50",Leeds\n'
+    "1, p2 ,Sofa, Home & Garden / Sofas ,Comfy,£5,Bristol\n"
+    "2,p3,Drill,DIY Tools & Materials / Drills,Works,free,Leeds\n"
+    "3,p4,Thing,,Something,£3,Leeds\n"
+    "4,p1,Kettle again,Appliances,Duplicate,£2,Leeds\n"
+    "5,p5,Lonely,Appliances / Fridges,No photos,£12.00,Leeds\n"
+    "6,p6,Broken,Appliances,one,field,too many,Leeds\n"
+    "7,p7,Chair,Office Furniture & Equipment / Chairs,Lost photo,£40,Leeds\n"
+)
+# image id -> (product id, what its file holds); None: no file on disk
+IMAGE_ROWS = [
+    ("i1", "p1", "red jpeg"), ("i2", "p1", "rgba png"), ("i3", "p2", "grey jpeg"),
+    ("i4", "p2", "truncated"), ("i5", "p3", "red jpeg"), ("i6", "p4", "red jpeg"),
+    ("i7", "p99", "red jpeg"), ("i1", "p1", None), ("i8", "p7", None), ("../evil", "p1", None),
+]
+EXPECTED_PRODUCTS = {"total": 8, "kept": 2, "dropped": {
+    "duplicate product id": 1, "malformed CSV line": 1, "missing category": 1, "no image row": 1,
+    "no usable image": 1, "unparseable price": 1}}
+EXPECTED_IMAGES = {"total": 10, "kept": 3, "dropped": {
+    "product row dropped": 2, "duplicate image id": 1, "image without a product": 1,
+    "invalid image id": 1, "missing image file": 1, "unreadable image file": 1}}
+
+
+def _file_bytes(kind: str, image_bytes) -> bytes:
+    if kind == "rgba png":
+        return image_bytes(40, 90, (0, 0, 255, 255), mode="RGBA", fmt="PNG")
+    if kind == "grey jpeg":
+        return image_bytes(70, 70, 128, mode="L")
+    if kind == "truncated":  # noise: the cut falls in the scan data, not in the header
+        noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, "JPEG")
+        return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    return image_bytes(80, 50)  # "red jpeg"
+
+
+@pytest.fixture
+def tiny_export(tmp_path, image_bytes) -> Path:
+    """A hand-made export with one row for each quirk and drop reason (see EXPECTED_*)."""
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "Products.csv").write_bytes(PRODUCTS_CSV.encode("utf-8"))
+    lines = ["," + ",".join(IMAGE_COLUMNS)]
+    for n, (image_id, product_id, kind) in enumerate(IMAGE_ROWS):
+        lines.append(f"{n},{image_id},{product_id},https://bucket/{image_id}.jpg,ref{n},2022-03-01")
+        if kind is not None:
+            (raw / "images" / f"{image_id}.jpg").write_bytes(_file_bytes(kind, image_bytes))
+    (raw / "Images.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return raw
+
+
+def _export_args(raw: Path, out: Path, *extra: str):
+    return get_args_parser().parse_args([
+        "--products", str(raw / "Products.csv"), "--images", str(raw / "Images.csv"),
+        "--image-dir", str(raw / "images"), "--out", str(out), "--size", str(SIZE),
+        "--workers", "1", *extra])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("£1,234.50", 1234.5), ("£5", 5.0), ("£12.00", 12.0), (" £ 7.5 ", 7.5), ("1000", 1000.0),
+    ("£1,000,000", 1_000_000.0), ("free", None), ("", None), ("£", None), ("£1,23", None),
+    ("nan", None), ("-5", None), ("£1.2.3", None), ("£5 ono", None), (None, None), (3.0, None),
+])
+def test_parse_price_table(text, expected):
+    assert parse_price(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Home & Garden / Garden & Patio / Sheds", "Home & Garden"), ("  Appliances  ", "Appliances"),
+    ("Clothes, Footwear & Accessories / Jewellery", "Clothes, Footwear & Accessories"),
+    ("", None), ("   ", None), (" / Sheds", None), ("/ Sheds", None), (None, None),
+    (float("nan"), None),
+])
+def test_parse_category_table(text, expected):
+    assert parse_category(text) == expected
+
+
+def test_read_export_csv_handles_the_exports_quirks(tiny_export):
+    table, bad_lines = read_export_csv(tiny_export / "Products.csv", ("id",), ("id", "price"))
+
+    assert bad_lines == 1
+    assert "Unnamed: 0" not in table.columns and len(table) == 7
+    assert table.loc[0, "product_description"] == "Nice\nkettle"  # a bare \r kept the row whole
+    assert table.loc[1, "id"] == "p2" and table.loc[1, "category"] == "Home & Garden / Sofas"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "is empty: expected a header line with columns id, category"),
+    (',id,category,price\n0,p1,"Appliances,£5\n1,p2,Appliances,£6\n',
+     "is not a readable CSV file: .*EOF inside string starting at row 1"),
+])
+def test_read_export_csv_unreadable_file_is_clierror(tmp_path, content, message):
+    path = tmp_path / "Products.csv"
+    path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(CLIError, match=message):
+        read_export_csv(path, ("id", "category", "price"), ("id", "price"))
+
+
+def test_prepare_export_counts_every_drop_reason(tiny_export, tmp_path, capsys):
+    report = main(_export_args(tiny_export, tmp_path / "clean"))
+
+    assert report["products"] == EXPECTED_PRODUCTS
+    assert report["images"] == EXPECTED_IMAGES
+    assert report["categories"] == {"Appliances": 2, "Home & Garden": 1}
+    assert [u["image_id"] for u in report["unreadable"]] == ["i4"]
+    assert "truncated" in report["unreadable"][0]["error"]
+    printed = capsys.readouterr().out
+    assert printed == (tmp_path / "clean" / "report.txt").read_text(encoding="utf-8")
+    assert "       1  missing image file" in printed and "i4.jpg: " in printed
+    assert json.loads((tmp_path / "clean" / "report.json").read_text()) == report
+
+
+def test_prepare_export_writes_the_cleaned_dataset(tiny_export, tmp_path):
+    out = tmp_path / "clean"
+    main(_export_args(tiny_export, out))
+    manifest = pd.read_csv(out / "manifest.csv")
+    products = pd.read_csv(out / "products.csv")
+
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert manifest.values.tolist() == [
+        ["i1", "p1", "Appliances", "images/i1.png"], ["i2", "p1", "Appliances", "images/i2.png"],
+        ["i3", "p2", "Home & Garden", "images/i3.png"]]
+    assert json.loads((out / "dataset.json").read_text()) == {
+        "image_size": SIZE, "source": "export", "num_images": 3,
+        "categories": ["Appliances", "Home & Garden"]}
+    assert products["id"].tolist() == ["p1", "p2"]
+    assert products["price"].dtype == np.float64 and products["price"].tolist() == [1234.5, 5.0]
+    assert products["root_category"].tolist() == ["Appliances", "Home & Garden"]
+    for path in manifest["path"]:
+        with Image.open(out / path) as img:
+            assert (img.format, img.mode, img.size) == ("PNG", "RGB", (SIZE, SIZE))
+    with Image.open(out / "images" / "i2.png") as img:  # 40 x 90 RGBA: white padding either side
+        assert img.getpixel((1, SIZE // 2)) == (255, 255, 255)
+        assert img.getpixel((SIZE // 2, SIZE // 2)) == (0, 0, 255)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_prepare_rerun_reuses_done_images(tiny_export, tmp_path):
+    out = tmp_path / "clean"
+    main(_export_args(tiny_export, out))
+    manifest = (out / "manifest.csv").read_bytes()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+
+    report = main(_export_args(tiny_export, out))
+
+    assert (report["cleaned_now"], report["already_clean"]) == (0, 3)
+    assert (out / "manifest.csv").read_bytes() == manifest
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == stamps
+
+
+def test_prepare_demo_export_keeps_exactly_the_usable_images(demo_export, tmp_path):
+    raw = demo_export.out
+    args = get_args_parser().parse_args([
+        "--products", str(raw / "Products.csv"), "--images", str(raw / "Images.csv"),
+        "--image-dir", str(raw / "images"), "--out", str(tmp_path / "clean"),
+        "--size", "32", "--workers", "2"])  # two workers: the process pool path
+
+    report = main(args)
+    manifest = pd.read_csv(tmp_path / "clean" / "manifest.csv")
+
+    assert dict(zip(manifest["image_id"], manifest["category"], strict=True)) == demo_export.usable
+    assert report["images"]["dropped"] == demo_export.dropped_images
+    products_dropped = report["products"]["dropped"]
+    assert {k: products_dropped[k] for k in demo_export.dropped_products} == \
+        demo_export.dropped_products
+    assert len(report["categories"]) == 13
+
+
+@pytest.fixture
+def image_folder(tmp_path, image_bytes) -> Path:
+    root = tmp_path / "folder"
+    for relative, data in {
+        "Appliances/kettle.jpg": image_bytes(80, 40),
+        "Appliances/fridge.PNG": image_bytes(30, 60, fmt="PNG"),
+        "Home & Garden/sheds/shed.webp": image_bytes(50, 50, fmt="WEBP"),
+        "Home & Garden/notes.txt": b"not a picture",
+        "Home & Garden/broken.gif": b"GIF89a broken",
+        "loose.jpg": image_bytes(),
+    }.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    (root / "Empty").mkdir()
+    return root
+
+
+def test_prepare_folder_mode_uses_folder_names(image_folder, tmp_path):
+    out = tmp_path / "clean"
+    report = main(get_args_parser().parse_args([
+        "--image-folder", str(image_folder), "--out", str(out), "--size", str(SIZE),
+        "--workers", "1"]))
+    manifest = pd.read_csv(out / "manifest.csv")
+
+    assert manifest["image_id"].tolist() == [
+        "Appliances/fridge.PNG", "Appliances/kettle.jpg", "Home & Garden/sheds/shed.webp"]
+    assert (manifest["product_id"] == manifest["image_id"]).all()
+    assert manifest["path"].tolist()[2] == "images/Home & Garden/sheds/shed.webp.png"
+    assert report["images"] == {"total": 6, "kept": 3, "dropped": {
+        "not an image extension": 1, "outside a category folder": 1, "unreadable image file": 1}}
+    assert report["categories"] == {"Appliances": 2, "Home & Garden": 1}
+    assert len(report["warnings"]) == 1 and "Empty" in report["warnings"][0]
+    assert "warning: category folder" in (out / "report.txt").read_text()
+    assert json.loads((out / "dataset.json").read_text())["source"] == "folder"
+    assert not (out / "products.csv").exists()
+
+
+def test_prepare_unexpected_decoder_error_skips_only_that_file(image_folder, tmp_path,
+                                                              monkeypatch):
+    real_load_image = prepare.load_image
+
+    def flaky_load_image(data, size, max_pixels):
+        if data.startswith(b"\x89PNG"):  # fridge.PNG
+            raise ZeroDivisionError("division by zero in a plugin")
+        return real_load_image(data, size, max_pixels)
+
+    monkeypatch.setattr(prepare, "load_image", flaky_load_image)
+    report = main(get_args_parser().parse_args([
+        "--image-folder", str(image_folder), "--out", str(tmp_path / "clean"),
+        "--size", str(SIZE), "--workers", "1"]))
+
+    assert report["images"]["kept"] == 2
+    assert [u["image_id"] for u in report["unreadable"]] == [
+        "Appliances/fridge.PNG", "Home & Garden/broken.gif"]
+    assert report["unreadable"][0]["error"] == "ZeroDivisionError: division by zero in a plugin"
+
+
+def test_prepare_nothing_usable_raises_and_keeps_earlier_output(image_folder, tmp_path,
+                                                                image_bytes):
+    out = tmp_path / "clean"
+    main(get_args_parser().parse_args(["--image-folder", str(image_folder), "--out", str(out),
+                                       "--size", str(SIZE), "--workers", "1"]))
+    before = {name: (out / name).read_bytes() for name in ("manifest.csv", "dataset.json")}
+    broken = tmp_path / "broken"
+    (broken / "Appliances").mkdir(parents=True)
+    (broken / "Appliances" / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+
+    with pytest.raises(CLIError, match=r"no usable images: 1 image entries read, all dropped "
+                                       r"\(unreadable image file: 1\)"):
+        main(get_args_parser().parse_args(["--image-folder", str(broken), "--out", str(out),
+                                           "--size", str(SIZE), "--workers", "1"]))
+
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_prepare_different_size_refuses_to_mix(tiny_export, tmp_path):
+    out = tmp_path / "clean"
+    main(_export_args(tiny_export, out))
+
+    with pytest.raises(CLIError, match=f"already holds images cleaned at {SIZE} px; --size 64"):
+        main(_export_args(tiny_export, out, "--size", "64"))
+    (out / "dataset.json").unlink()  # as if an earlier run was interrupted before the end
+    with pytest.raises(CLIError, match=f"cleaned at {SIZE} px"):
+        main(_export_args(tiny_export, out, "--size", "64"))
+
+
+def test_prepare_missing_column_names_it(tiny_export, tmp_path):
+    table = pd.read_csv(tiny_export / "Images.csv", dtype=str)
+    table.drop(columns=["product_id"]).to_csv(tiny_export / "Images.csv", index=False)
+
+    with pytest.raises(CLIError, match=r"Images.csv has no column 'product_id': expected columns "
+                                       r"id, product_id, bucket_link"):
+        main(_export_args(tiny_export, tmp_path / "clean"))
+
+
+@pytest.mark.parametrize(("remove", "message"), [
+    ("Products.csv", r"Products.csv not found: expected the export's Products.csv with columns"),
+    ("images", r"--image-dir .*images is not a directory"),
+])
+def test_prepare_missing_input_names_it(tiny_export, tmp_path, remove, message):
+    target = tiny_export / remove
+    if target.is_dir():
+        for child in target.iterdir():
+            child.unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+
+    with pytest.raises(CLIError, match=message):
+        main(_export_args(tiny_export, tmp_path / "clean"))
+
+
+def test_prepare_products_without_images_flag_is_an_error(tmp_path):
+    args = get_args_parser().parse_args(["--products", "P.csv", "--out", str(tmp_path)])
+
+    with pytest.raises(CLIError, match="--products needs --images"):
+        main(args)
+
+
+def test_prepare_cli_reports_error_with_exit_code_2(tiny_export, tmp_path):
+    (tiny_export / "Products.csv").write_text(",id,category\n0,p1,Appliances\n", encoding="utf-8")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "training.prepare", "--products", str(tiny_export / "Products.csv"),
+         "--images", str(tiny_export / "Images.csv"), "--image-dir", str(tiny_export / "images"),
+         "--out", str(tmp_path / "clean"), "--workers", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "no column 'price'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "clean").exists()
