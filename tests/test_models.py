@@ -1,0 +1,129 @@
+"""Both architectures as training uses them: shapes, logits, ImageNet weights and a frozen backbone."""
+
+from pathlib import Path
+from urllib.error import URLError
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import resnet50 as tv_resnet50
+
+from aicore.models import build_model
+from training.cli import CLIError
+from training.pretrained import (freeze_backbone, keep_frozen_batchnorm_eval,
+                                 load_imagenet_weights, weights_cache_path)
+from training.train import make_optimizer
+
+WEIGHTS_FILE = "resnet50-11ad3fa6.pth"
+CONFIG = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "step_size": 3, "gamma": 0.5}
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TORCH_HOME in tmp, and a download that fails as it does offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch"
+
+
+@pytest.fixture(scope="module")
+def fake_imagenet_state() -> dict[str, torch.Tensor]:
+    """A randomly initialised but correctly keyed 1000-class ResNet-50 state_dict."""
+    torch.manual_seed(123)
+    return tv_resnet50(weights=None).state_dict()
+
+
+def test_cnn_outputs_logits_per_class_at_128_px() -> None:
+    model = build_model("cnn", num_classes=13, image_size=128).eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        assert model.features(x).shape == (2, 5408)  # 32 x 13 x 13
+        logits = model(x)
+    assert logits.shape == (2, 13)
+    # Logits, not probabilities: cross_entropy applies the softmax itself.
+    assert not torch.allclose(logits.sum(dim=1), torch.ones(2))
+    assert not torch.allclose(F.softmax(logits, dim=1), logits)
+
+
+def test_resnet50_outputs_logits_per_class() -> None:
+    model = build_model("resnet50", num_classes=5).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 5)
+    assert model.fc.out_features == 5
+    assert not torch.allclose(logits.sum(dim=1), torch.ones(2))
+
+
+def test_load_imagenet_weights_names_the_file_to_place_when_offline(empty_torch_home: Path
+                                                                    ) -> None:
+    expected = empty_torch_home / "hub" / "checkpoints" / WEIGHTS_FILE
+    assert weights_cache_path() == expected
+    with pytest.raises(CLIError) as err:
+        load_imagenet_weights(build_model("resnet50", num_classes=3))
+    message = str(err.value)
+    assert str(expected) in message
+    assert f"https://download.pytorch.org/models/{WEIGHTS_FILE}" in message
+    assert "name resolution" in message
+    assert "\n" not in message
+
+
+def test_load_imagenet_weights_reads_the_cache_then_replaces_fc(
+        empty_torch_home: Path, fake_imagenet_state: dict[str, torch.Tensor]) -> None:
+    cached = empty_torch_home / "hub" / "checkpoints" / WEIGHTS_FILE
+    cached.parent.mkdir(parents=True)
+    torch.save(fake_imagenet_state, cached)
+    torch.manual_seed(0)
+    model = build_model("resnet50", num_classes=3)
+    untouched_fc = model.fc.weight.detach().clone()
+    load_imagenet_weights(model)  # the download is patched to fail: this must read the cache
+    assert torch.equal(model.conv1.weight, fake_imagenet_state["conv1.weight"])
+    assert torch.equal(model.layer4[2].bn3.running_var, fake_imagenet_state["layer4.2.bn3.running_var"])
+    assert model.fc.weight.shape == (3, 2048)
+    assert torch.equal(model.fc.weight, untouched_fc)
+
+
+def test_load_imagenet_weights_refuses_a_corrupt_cache_file(empty_torch_home: Path) -> None:
+    cached = empty_torch_home / "hub" / "checkpoints" / WEIGHTS_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"half a download")
+    with pytest.raises(CLIError, match=f"{WEIGHTS_FILE} is unreadable.*delete it"):
+        load_imagenet_weights(build_model("resnet50", num_classes=3))
+
+
+def test_freeze_backbone_trains_only_fc() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet50", num_classes=3)
+    freeze_backbone(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    optimizer, _ = make_optimizer(model, CONFIG)
+    assert {id(p) for p in optimizer.param_groups[0]["params"]} == \
+        {id(model.fc.weight), id(model.fc.bias)}
+
+
+def test_frozen_backbone_keeps_weights_and_batchnorm_statistics() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet50", num_classes=3)
+    freeze_backbone(model)
+    optimizer, _ = make_optimizer(model, CONFIG)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    keep_frozen_batchnorm_eval(model)
+    assert not model.bn1.training and not model.layer1[0].bn1.training
+    loss = F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_unfrozen_model_keeps_batchnorm_training() -> None:
+    model = build_model("resnet50", num_classes=3)
+    model.train()
+    keep_frozen_batchnorm_eval(model)
+    assert model.bn1.training and model.layer4[2].bn3.training

@@ -1,0 +1,74 @@
+"""ImageNet weights for ResNet-50 and freezing its backbone.
+
+The architecture itself comes from :func:`aicore.models.build_model`; this module only fills it
+with torchvision's ImageNet weights (``ResNet50_Weights.IMAGENET1K_V2``, fetched through the
+weights API, so the torch hub cache under ``$TORCH_HOME`` is honoured) and freezes parts of it.
+"""
+
+import os
+import pickle
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+from torch import nn
+from torchvision.models import ResNet50_Weights
+
+from training.cli import CLIError
+
+IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
+HEAD_PREFIX = "fc."  # the classifier torchvision's ResNet ends in; replaced by a num_classes head
+
+
+def weights_cache_path() -> Path:
+    """Where torch hub looks for the weights file: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    filename = os.path.basename(IMAGENET_WEIGHTS.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def load_imagenet_weights(model: nn.Module) -> None:
+    """Load ImageNet weights into a ``build_model("resnet50", n)`` model, all but its new ``fc``.
+
+    Raises:
+        CLIError: if the weights are neither cached nor downloadable, or the cached file is bad;
+            the message says which file to place where.
+    """
+    cached = weights_cache_path()
+    try:
+        state = IMAGENET_WEIGHTS.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CLIError(
+            f"--pretrained needs the ImageNet ResNet-50 weights, which are not cached and could "
+            f"not be downloaded ({reason}): download {IMAGENET_WEIGHTS.url} on a machine with "
+            f"internet access and place it at {cached} (the torch hub cache, $TORCH_HOME/hub/"
+            f"checkpoints/{cached.name}), or train without --pretrained") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        raise CLIError(f"the cached weights file {cached} is unreadable "
+                       f"({str(exc).splitlines()[0]}): delete it and download "
+                       f"{IMAGENET_WEIGHTS.url} again") from None
+    backbone = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    if unexpected or any(not k.startswith(HEAD_PREFIX) for k in missing):
+        raise CLIError(f"{cached} does not fit torchvision's ResNet-50: missing "
+                       f"{[k for k in missing if not k.startswith(HEAD_PREFIX)][:3]}, unexpected "
+                       f"{unexpected[:3]}; delete it and download {IMAGENET_WEIGHTS.url} again")
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Train only the ``fc`` head: every other parameter stops requiring gradients."""
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith(HEAD_PREFIX)
+
+
+def keep_frozen_batchnorm_eval(model: nn.Module) -> None:
+    """Put batch-norm layers whose parameters are frozen into eval mode (call after ``train()``).
+
+    A frozen backbone must not keep updating its running mean/variance from our small batches:
+    that would shift the ImageNet features the head is being fitted to.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
