@@ -1,0 +1,167 @@
+"""Pack trained runs into TorchServe model archives: ``model_store/cnn.mar`` and ``resnet50.mar``.
+
+``make archive`` calls :func:`main`; tests call :func:`build_archive`. Each ``.mar`` holds
+
+- ``handler.py`` (:mod:`handler.handler`), the entry point TorchServe imports in the worker;
+- ``model.pt`` (the best-validation ``state_dict``), ``model_args.json`` and ``index_to_name.json``
+  exactly as training wrote them;
+- the ``aicore`` package, so the worker preprocesses and builds the model with the very code
+  training used (the unpacked archive is on the worker's ``sys.path``).
+
+The archive version is ``<date>-<hash>``: the UTC date ``model.pt`` was written and the first 8 hex
+digits of its SHA-256, so ``GET /models/<name>`` names the weights being served. Archives are rebuilt
+on every call (a few seconds) and moved into place atomically.
+"""
+
+import argparse
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aicore
+from aicore.categories import INDEX_TO_NAME_FILE
+from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, load_trained
+from model_archiver.model_archiver_config import ModelArchiverConfig
+from model_archiver.model_packaging import generate_model_archive
+from training.cli import CLIError, run
+
+logger = logging.getLogger(__name__)
+
+HANDLER_FILE = Path(__file__).with_name("handler.py")
+AICORE_DIR = Path(aicore.__file__).parent
+RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
+# Archive name -> the architecture its run must hold (model_args.json "arch").
+ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50"}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Build model_store/cnn.mar and model_store/resnet50.mar from trained runs.")
+    parser.add_argument("--cnn-run", type=Path, default=Path("runs/cnn"),
+                        help="training run directory of the CNN (default: runs/cnn)")
+    parser.add_argument("--resnet-run", type=Path, default=Path("runs/resnet50"),
+                        help="training run directory of ResNet-50 (default: runs/resnet50)")
+    parser.add_argument("--out", type=Path, default=Path("model_store"),
+                        help="model store the .mar files are written to (default: model_store)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> list[Path]:
+    """Build both archives; return their paths.
+
+    Raises:
+        CLIError: if a run directory is missing or incomplete (nothing is written then).
+    """
+    runs = {"cnn": args.cnn_run, "resnet50": args.resnet_run}
+    for name, run_dir in runs.items():  # check both before writing anything
+        check_run(run_dir, name)
+    built = []
+    for name, run_dir in runs.items():
+        path = build_archive(run_dir, name, args.out)
+        print(f"{path}  version {archive_version(run_dir)}  from {run_dir}")
+        built.append(path)
+    return built
+
+
+def check_run(run_dir: Path, name: str) -> None:
+    """Make sure ``run_dir`` is a finished training run of the architecture ``name`` serves.
+
+    Raises:
+        CLIError: naming the missing directory or file and the command that makes it.
+    """
+    run_dir = Path(run_dir)
+    arch = ARCHIVES.get(name, name)
+    how = f"train it with `make train MODEL={arch}` (or pass another run directory)"
+    if not run_dir.is_dir():
+        raise CLIError(f"run directory {run_dir} for {name}.mar does not exist: {how}")
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise CLIError(f"run directory {run_dir} lacks {', '.join(missing)} (an unfinished "
+                       f"run?): {how}")
+    try:
+        _, _, model_args = load_trained(run_dir)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CLIError(f"run directory {run_dir} does not hold a loadable model: {exc}") from None
+    if model_args.get("arch") != arch:
+        raise CLIError(f"run directory {run_dir} holds a {model_args.get('arch')!r} model, but "
+                       f"{name}.mar must hold {arch!r}")
+
+
+def archive_version(run_dir: Path) -> str:
+    """``<YYYYMMDD>-<sha8>``: when the run's ``model.pt`` was written (UTC) and its SHA-256 prefix."""
+    weights = Path(run_dir) / MODEL_FILE
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    written = datetime.fromtimestamp(weights.stat().st_mtime, tz=UTC)
+    return f"{written:%Y%m%d}-{digest.hexdigest()[:8]}"
+
+
+def build_archive(run_dir: Path, name: str, out_dir: Path) -> Path:
+    """Pack the run in ``run_dir`` into ``out_dir/<name>.mar`` and return that path.
+
+    Raises:
+        CLIError: if ``run_dir`` is not a finished run (see :func:`check_run`).
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    check_run(run_dir, name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
+        tmp = Path(tmp)
+        extra = stage_extra_files(run_dir, tmp / "extra")
+        config = ModelArchiverConfig(
+            model_name=name,
+            handler=str(HANDLER_FILE),
+            version=archive_version(run_dir),
+            serialized_file=str(run_dir / MODEL_FILE),
+            extra_files=str(extra),
+            export_path=str(tmp),
+            force=True,
+        )
+        with private_tempdir(tmp / "staging"):
+            generate_model_archive(config)
+        target = out_dir / f"{name}.mar"
+        (tmp / f"{name}.mar").replace(target)  # atomic: a reader never sees half an archive
+    logger.info("wrote %s", target)
+    return target
+
+
+def stage_extra_files(run_dir: Path, extra: Path) -> Path:
+    """Lay out the files the archiver copies into the archive root.
+
+    ``--extra-files`` given a directory copies its *contents* flat into the archive, so the
+    staged folder holds ``aicore/`` (a package again inside the archive) next to the labels.
+    """
+    extra.mkdir(parents=True)
+    shutil.copytree(AICORE_DIR, extra / "aicore",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in (MODEL_ARGS_FILE, INDEX_TO_NAME_FILE):
+        shutil.copy2(run_dir / name, extra / name)
+    return extra
+
+
+@contextmanager
+def private_tempdir(path: Path) -> Iterator[None]:
+    """Point :mod:`tempfile` at ``path`` while the archiver runs.
+
+    The archiver stages files in ``<tempdir>/<model name>`` and deletes that folder first, so two
+    builds of the same model at once (``make archive`` next to a test run) would wipe each other.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run(main, get_args_parser())

@@ -1,0 +1,125 @@
+"""Building blocks for the end-to-end serving tests: real training runs, real archives, free ports,
+and a scan for processes a serving stack left behind."""
+
+import io
+import socket
+from pathlib import Path
+
+import psutil
+import requests
+from PIL import Image
+
+from handler import archive
+from serving import ctl
+from tests.fixtures_data import make_clean_dataset
+from training import train
+
+
+def train_runs(root: Path) -> dict[str, Path]:
+    """Two short but real training runs on a tiny cleaned dataset: ``{"cnn": dir, "resnet50": dir}``.
+
+    The CNN trains one epoch at 128 px on every training image; ResNet-50 one epoch on 8 images
+    at 64 px (its forward/backward pass is ~100x the CNN's; the size also proves the handler takes
+    the image size from model_args.json).
+    """
+    data = make_clean_dataset(root / "clean", num_classes=13, products_per_class=3,
+                              images_per_product=1, size=128)
+    runs = {"cnn": root / "runs" / "cnn", "resnet50": root / "runs" / "resnet50"}
+    common = ["--data", str(data), "--epochs", "1", "--workers", "0", "--batch-size", "8"]
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "cnn", "--out", str(runs["cnn"]), *common]))
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "resnet50", "--out", str(runs["resnet50"]), "--limit-train", "8",
+         "--image-size", "64", *common]))
+    return runs
+
+
+def build_store(runs: dict[str, Path], out: Path) -> Path:
+    """``make archive`` for ``runs`` into ``out``; returns ``out``."""
+    archive.main(archive.get_args_parser().parse_args(
+        ["--cnn-run", str(runs["cnn"]), "--resnet-run", str(runs["resnet50"]), "--out", str(out)]))
+    return out
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def make_stack(runtime_dir: Path, model_store: Path) -> ctl.Stack:
+    """A stack on free ports using the repository's config.properties and log config."""
+    inference, management, metrics, proxy = free_ports(4)
+    config = ctl.REPO_ROOT / "config.properties"
+    models = tuple(ctl.snapshot_archives(ctl.read_properties(config), config))
+    return ctl.Stack(runtime_dir=runtime_dir, config=config, model_store=model_store,
+                     log_config=ctl.REPO_ROOT / "serving" / "log4j2.xml",
+                     inference_port=inference, management_port=management,
+                     metrics_port=metrics, proxy_port=proxy, models=models)
+
+
+def stack_processes(stack: ctl.Stack) -> list[psutil.Process]:
+    """Every process that belongs to ``stack``: its JVM (tmpdir), workers (socket paths in the
+    runtime directory) and proxy (its port)."""
+    marker = str(stack.runtime_dir)
+    proxy_port = str(stack.proxy_port)
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        joined = " ".join(cmdline)
+        is_proxy = "proxy.main:app" in joined and proxy_port in cmdline
+        if marker in joined or is_proxy:
+            found.append(process)
+    return found
+
+
+def encode(img: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def photo_jpeg() -> bytes:
+    """A 640 x 480 JPEG, the shape of a phone listing photo."""
+    return encode(Image.radial_gradient("L").resize((640, 480)).convert("RGB"), "JPEG")
+
+
+def logo_png() -> bytes:
+    """A small RGBA PNG with transparency and an odd size."""
+    img = Image.new("RGBA", (93, 41), (0, 0, 0, 0))
+    img.paste((20, 90, 200, 255), (10, 5, 60, 30))
+    return encode(img, "PNG")
+
+
+def http() -> requests.Session:
+    """A session that never routes loopback calls through an HTTP_PROXY from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def auth(stack: ctl.Stack, kind: str = "inference") -> dict[str, str]:
+    return {"Authorization": f"Bearer {ctl.read_keys(stack)[kind]}"}
+
+
+def predict_direct(stack: ctl.Stack, model: str, data: bytes, **kwargs) -> requests.Response:
+    """POST raw image bytes to TorchServe, as `curl -T photo.jpg` does."""
+    headers = {**auth(stack), **kwargs.pop("headers", {})}
+    with http() as session:
+        return session.put(f"{stack.inference_url}/predictions/{model}", data=data,
+                           headers=headers, timeout=60, **kwargs)
+
+
+def predict_proxy(stack: ctl.Stack, model: str, data: bytes, filename: str) -> requests.Response:
+    """POST an upload to the proxy's /predict/image."""
+    with http() as session:
+        return session.post(f"{stack.proxy_url}/predict/image", params={"model": model},
+                            files={"image": (filename, data)}, timeout=60)

