@@ -63,7 +63,10 @@ def _cnn_side(image_size: int) -> int:
 
 def build_resnet50(num_classes: int) -> nn.Module:
     """torchvision's ResNet-50 with ``fc`` replaced by a ``num_classes``-way linear layer."""
-    model = tv_resnet50(weights=None)
+    # zero_init_residual: every residual branch starts as identity, which keeps a from-scratch
+    # run stable at the default lr 0.08 (without it the demo run's loss reached 11.8 in epoch 1).
+    # Initialisation only: pretrained weights and saved state_dicts load unchanged.
+    model = tv_resnet50(weights=None, zero_init_residual=True)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
 
