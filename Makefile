@@ -25,7 +25,7 @@ CNN_ARGS      ?= --batch-size 16
 RESNET_ARGS   ?=
 TRAIN_ARGS  ?=
 
-.PHONY: help install test lint demo-data prepare train evaluate archive serve stop status demo bench clean
+.PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,9 +36,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its pinned dependencies
+install: $(STAMP) wrk ## create .venv and install the project with its pinned dependencies
 
-test: $(STAMP) ## run the whole test suite (unit + end-to-end with real TorchServe and proxy)
+# wrk (a C load generator, Debian package) drives the benchmarks and their smoke test.
+wrk:
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmarks"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+		else sudo apt-get install -y wrk; fi; }
+
+test: $(STAMP) wrk ## run the whole test suite (unit + end-to-end with real TorchServe and proxy)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff over the code, hadolint over Dockerfile.serve
@@ -97,7 +103,7 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt ## demo da
 
 # --- benchmarks ----------------------------------------------------------------------------------
 
-bench: $(STAMP) ## measure raw / TorchServe / proxy / baseline throughput (MODEL=resnet50|cnn, QUICK=1)
+bench: $(STAMP) wrk ## measure raw / TorchServe / proxy / baseline throughput (MODEL=resnet50|cnn, QUICK=1)
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick)
 
 clean: ## remove generated data, runs, archives, runtime files and benchmark output (keeps .venv)

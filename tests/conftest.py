@@ -2,6 +2,7 @@
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -34,3 +35,21 @@ def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     tests share them.
     """
     return generate(tmp_path_factory.mktemp("demo_export"), seed=123, per_category=3)
+
+
+@pytest.fixture(scope="session")
+def serving_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two short but real training runs, ``{"cnn": dir, "resnet50": dir}``, made once per session
+    and shared by the serving end-to-end tests and the benchmark smoke test."""
+    from tests import e2e_utils
+
+    return e2e_utils.train_runs(tmp_path_factory.mktemp("e2e"))
+
+
+@pytest.fixture(scope="session")
+def serving_model_store(serving_runs: dict[str, Path],
+                        tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make archive`` of :func:`serving_runs`: a model store with cnn.mar and resnet50.mar."""
+    from tests import e2e_utils
+
+    return e2e_utils.build_store(serving_runs, tmp_path_factory.mktemp("model_store"))

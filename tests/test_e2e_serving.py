@@ -24,13 +24,13 @@ START_TIMEOUT_S = 180.0
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return e2e.train_runs(tmp_path_factory.mktemp("e2e"))
+def runs(serving_runs: dict[str, Path]) -> dict[str, Path]:
+    return serving_runs
 
 
 @pytest.fixture(scope="module")
-def model_store(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return e2e.build_store(runs, tmp_path_factory.mktemp("model_store"))
+def model_store(serving_model_store: Path) -> Path:
+    return serving_model_store
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,92 @@
+"""The ceiling: the served model's own throughput, in-process, without HTTP.
+
+It runs the very handler TorchServe runs (``handler.handler.ImageClassifierHandler``) over the
+unpacked ``.mar``: decode + preprocess + forward + softmax + JSON, with the worker's torch thread
+count, in as many processes as TorchServe has workers for the model. It also times the forward pass
+alone on ready tensors, to show where the time goes.
+"""
+
+import multiprocessing as mp
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+
+THREADS_ENV = "AICORE_TORCH_THREADS"
+
+
+def unpack_archive(mar: Path, dest: Path) -> Path:
+    """Unzip a ``.mar`` into ``dest`` (what TorchServe does at load time) and return it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(dest)
+    return dest
+
+
+def _handler(model_dir: Path, batch_size: int):
+    from ts.context import Context, RequestProcessor
+
+    from handler.handler import ImageClassifierHandler
+
+    context = Context(Path(model_dir).name, str(model_dir), {"model": {}}, batch_size, None, "0.12.0")
+    context.request_processor = [RequestProcessor({}) for _ in range(batch_size)]
+    handler = ImageClassifierHandler()
+    handler.initialize(context)
+    return handler
+
+
+def _worker(model_dir: str, images: list[bytes], batch_size: int, threads: int, duration_s: float,
+            forward_only: bool, ready: mp.Barrier, out: mp.Queue) -> None:
+    """One 'worker': loop the handler (or the forward pass alone) on batches until the deadline."""
+    os.environ[THREADS_ENV] = str(threads)
+    handler = _handler(Path(model_dir), batch_size)
+    if forward_only:
+        size = handler.image_size
+        tensor = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+
+        def step(_: int) -> None:
+            with torch.inference_mode():
+                torch.softmax(handler.model(tensor), dim=1)  # (B, C)
+    else:
+        batches = [[{"body": images[(i + j) % len(images)]} for j in range(batch_size)]
+                   for i in range(len(images))]
+
+        def step(i: int) -> None:
+            handler.postprocess(handler.inference(handler.preprocess(batches[i % len(batches)])))
+    step(0)  # warm-up
+    ready.wait()  # every process loaded: start together
+    done, i, began = 0, 0, time.perf_counter()
+    while time.perf_counter() - began < duration_s:
+        step(i)
+        done += batch_size
+        i += 1
+    out.put((done, time.perf_counter() - began))
+
+
+def throughput(model_dir: Path, images: list[bytes], batch_size: int, threads: int, workers: int,
+               duration_s: float, forward_only: bool = False) -> float:
+    """Images/s of ``workers`` processes running the handler pipeline (or the forward pass alone)
+    side by side, as TorchServe's workers do."""
+    ctx = mp.get_context("spawn")  # a fresh interpreter per worker, like TorchServe's
+    out, ready = ctx.Queue(), ctx.Barrier(workers)
+    procs = [ctx.Process(target=_worker, args=(str(model_dir), images, batch_size, threads,
+                                               duration_s, forward_only, ready, out))
+             for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        results = [out.get(timeout=duration_s + 180) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    return sum(done / elapsed for done, elapsed in results)
+
+
+def read_images(paths: list[Path]) -> list[bytes]:
+    return [Path(p).read_bytes() for p in paths]
+
+

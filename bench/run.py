@@ -1,0 +1,276 @@
+"""``make bench``: how much of the model's own speed survives TorchServe, and what the proxy costs.
+
+One run, one machine, one set of photo-sized test images (``bench/images.py``):
+
+1. **raw** — the served handler in-process (decode + preprocess + forward + softmax, no HTTP) with
+   the worker's torch threads, in as many processes as TorchServe has workers: batch 1 and the
+   configured ``batchSize``; plus the forward pass alone;
+2. **torchserve** — ``POST /predictions/<model>`` with the inference key, at concurrency 1, 4, 8;
+3. **proxy** — ``POST /predict/image`` through the FastAPI proxy, same concurrencies;
+4. **baseline** — the seed-style single FastAPI process (``bench/baseline_app.py``), same load;
+5. **ratios** — torchserve/raw and proxy/torchserve and torchserve/baseline at c=8, and the proxy's
+   added p50 latency at c=1.
+
+Load comes from wrk (C, one thread; its CPU use is reported). Every measurement is bounded in time
+and request count and targets loopback only. Results: ``bench/out/results.json`` + ``results.md``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from bench import raw
+from bench.images import content_type, make_bench_images
+from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
+from serving import ctl
+from training.cli import CLIError, run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"torchserve_over_raw": 0.90, "proxy_over_torchserve": 0.90,
+           "torchserve_over_baseline": 1.2, "proxy_added_p50_ms": 3.0}
+MULTIPART_BOUNDARY = "aicore-bench-boundary-7d1e"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("resnet50", "cnn"), default="resnet50",
+                        help="served model to measure (default: resnet50)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short measurements (about two minutes in all) for repeated use")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds per load measurement (default: 20, or 5 with --quick)")
+    parser.add_argument("--concurrency", default="1,4,8",
+                        help="comma-separated client concurrencies (default: 1,4,8)")
+    parser.add_argument("--config", type=Path, default=REPO_ROOT / "config.properties",
+                        help="TorchServe config to measure (default: config.properties)")
+    parser.add_argument("--model-store", type=Path, default=REPO_ROOT / "model_store",
+                        help="directory holding the .mar archives (default: model_store)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads per TorchServe worker (default: 1, as `make serve`)")
+    parser.add_argument("--layers", default="raw,torchserve,proxy,baseline",
+                        help="what to measure, for tuning one layer at a time; ratios need all four "
+                             "(default: raw,torchserve,proxy,baseline)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out",
+                        help="where results and runtime files go (default: bench/out)")
+    return parser
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def served_settings(config: Path, model: str) -> dict:
+    """workers / batchSize / maxBatchDelay of ``model`` from the config's ``model_snapshot``."""
+    snapshot = json.loads(ctl.read_properties(config)["model_snapshot"])
+    entry = next(iter(snapshot["models"][model].values()))
+    return {"workers": int(entry["minWorkers"]), "batch_size": int(entry["batchSize"]),
+            "max_batch_delay_ms": int(entry["maxBatchDelay"])}
+
+
+def multipart_body(path: Path, dest: Path) -> Body:
+    """Write the ``multipart/form-data`` body the proxy and the baseline expect (field ``image``)."""
+    head = (f"--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"{path.name}\"\r\nContent-Type: {content_type(path)}\r\n\r\n").encode()
+    dest.write_bytes(head + path.read_bytes() + f"\r\n--{MULTIPART_BOUNDARY}--\r\n".encode())
+    return Body(dest, f"multipart/form-data; boundary={MULTIPART_BOUNDARY}")
+
+
+def measure_raw(model_dir: Path, images: list[Path], settings: dict, threads: int,
+                duration: float) -> dict:
+    data = raw.read_images(images)
+    workers, batch = settings["workers"], settings["batch_size"]
+    print(f"raw: {workers} process(es) x {threads} thread(s), batch 1 and {batch} ...", flush=True)
+    result = {
+        "workers": workers, "torch_threads": threads, "batch_size": batch,
+        "pipeline_batch1_ips": raw.throughput(model_dir, data, 1, threads, workers, duration),
+        "pipeline_batchN_ips": raw.throughput(model_dir, data, batch, threads, workers, duration),
+        "forward_only_batchN_ips": raw.throughput(model_dir, data, batch, threads, workers, duration,
+                                                  forward_only=True),
+    }
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def sweep(name: str, url: str, bodies: list[Body], levels: list[int], duration: float,
+          headers: dict[str, str] | None = None) -> list[dict]:
+    """Warm up, then one bounded wrk measurement per concurrency level."""
+    run_wrk(url, bodies, max(levels), min(3.0, duration), 10_000, headers)  # warm-up, not recorded
+    results = []
+    for level in levels:
+        result: LoadResult = run_wrk(url, bodies, level, duration, int(duration * 2000), headers)
+        print(f"{name:>10} c={level}: {result.throughput_rps:7.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
+              f"p99 {result.p99_ms:6.1f} ms  errors {result.errors}  "
+              f"(wrk CPU {result.client_cpu_pct_of_one_core}% of a core)", flush=True)
+        results.append(result.as_dict())
+    return results
+
+
+def measure_served(args: argparse.Namespace, images: list[Path], levels: list[int],
+                   duration: float, layers: set[str]) -> tuple[list[dict], list[dict]]:
+    """Start TorchServe + proxy on free ports, measure both, stop them."""
+    properties = ctl.read_properties(args.config)
+    stack = ctl.Stack(runtime_dir=(args.out / "serve").resolve(), config=args.config.resolve(),
+                      model_store=args.model_store.resolve(),
+                      log_config=REPO_ROOT / "serving" / "log4j2.xml",
+                      inference_port=free_port(), management_port=free_port(),
+                      metrics_port=free_port(), proxy_port=free_port(),
+                      torch_threads=args.torch_threads,
+                      models=tuple(ctl.snapshot_archives(properties, args.config)))
+    raw_bodies = [Body(p, content_type(p)) for p in images]
+    form_dir = args.out / "multipart"
+    form_dir.mkdir(parents=True, exist_ok=True)
+    form_bodies = [multipart_body(p, form_dir / f"{p.name}.form") for p in images]
+    ctl.start(stack, timeout=300)
+    try:
+        key = ctl.read_keys(stack)["inference"]
+        ts = proxy = []
+        if "torchserve" in layers:
+            ts = sweep("torchserve", f"{stack.inference_url}/predictions/{args.model}", raw_bodies,
+                       levels, duration, {"Authorization": f"Bearer {key}"})
+        if "proxy" in layers:
+            proxy = sweep("proxy", f"{stack.proxy_url}/predict/image?model={args.model}", form_bodies,
+                          levels, duration)
+    finally:
+        ctl.stop(stack)
+    return ts, proxy
+
+
+def measure_baseline(model_dir: Path, images: list[Path], levels: list[int], duration: float,
+                     out: Path) -> list[dict]:
+    """Start the seed-style app (one uvicorn process), measure it, stop it."""
+    port = free_port()
+    env = dict(os.environ, AICORE_BASELINE_MODEL_DIR=str(model_dir))
+    log = (out / "baseline.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host",
+                             "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/openapi.json", proc, 120)
+        form_dir = out / "multipart"
+        form_dir.mkdir(parents=True, exist_ok=True)
+        bodies = [multipart_body(p, form_dir / f"{p.name}.form") for p in images]
+        return sweep("baseline", f"http://127.0.0.1:{port}/predict/image", bodies, levels, duration)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CLIError(f"the baseline app exited during start-up; see {url}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise CLIError(f"the baseline app did not answer {url} within {timeout:.0f} s")
+
+
+def at(results: list[dict], level: int) -> dict:
+    return next(r for r in results if r["concurrency"] == level)
+
+
+def ratios(raw_figures: dict, ts: list[dict], proxy: list[dict], baseline: list[dict],
+           levels: list[int]) -> dict:
+    hi, lo = max(levels), min(levels)
+    ts_rps = at(ts, hi)["throughput_rps"]
+    return {
+        "torchserve_over_raw": round(ts_rps / raw_figures["pipeline_batchN_ips"], 3),
+        "proxy_over_torchserve": round(at(proxy, hi)["throughput_rps"] / ts_rps, 3),
+        "torchserve_over_baseline": round(ts_rps / at(baseline, hi)["throughput_rps"], 3),
+        "proxy_added_p50_ms": round(at(proxy, lo)["p50_ms"] - at(ts, lo)["p50_ms"], 2),
+        "torchserve_p99_over_p50": round(at(ts, hi)["p99_ms"] / at(ts, hi)["p50_ms"], 2),
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Benchmark: {results['model']} ({results['machine']['cpus']} CPUs, "
+             f"{results['machine']['platform']})", "",
+             "| layer | c | req/s | p50 ms | p95 ms | p99 ms | errors | wrk CPU % |",
+             "|---|---|---|---|---|---|---|---|"]
+    for layer in ("torchserve", "proxy", "baseline"):
+        for r in results[layer]:
+            lines.append(f"| {layer} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
+                         f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+                         f"{r['client_cpu_pct_of_one_core']} |")
+    rf = results["raw"]
+    lines += ["", f"raw (in-process, {rf['workers']} x {rf['torch_threads']} thread): "
+              f"batch 1 {rf['pipeline_batch1_ips']} img/s, batch {rf['batch_size']} "
+              f"{rf['pipeline_batchN_ips']} img/s, forward only {rf['forward_only_batchN_ips']} img/s", "",
+              "| ratio | value | target |", "|---|---|---|"]
+    for name, value in results["ratios"].items():
+        target = TARGETS.get(name)
+        if target is None:
+            verdict = "<= 3" if name.endswith("p99_over_p50") else ""
+        else:
+            verdict = f"<= {target}" if name.endswith("_ms") else f">= {target}"
+        lines.append(f"| {name} | {value} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> dict:
+    levels = sorted({int(c) for c in args.concurrency.split(",")})
+    layers = set(args.layers.split(","))
+    unknown = layers - {"raw", "torchserve", "proxy", "baseline"}
+    if unknown:
+        raise CLIError(f"unknown --layers {sorted(unknown)}: choose from raw, torchserve, proxy, baseline")
+    duration = args.duration or (5.0 if args.quick else 20.0)
+    mar = args.model_store / f"{args.model}.mar"
+    if not mar.is_file():
+        raise CLIError(f"{mar} does not exist: build it with `make archive` (after `make train`)")
+    try:
+        require_wrk()
+    except RuntimeError as exc:
+        raise CLIError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    images = make_bench_images(args.out / "images")
+    settings = served_settings(args.config, args.model)
+    model_dir = raw.unpack_archive(mar, args.out / "unpacked" / args.model)
+    results = {
+        "model": args.model, "quick": args.quick, "duration_s": duration, "concurrency": levels,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine()},
+        "images": [p.name for p in images], "served_settings": settings,
+        "torch_threads": args.torch_threads,
+        "raw": {}, "torchserve": [], "proxy": [], "baseline": [], "ratios": {},
+    }
+    if "raw" in layers:
+        results["raw"] = measure_raw(model_dir, images, settings, args.torch_threads,
+                                     3.0 if args.quick else 10.0)
+    if layers & {"torchserve", "proxy"}:
+        results["torchserve"], results["proxy"] = measure_served(args, images, levels, duration, layers)
+    if "baseline" in layers:
+        results["baseline"] = measure_baseline(model_dir, images, levels, duration, args.out)
+    if len(layers) == 4:
+        results["ratios"] = ratios(results["raw"], results["torchserve"], results["proxy"],
+                                   results["baseline"], levels)
+    write_results(results, args.out)
+    errors = sum(r["errors"] for layer in ("torchserve", "proxy", "baseline") for r in results[layer])
+    if errors:
+        raise CLIError(f"{errors} request(s) failed during the benchmark: the figures are not valid "
+                       f"(see {args.out / 'serve' / 'logs'})")
+    return results
+
+
+def write_results(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if results["ratios"]:
+        (out / "results.md").write_text(markdown(results))
+        print("\n" + markdown(results))
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())
