@@ -266,9 +266,13 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def write_results(results: dict, out: Path) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    """``results.json`` (+ ``results.md``) for the latest run, and a per-model copy of each."""
+    text = json.dumps(results, indent=2) + "\n"
+    for name in ("results.json", f"results-{results['model']}.json"):
+        (out / name).write_text(text)
     if results["ratios"]:
-        (out / "results.md").write_text(markdown(results))
+        for name in ("results.md", f"results-{results['model']}.md"):
+            (out / name).write_text(markdown(results))
         print("\n" + markdown(results))
 
 

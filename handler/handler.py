@@ -35,8 +35,8 @@ from aicore.presets import EvalPreset, ImageDecodeError, load_image
 logger = logging.getLogger(__name__)
 
 # Threads each worker's torch may use. The default 1 keeps one busy worker on one core: the 2-core
-# serving machine runs 2 ResNet-50 workers + 1 CNN worker (config.properties), and torch's default
-# (a thread per core in every worker) would put 6 threads on 2 cores. Measured: a worker with 2
+# serving machine runs 2 ResNet-50 + 2 CNN workers (config.properties), and torch's default
+# (a thread per core in every worker) would put 8 threads on 2 cores. Measured: a worker with 2
 # threads fell from ~24 to ~3 images/s whenever another process took a core (its threads wait for
 # each other), while single-threaded workers degrade gracefully. `python -m serving.ctl start
 # --torch-threads N` and the Docker image set the variable.
