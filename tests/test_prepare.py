@@ -204,7 +204,6 @@ def image_folder(tmp_path, image_bytes) -> Path:
     }.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(data)
-    (root / "Empty").mkdir()
     return root
 
 
@@ -222,10 +221,18 @@ def test_prepare_folder_mode_uses_folder_names(image_folder, tmp_path):
     assert report["images"] == {"total": 6, "kept": 3, "dropped": {
         "not an image extension": 1, "outside a category folder": 1, "unreadable image file": 1}}
     assert report["categories"] == {"Appliances": 2, "Home & Garden": 1}
-    assert len(report["warnings"]) == 1 and "Empty" in report["warnings"][0]
-    assert "warning: category folder" in (out / "report.txt").read_text()
     assert json.loads((out / "dataset.json").read_text())["source"] == "folder"
     assert not (out / "products.csv").exists()
+
+
+def test_prepare_folder_mode_refuses_empty_category_folder(image_folder, tmp_path):
+    (image_folder / "Empty").mkdir()
+    (image_folder / "Empty" / "notes.txt").write_text("no pictures here")
+    out = tmp_path / "clean"
+
+    with pytest.raises(CLIError, match=r"category folder .*Empty holds no image files"):
+        main(get_args_parser().parse_args(["--image-folder", str(image_folder), "--out", str(out)]))
+    assert not (out / "manifest.csv").exists()
 
 
 def test_prepare_unexpected_decoder_error_skips_only_that_file(image_folder, tmp_path,

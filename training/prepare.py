@@ -19,8 +19,8 @@ Re-running is cheap: a PNG already in CLEAN is reused (PNGs appear atomically, s
 is complete). The tables and the report are written at the end, each via a temporary file and a
 rename, so a failed or interrupted run leaves an earlier run's output intact. CLEAN never mixes
 image sizes or sources: a different ``--size`` stops the run. An unreadable image is reported and
-skipped. A category folder without usable images is a warning in the report; the run fails only
-if no image at all is usable.
+skipped. A category folder without image files stops the run; one whose files are all unreadable
+is a warning in the report. The run fails if no image at all is usable.
 """
 
 import argparse
@@ -224,8 +224,10 @@ def collect_folder(root: Path) -> Collected:
             jobs.append(Job(image_id, image_id, folder.name, path, f"{IMAGES_DIR}/{image_id}.png"))
             found += 1
         if not found:
-            warnings.append(f"category folder {folder} holds no image files "
-                            f"({', '.join(IMAGE_EXTENSIONS)}); the category is left out")
+            # A category without pictures is almost always a copy gone wrong; training on the
+            # others would silently drop a class, so stop and say which folder.
+            raise CLIError(f"category folder {folder} holds no image files (expected "
+                           f"{', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder")
     total = len(jobs) + sum(dropped.values())
     return Collected(source="folder", jobs=jobs, image_total=total, image_drops=dropped,
                      warnings=warnings)
