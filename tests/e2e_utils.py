@@ -99,11 +99,8 @@ def logo_png() -> bytes:
     return encode(img, "PNG")
 
 
-def http() -> requests.Session:
-    """A session that never routes loopback calls through an HTTP_PROXY from the environment."""
-    session = requests.Session()
-    session.trust_env = False
-    return session
+# The same session serving.ctl uses: never routed through an HTTP_PROXY from the environment.
+http = ctl.http_session
 
 
 def auth(stack: ctl.Stack, kind: str = "inference") -> dict[str, str]:

@@ -38,6 +38,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from aicore.presets import IMAGE_SIZE, MAX_IMAGE_PIXELS, ImageDecodeError, load_image
+from training.checkpoint import atomic_write_text
 from training.cli import CLIError, run
 from training.export import (IMAGE_COLUMNS, PRODUCT_COLUMNS, REQUIRED_IMAGE_COLUMNS,
                              REQUIRED_PRODUCT_COLUMNS, clean_image_rows, clean_products,
@@ -378,14 +379,9 @@ def format_report(report: dict) -> str:
 
 
 def _publish(out: Path, contents: dict[str, str]) -> None:
-    """Write every file to a temporary name first, then rename them all into place."""
-    temps = []
+    """Write every file atomically, in order (dataset.json last: it marks the set complete)."""
     for name, text in contents.items():
-        temp = out / f".{name}{_TEMP_SUFFIX}"
-        temp.write_text(text, encoding="utf-8")
-        temps.append((temp, out / name))
-    for temp, final in temps:  # dataset.json last: it marks the set complete
-        os.replace(temp, final)
+        atomic_write_text(out / name, text)
 
 
 def write_outputs(out: Path, kept: list[Job], collected: Collected, report: dict,
