@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torchvision.models import ResNet
 from torchvision.models import resnet50 as tv_resnet50
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
@@ -50,6 +52,10 @@ class MarketplaceCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, num_classes)
         return self.classifier(self.features(x))
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 64)
+        """The activations before the head: the 64-d layer feeding the last Linear."""
+        return self.classifier[:-1](self.features(x))
+
 
 def _cnn_side(image_size: int) -> int:
     """Spatial side after the three convolutions: floor((n + 2p - k) / s) + 1 each."""
@@ -69,6 +75,27 @@ def build_resnet50(num_classes: int) -> nn.Module:
     model = tv_resnet50(weights=None, zero_init_residual=True)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
+
+
+def encode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer before a model's classification head, ``(B, ...) -> (B, D)``.
+
+    Every architecture of :data:`ARCHITECTURES` answers: ours through an ``encode`` method,
+    torchvision's ResNet through its own layers up to the global average pool (``fc`` skipped).
+    """
+    if isinstance(model, ResNet):
+        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))  # (B, 64, S/4, S/4)
+        x = model.layer4(model.layer3(model.layer2(model.layer1(x))))  # (B, 2048, S/32, S/32)
+        return torch.flatten(model.avgpool(x), 1)  # (B, 2048)
+    return model.encode(x)
+
+
+def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A listing's embedding: :func:`encode` scaled to unit L2 norm, ``(B, D)``.
+
+    Inner products of embeddings are cosine similarities, which is what listing search ranks by.
+    """
+    return F.normalize(encode(model, x), dim=1)
 
 
 def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> nn.Module:

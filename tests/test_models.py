@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import resnet50 as tv_resnet50
 
-from aicore.models import build_model
+from aicore.models import build_model, embed, encode
 from training.cli import CLIError
 from training.pretrained import (freeze_backbone, keep_frozen_batchnorm_eval,
                                  load_imagenet_weights, weights_cache_path)
@@ -127,3 +127,19 @@ def test_unfrozen_model_keeps_batchnorm_training() -> None:
     model.train()
     keep_frozen_batchnorm_eval(model)
     assert model.bn1.training and model.layer4[2].bn3.training
+
+
+@pytest.mark.parametrize(("arch", "dim"), [("cnn", 64), ("resnet50", 2048)])
+def test_embed_is_the_unit_length_layer_before_the_head(arch: str, dim: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=5).eval()
+    x = torch.randn(3, 3, 128, 128)
+    with torch.no_grad():
+        vectors = embed(model, x)
+        head = model.classifier[-1] if arch == "cnn" else model.fc
+        logits_from_features = head(encode(model, x))
+        logits = model(x)
+    assert vectors.shape == (3, dim)
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(3))
+    # encode() really is the input of the head: applying the head to it gives forward()'s logits.
+    torch.testing.assert_close(logits_from_features, logits)
