@@ -53,9 +53,9 @@ def index_to_name(names: Iterable[str]) -> dict[str, str]:
     return {str(i): name for i, name in enumerate(unique)}
 
 
-def write_index_to_name(mapping: dict[str, str], path: Path) -> None:
-    """Write ``index_to_name.json`` (TorchServe's label-file format)."""
-    Path(path).write_text(json.dumps(mapping, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def index_to_name_text(mapping: dict[str, str]) -> str:
+    """The text of ``index_to_name.json`` (TorchServe's label-file format) for ``mapping``."""
+    return json.dumps(mapping, indent=2, ensure_ascii=False) + "\n"
 
 
 def read_index_to_name(path: Path) -> list[str]:

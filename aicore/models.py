@@ -5,7 +5,9 @@ A trained model travels as three files in one directory (a training run, or an u
 arguments of :func:`build_model`) and ``index_to_name.json`` (the labels).
 """
 
+import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,7 +16,7 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models import resnet50 as tv_resnet50
 
-from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
+from aicore.categories import INDEX_TO_NAME_FILE, index_to_name, index_to_name_text, read_index_to_name
 from aicore.presets import IMAGE_SIZE
 
 MODEL_FILE = "model.pt"
@@ -114,6 +116,32 @@ def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> nn
 def model_args(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> dict:
     """The constructor arguments saved with every trained model."""
     return {"arch": arch, "num_classes": num_classes, "image_size": image_size}
+
+
+def save_trained(model_dir: Path, model: nn.Module, class_names: list[str], margs: dict,
+                 write_bytes: Callable[[Path, bytes], object] = Path.write_bytes) -> None:
+    """Write the three files :func:`load_trained` reads: labels, model arguments, then weights.
+
+    Args:
+        model_dir: an existing directory (a training run, a test's model folder).
+        model: the model; its ``state_dict`` is saved from the CPU, never the pickled module.
+        class_names: the labels in index order (alphabetical, see ``aicore.categories``).
+        margs: the constructor arguments, as :func:`model_args` returns them.
+        write_bytes: how a file is written; training passes an atomic writer so a run killed
+            mid-write keeps the previous files.
+    """
+    model_dir = Path(model_dir)
+    if margs.get("num_classes") != len(class_names):
+        raise ValueError(f"model_args say {margs.get('num_classes')} classes but {len(class_names)} "
+                         "class names were given")
+    labels = index_to_name(class_names)
+    if list(labels.values()) != list(class_names):
+        raise ValueError(f"class names must be unique and sorted, got {class_names}")
+    weights = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    write_bytes(model_dir / INDEX_TO_NAME_FILE, index_to_name_text(labels).encode("utf-8"))
+    write_bytes(model_dir / MODEL_ARGS_FILE, (json.dumps(margs, indent=2) + "\n").encode("utf-8"))
+    write_bytes(model_dir / MODEL_FILE, weights.getvalue())  # last: the weights complete the set
 
 
 def load_trained(model_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, list[str], dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from handler.handler import TORCH_THREADS_ENV
+from common.torchserve import ENV_TORCH_THREADS
 
 
 def unpack_archive(mar: Path, dest: Path) -> Path:
@@ -40,7 +40,7 @@ def _handler(model_dir: Path, batch_size: int):
 def _worker(model_dir: str, images: list[bytes], batch_size: int, threads: int, duration_s: float,
             forward_only: bool, ready: mp.Barrier, out: mp.Queue) -> None:
     """One 'worker': loop the handler (or the forward pass alone) on batches until the deadline."""
-    os.environ[TORCH_THREADS_ENV] = str(threads)
+    os.environ[ENV_TORCH_THREADS] = str(threads)
     handler = _handler(Path(model_dir), batch_size)
     if forward_only:
         size = handler.image_size

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -30,8 +29,13 @@ import requests
 from bench import raw
 from bench.images import content_type, make_bench_images
 from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
+from common.cli import UserError, run
+from common.net import free_port
+from common.properties import served_models
+from common.torchserve import INFERENCE_KEY, bearer, read_key_file
 from serving import ctl
-from training.cli import CLIError, run
+from serving.stack import stack_on_free_ports
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"torchserve_over_raw": 0.90, "proxy_over_torchserve": 0.90,
@@ -63,18 +67,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def served_settings(config: Path, model: str) -> dict:
     """workers / batchSize / maxBatchDelay of ``model`` from the config's ``model_snapshot``."""
-    snapshot = json.loads(ctl.read_properties(config)["model_snapshot"])
-    entry = next(iter(snapshot["models"][model].values()))
-    return {"workers": int(entry["minWorkers"]), "batch_size": int(entry["batchSize"]),
-            "max_batch_delay_ms": int(entry["maxBatchDelay"])}
+    served = served_models(config)[model]
+    return {"workers": served.workers, "batch_size": served.batch_size,
+            "max_batch_delay_ms": served.max_batch_delay_ms}
 
 
 def multipart_body(path: Path, dest: Path) -> Body:
@@ -117,25 +114,19 @@ def sweep(name: str, url: str, bodies: list[Body], levels: list[int], duration: 
 def measure_served(args: argparse.Namespace, images: list[Path], levels: list[int],
                    duration: float, layers: set[str]) -> tuple[list[dict], list[dict]]:
     """Start TorchServe + proxy on free ports, measure both, stop them."""
-    properties = ctl.read_properties(args.config)
-    stack = ctl.Stack(runtime_dir=(args.out / "serve").resolve(), config=args.config.resolve(),
-                      model_store=args.model_store.resolve(),
-                      log_config=REPO_ROOT / "serving" / "log4j2.xml",
-                      inference_port=free_port(), management_port=free_port(),
-                      metrics_port=free_port(), proxy_port=free_port(),
-                      torch_threads=args.torch_threads,
-                      models=tuple(ctl.snapshot_archives(properties, args.config)))
+    stack = stack_on_free_ports(args.out / "serve", args.model_store, args.config,
+                                args.torch_threads)
     raw_bodies = [Body(p, content_type(p)) for p in images]
     form_dir = args.out / "multipart"
     form_dir.mkdir(parents=True, exist_ok=True)
     form_bodies = [multipart_body(p, form_dir / f"{p.name}.form") for p in images]
     ctl.start(stack, timeout=300)
     try:
-        key = ctl.read_keys(stack)["inference"]
+        key = read_key_file(stack.key_file)[INFERENCE_KEY]
         ts = proxy = []
         if "torchserve" in layers:
             ts = sweep("torchserve", f"{stack.inference_url}/predictions/{args.model}", raw_bodies,
-                       levels, duration, {"Authorization": f"Bearer {key}"})
+                       levels, duration, bearer(key))
         if "proxy" in layers:
             proxy = sweep("proxy", f"{stack.proxy_url}/predict/image?model={args.model}", form_bodies,
                           levels, duration)
@@ -169,14 +160,14 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CLIError(f"the baseline app exited during start-up; see {url}")
+            raise UserError(f"the baseline app exited during start-up; see {url}")
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise CLIError(f"the baseline app did not answer {url} within {timeout:.0f} s")
+    raise UserError(f"the baseline app did not answer {url} within {timeout:.0f} s")
 
 
 def at(results: list[dict], level: int) -> dict:
@@ -226,15 +217,15 @@ def main(args: argparse.Namespace) -> dict:
     layers = set(args.layers.split(","))
     unknown = layers - {"raw", "torchserve", "proxy", "baseline"}
     if unknown:
-        raise CLIError(f"unknown --layers {sorted(unknown)}: choose from raw, torchserve, proxy, baseline")
+        raise UserError(f"unknown --layers {sorted(unknown)}: choose from raw, torchserve, proxy, baseline")
     duration = args.duration or (5.0 if args.quick else 20.0)
     mar = args.model_store / f"{args.model}.mar"
     if not mar.is_file():
-        raise CLIError(f"{mar} does not exist: build it with `make archive` (after `make train`)")
+        raise UserError(f"{mar} does not exist: build it with `make archive` (after `make train`)")
     try:
         require_wrk()
     except RuntimeError as exc:
-        raise CLIError(str(exc)) from None
+        raise UserError(str(exc)) from None
     args.out.mkdir(parents=True, exist_ok=True)
     images = make_bench_images(args.out / "images")
     settings = served_settings(args.config, args.model)
@@ -260,7 +251,7 @@ def main(args: argparse.Namespace) -> dict:
     write_results(results, args.out)
     errors = sum(r["errors"] for layer in ("torchserve", "proxy", "baseline") for r in results[layer])
     if errors:
-        raise CLIError(f"{errors} request(s) failed during the benchmark: the figures are not valid "
+        raise UserError(f"{errors} request(s) failed during the benchmark: the figures are not valid "
                        f"(see {args.out / 'serve' / 'logs'})")
     return results
 

@@ -24,19 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aicore
+import common
 from aicore.categories import INDEX_TO_NAME_FILE
 from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, load_trained
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
-from training.cli import CLIError, run
+from common.cli import UserError, run
 
 logger = logging.getLogger(__name__)
 
 HANDLER_FILE = Path(__file__).with_name("handler.py")
-AICORE_DIR = Path(aicore.__file__).parent
+# The packages every worker imports besides the handler: the shared core and the small shared
+# layer (the handler reads the TorchServe contract, e.g. its environment variable, from it).
+PACKED_PACKAGES = (Path(aicore.__file__).parent, Path(common.__file__).parent)
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
-# Archive name -> the architecture its run must hold (model_args.json "arch").
-ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50"}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     """Build both archives; return their paths.
 
     Raises:
-        CLIError: if a run directory is missing or incomplete (nothing is written then).
+        UserError: if a run directory is missing or incomplete (nothing is written then).
     """
     runs = {"cnn": args.cnn_run, "resnet50": args.resnet_run}
     for name, run_dir in runs.items():  # check both before writing anything
@@ -72,23 +73,23 @@ def check_run(run_dir: Path, name: str) -> None:
     """Make sure ``run_dir`` is a finished training run of the architecture ``name`` serves.
 
     Raises:
-        CLIError: naming the missing directory or file and the command that makes it.
+        UserError: naming the missing directory or file and the command that makes it.
     """
     run_dir = Path(run_dir)
-    arch = ARCHIVES.get(name, name)
+    arch = name  # an archive is named after the architecture its run holds
     how = f"train it with `make train MODEL={arch}` (or pass another run directory)"
     if not run_dir.is_dir():
-        raise CLIError(f"run directory {run_dir} for {name}.mar does not exist: {how}")
+        raise UserError(f"run directory {run_dir} for {name}.mar does not exist: {how}")
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
-        raise CLIError(f"run directory {run_dir} lacks {', '.join(missing)} (an unfinished "
+        raise UserError(f"run directory {run_dir} lacks {', '.join(missing)} (an unfinished "
                        f"run?): {how}")
     try:
         _, _, model_args = load_trained(run_dir)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise CLIError(f"run directory {run_dir} does not hold a loadable model: {exc}") from None
+        raise UserError(f"run directory {run_dir} does not hold a loadable model: {exc}") from None
     if model_args.get("arch") != arch:
-        raise CLIError(f"run directory {run_dir} holds a {model_args.get('arch')!r} model, but "
+        raise UserError(f"run directory {run_dir} holds a {model_args.get('arch')!r} model, but "
                        f"{name}.mar must hold {arch!r}")
 
 
@@ -107,7 +108,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path) -> Path:
     """Pack the run in ``run_dir`` into ``out_dir/<name>.mar`` and return that path.
 
     Raises:
-        CLIError: if ``run_dir`` is not a finished run (see :func:`check_run`).
+        UserError: if ``run_dir`` is not a finished run (see :func:`check_run`).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_run(run_dir, name)
@@ -136,11 +137,13 @@ def stage_extra_files(run_dir: Path, extra: Path) -> Path:
     """Lay out the files the archiver copies into the archive root.
 
     ``--extra-files`` given a directory copies its *contents* flat into the archive, so the
-    staged folder holds ``aicore/`` (a package again inside the archive) next to the labels.
+    staged folder holds ``aicore/`` and ``common/`` (packages again inside the archive) next to
+    the labels.
     """
     extra.mkdir(parents=True)
-    shutil.copytree(AICORE_DIR, extra / "aicore",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in PACKED_PACKAGES:
+        shutil.copytree(package, extra / package.name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name in (MODEL_ARGS_FILE, INDEX_TO_NAME_FILE):
         shutil.copy2(run_dir / name, extra / name)
     return extra

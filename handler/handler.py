@@ -31,6 +31,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from aicore.models import load_trained
 from aicore.presets import EvalPreset, ImageDecodeError, load_image
+from common.torchserve import ENV_TORCH_THREADS
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ logger = logging.getLogger(__name__)
 # threads fell from ~24 to ~3 images/s whenever another process took a core (its threads wait for
 # each other), while single-threaded workers degrade gracefully. `python -m serving.ctl start
 # --torch-threads N` and the Docker image set the variable.
-TORCH_THREADS_ENV = "AICORE_TORCH_THREADS"
 DEFAULT_TORCH_THREADS = 1
 # Where an image may be: TorchServe names a raw body "body" and a multipart field by its name.
 IMAGE_FIELDS = ("data", "image", "file", "body")
@@ -225,9 +225,9 @@ def torch_threads_from_env() -> int:
     Raises:
         ValueError: if the variable is set to anything but a positive integer.
     """
-    raw = os.environ.get(TORCH_THREADS_ENV, "").strip()
+    raw = os.environ.get(ENV_TORCH_THREADS, "").strip()
     if not raw:
         return DEFAULT_TORCH_THREADS
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{TORCH_THREADS_ENV}={raw!r} must be a positive integer")
+        raise ValueError(f"{ENV_TORCH_THREADS}={raw!r} must be a positive integer")
     return int(raw)

@@ -14,9 +14,9 @@ from pathlib import Path
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from training.cli import CLIError, run
+from common.cli import UserError, positive_int, run
+from common.dataset_format import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class ProxyUnreachable(Exception):
@@ -32,13 +32,6 @@ class Result:
     category: str
     probabilities: dict[str, float]
     model: str
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -64,7 +57,7 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     its images, sorted.
 
     Raises:
-        CLIError: nothing to classify (only folders without images).
+        UserError: nothing to classify (only folders without images).
     """
     files: list[Path] = []
     for path in paths:
@@ -75,7 +68,7 @@ def expand_paths(paths: list[Path]) -> list[Path]:
             files.append(path)
     if not files:
         folders = ", ".join(str(p) for p in paths)
-        raise CLIError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folders}")
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folders}")
     return files
 
 
@@ -151,14 +144,14 @@ def main(args: argparse.Namespace) -> None:
             try:
                 result = classify(session, args.url, path, args.model, args.timeout)
             except ProxyUnreachable as exc:
-                raise CLIError(str(exc)) from None
+                raise UserError(str(exc)) from None
             except FileFailed as exc:
                 failed += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)
                 continue
             print(format_result(path, result, args.top), flush=True)
     if failed:
-        raise CLIError(f"{failed} of {len(files)} files failed")
+        raise UserError(f"{failed} of {len(files)} files failed")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What can go wrong between the proxy and TorchServe, each with the HTTP status the caller gets.
 
-The TorchServe client raises these; one exception handler in ``proxy.main`` turns them into
+The TorchServe client raises these; one exception handler in ``proxy.app`` turns them into
 ``{"detail": ...}`` answers, so routes stay free of try/except ladders.
 """
 

@@ -1,6 +1,6 @@
 """The ASGI app uvicorn serves, configured from ``AICORE_*`` environment variables.
 
-Run: ``uvicorn proxy.main:app --host 127.0.0.1 --port 8000`` (or ``python -m proxy``).
+Run: ``uvicorn proxy.main:app --host 127.0.0.1 --port 8000``.
 """
 
 from proxy.app import create_app

@@ -10,9 +10,12 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.torchserve import (DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, ENV_PREFIX, KEY_FILE,
+                               RUNTIME_DIR)
+
 # proxy/settings.py -> the repository root, where `make serve` keeps TorchServe's runtime files.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_KEY_FILE = Path(".serve") / "key_file.json"
+DEFAULT_KEY_FILE = RUNTIME_DIR / KEY_FILE
 MIB = 1024 * 1024
 
 
@@ -22,13 +25,13 @@ class Settings(BaseSettings):
     Every field can be set as ``AICORE_<FIELD>`` (e.g. ``AICORE_INFERENCE_URL``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="AICORE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     inference_url: str = Field(
-        "http://127.0.0.1:8080", description="TorchServe inference API (POST /predictions/<model>)"
+        DEFAULT_INFERENCE_URL, description="TorchServe inference API (POST /predictions/<model>)"
     )
     management_url: str = Field(
-        "http://127.0.0.1:8081", description="TorchServe management API (GET /models)"
+        DEFAULT_MANAGEMENT_URL, description="TorchServe management API (GET /models)"
     )
     key_file: Path = Field(
         DEFAULT_KEY_FILE,
@@ -48,8 +51,6 @@ class Settings(BaseSettings):
         description="when TorchServe keeps rejecting a re-read key (its keys expire after "
         "token_expiration_min), ask it for a new one with the API key",
     )
-    host: str = Field("127.0.0.1", description="address `python -m proxy` listens on")
-    port: int = Field(8000, ge=1, le=65535, description="port `python -m proxy` listens on")
 
     @field_validator("inference_url", "management_url")
     @classmethod

@@ -6,7 +6,6 @@ the file (and, if it did not change, renewed with the API key) and the call is t
 """
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Literal
@@ -26,21 +25,18 @@ from proxy.errors import (
     TorchServeUnreachable,
     UnexpectedAnswer,
 )
+from common.torchserve import API_KEY, READY, read_key_file
 from proxy.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Api = Literal["inference", "management"]
-# key_file.json: {"management": {"key": ...}, "inference": {"key": ...}, "API": {"key": ...}};
-# the "API" key may only call GET /token, which renews one of the other two.
-API_KEY = "API"
 # TorchServe answers a missing, wrong or expired key with 400 and this exception type.
 INVALID_KEY_TYPE = "InvalidKeyException"
 # A kept-alive connection that TorchServe closed (it restarted, or idled it out) fails like this
 # before any answer: safe to send once more on a fresh connection.
 DROPPED_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 MAX_MODEL_PAGES = 50  # GET /models pages of 100: bounds the loop, far above two models
-READY = "READY"
 
 
 class Prediction(BaseModel):
@@ -80,33 +76,6 @@ class ModelList(BaseModel):
 
 
 _DESCRIPTIONS = TypeAdapter(list[ModelDescription])
-
-
-def read_key_file(path: Path) -> dict[str, str]:
-    """Read TorchServe's keys.
-
-    Args:
-        path: the ``key_file.json`` TorchServe wrote in its working directory.
-
-    Returns:
-        ``{"inference": key, "management": key, "API": key}``; ``{}`` when the file is missing or
-        unreadable, so calls go without a key (fine when token auth is disabled; otherwise the
-        rejection names this file).
-    """
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8, e.g. half-written
-        logger.warning("cannot read TorchServe key file %s: %s", path, exc)
-        return {}
-    if not isinstance(raw, dict):
-        return {}
-    return {
-        kind: entry["key"]
-        for kind, entry in raw.items()
-        if isinstance(entry, dict) and isinstance(entry.get("key"), str)
-    }
 
 
 class KeyFile:

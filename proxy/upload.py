@@ -10,6 +10,7 @@ import logging
 
 from fastapi import HTTPException, UploadFile, status
 from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartParser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +19,13 @@ logger = logging.getLogger(__name__)
 # Besides the file's bytes a multipart body carries the boundary lines and the part headers
 # (name, filename, content type): a few hundred bytes, 64 KiB leaves room for long file names.
 MULTIPART_OVERHEAD = 64 * 1024
+
+# Starlette spools uploads over 1 MiB to a temporary file on disk. UploadLimitMiddleware bounds
+# every body to the upload limit before it is parsed, so an accepted upload always fits in memory
+# and the disk spool only costs CPU (measured: a 1.4 MB average photo mix cost the proxy ~6 % more
+# CPU per request through the spool: 6.8 vs 6.4 ms). Starlette offers this only as a class
+# attribute, so it is set once, here, for the whole process.
+MultiPartParser.spool_max_size = 2**62
 
 
 def too_large_detail(limit: int, body_size: int | None = None) -> str:

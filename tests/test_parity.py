@@ -6,7 +6,6 @@ Serving path: the TorchServe handler's ``preprocess`` on the raw bytes of the sa
 """
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from aicore.categories import index_to_name, write_index_to_name
-from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, build_model, model_args
+from tests.support.models import make_model_dir
 from aicore.presets import IMAGE_SIZE, EvalPreset
 from handler.handler import ImageClassifierHandler
-from tests.test_handler import make_context
+from tests.support.handler import make_context
 from training import prepare
-from training.dataset import MarketplaceImageDataset, read_clean_dir
+from common.dataset_format import read_clean_dir
+from training.dataset import MarketplaceImageDataset
 
 CATEGORY = "Home & Garden"
 
@@ -96,10 +95,7 @@ def training_tensors(sources: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def handler(tmp_path_factory: pytest.TempPathFactory):
-    model_dir = tmp_path_factory.mktemp("model")
-    torch.save(build_model("cnn", 2, IMAGE_SIZE).state_dict(), model_dir / MODEL_FILE)
-    (model_dir / MODEL_ARGS_FILE).write_text(json.dumps(model_args("cnn", 2, IMAGE_SIZE)))
-    write_index_to_name(index_to_name(["a", "b"]), model_dir / "index_to_name.json")
+    model_dir = make_model_dir(tmp_path_factory.mktemp("model"), "cnn", ["a", "b"], IMAGE_SIZE)
     threads = torch.get_num_threads()
     service = ImageClassifierHandler()
     service.initialize(make_context(model_dir))

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from aicore.categories import CATEGORY_SEPARATOR, ROOT_CATEGORIES
-from training.cli import CLIError, run
+from common.cli import UserError, run
 from training.demo_draw import category_style, draw_listing_photo
 from training.export import IMAGE_COLUMNS, PRODUCT_COLUMNS
 
@@ -206,7 +206,7 @@ def _assign_special_kinds(export: Export, rng: np.random.Generator, num_good: in
     """Turn some good products' RGB JPEGs into the other kinds of file the export holds."""
     needed = sum(SPECIAL_KINDS.values())
     if num_good < needed:
-        raise CLIError(f"--images-per-category is too small: the export needs at least {needed} "
+        raise UserError(f"--images-per-category is too small: the export needs at least {needed} "
                        f"images in all for its special files, got {num_good}")
     chosen = rng.choice(num_good, size=needed, replace=False)
     kinds = [kind for kind, n in SPECIAL_KINDS.items() for _ in range(n)]
@@ -217,7 +217,7 @@ def _assign_special_kinds(export: Export, rng: np.random.Generator, num_good: in
 def build_export(seed: int, per_category: int) -> Export:
     """Decide every row of the export (no files are written here)."""
     if per_category < 2:
-        raise CLIError(f"--images-per-category must be at least 2, got {per_category}")
+        raise UserError(f"--images-per-category must be at least 2, got {per_category}")
     rng = np.random.default_rng(seed)
     export = Export()
     _add_good_products(export, rng, per_category)

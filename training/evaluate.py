@@ -16,12 +16,13 @@ from torch import nn
 
 from aicore.models import load_trained
 from aicore.presets import EvalPreset
-from training.checkpoint import atomic_write_text
-from training.cli import CLIError, run
-from training.dataset import MarketplaceImageDataset, read_clean_dir
+from common.atomic import atomic_write_text
+from common.cli import UserError, positive_int, run
+from common.dataset_format import read_clean_dir
+from training.dataset import MarketplaceImageDataset
+from training.engine import DEFAULT_WORKERS, evaluate, make_loader, resolve_device
 from training.report import compute_metrics, format_report
 from training.split import SPLIT_FILE, SPLITS, load_split
-from training.train import DEFAULT_WORKERS, evaluate, make_loader, positive_int, resolve_device
 
 EVAL_METRICS_FILE = "eval_metrics.json"
 
@@ -53,11 +54,11 @@ def main(args: argparse.Namespace) -> dict:
     model, class_names, margs = load_run(args.run, device)
     data = read_clean_dir(args.data)
     if data.class_names != class_names:
-        raise CLIError(f"{args.data} has classes {data.class_names}, but {args.run} was trained "
+        raise UserError(f"{args.data} has classes {data.class_names}, but {args.run} was trained "
                        f"on {class_names}; evaluate with the run's dataset")
     ids = load_split(args.run / SPLIT_FILE)[args.split]
     if not ids:
-        raise CLIError(f"{args.run / SPLIT_FILE} has no {args.split} images")
+        raise UserError(f"{args.run / SPLIT_FILE} has no {args.split} images")
     dataset = MarketplaceImageDataset(data, ids, EvalPreset(margs["image_size"]))
     result = evaluate(model, make_loader(dataset, args.batch_size, args.workers, device), device)
     metrics = compute_metrics(result["y_true"], result["y_pred"], class_names)
@@ -72,12 +73,12 @@ def main(args: argparse.Namespace) -> dict:
 def load_run(run_dir: Path, device: torch.device) -> tuple[nn.Module, list[str], dict]:
     """``load_trained`` with its errors turned into one-line CLI errors."""
     if not (run_dir / SPLIT_FILE).is_file():
-        raise CLIError(f"{run_dir} is not a training run: {SPLIT_FILE} is missing (expected the "
+        raise UserError(f"{run_dir} is not a training run: {SPLIT_FILE} is missing (expected the "
                        "--out directory of python -m training.train)")
     try:
         return load_trained(run_dir, device)
     except (FileNotFoundError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+        raise UserError(str(exc)) from None
 
 
 if __name__ == "__main__":

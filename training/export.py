@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from aicore.categories import CATEGORY_SEPARATOR, root_category
-from training.cli import CLIError
+from common.cli import UserError
 
 PRODUCT_COLUMNS = ("id", "product_name", "category", "product_description", "price", "location")
 IMAGE_COLUMNS = ("id", "product_id", "bucket_link", "image_ref", "create_time")
@@ -75,11 +75,11 @@ def read_export_csv(path: Path, expected: tuple[str, ...],
         were skipped because they had too many fields.
 
     Raises:
-        CLIError: if the file is missing, empty, unreadable as CSV or lacks a required column.
+        UserError: if the file is missing, empty, unreadable as CSV or lacks a required column.
     """
     path = Path(path)
     if not path.is_file():
-        raise CLIError(f"{path} not found: expected the export's {path.name} with columns "
+        raise UserError(f"{path} not found: expected the export's {path.name} with columns "
                        f"{', '.join(expected)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -87,15 +87,15 @@ def read_export_csv(path: Path, expected: tuple[str, ...],
             table = pd.read_csv(path, dtype=str, keep_default_na=False, lineterminator="\n",
                                 on_bad_lines="warn", encoding="utf-8", encoding_errors="replace")
         except pd.errors.EmptyDataError:
-            raise CLIError(f"{path} is empty: expected a header line with columns "
+            raise UserError(f"{path} is empty: expected a header line with columns "
                            f"{', '.join(expected)}") from None
         except pd.errors.ParserError as exc:
-            raise CLIError(f"{path} is not a readable CSV file: {exc}") from None
+            raise UserError(f"{path} is not a readable CSV file: {exc}") from None
     bad_lines = sum(str(w.message).count("Skipping line") for w in caught)
     table = _tidy(table)
     missing = [column for column in required if column not in table.columns]
     if missing:
-        raise CLIError(f"{path} has no column {missing[0]!r}: expected columns "
+        raise UserError(f"{path} has no column {missing[0]!r}: expected columns "
                        f"{', '.join(expected)}; found {', '.join(table.columns) or 'none'}")
     return table, bad_lines
 

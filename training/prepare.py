@@ -38,23 +38,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from aicore.presets import IMAGE_SIZE, MAX_IMAGE_PIXELS, ImageDecodeError, load_image
-from training.checkpoint import atomic_write_text
-from training.cli import CLIError, run
+from common.atomic import atomic_write
+from common.cli import UserError, run
+from common.dataset_format import (DATASET_FILE, IMAGE_SUFFIXES, IMAGES_DIR, PRODUCTS_FILE,
+                                   REPORT_JSON, REPORT_TXT, image_path, write_clean_dir)
+from training.prepare_report import SOURCE_NAMES, build_report, format_report, nothing_usable
 from training.export import (IMAGE_COLUMNS, PRODUCT_COLUMNS, REQUIRED_IMAGE_COLUMNS,
                              REQUIRED_PRODUCT_COLUMNS, clean_image_rows, clean_products,
                              read_export_csv)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-IMAGES_DIR = "images"
-MANIFEST_FILE = "manifest.csv"
-DATASET_FILE = "dataset.json"
-PRODUCTS_FILE = "products.csv"
-REPORT_JSON = "report.json"
-REPORT_TXT = "report.txt"
-MANIFEST_COLUMNS = ("image_id", "product_id", "category", "path")
-UNREADABLE = "unreadable image file"
-_TEMP_SUFFIX = ".tmp"
-_SOURCE_NAMES = {"export": "export", "folder": "image folder"}
 
 
 @dataclass
@@ -76,7 +68,6 @@ class Collected:
     jobs: list[Job]
     image_total: int  # image rows (export) or files (folder) read
     image_drops: Counter  # reason -> count, before decoding
-    warnings: list[str] = field(default_factory=list)
     # export only: the cleaned products (before image checks) and the product rows' drops
     products: pd.DataFrame | None = None
     product_total: int = 0
@@ -115,24 +106,24 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.products is not None and (args.images is None or args.image_dir is None):
-        raise CLIError("--products needs --images (Images.csv) and --image-dir (the folder of "
+        raise UserError("--products needs --images (Images.csv) and --image-dir (the folder of "
                        "<id>.jpg files) as well")
     if args.image_folder is not None and (args.images is not None or args.image_dir is not None):
-        raise CLIError("--images and --image-dir belong to an export (--products); "
+        raise UserError("--images and --image-dir belong to an export (--products); "
                        "--image-folder reads categories from folder names alone")
     if not 16 <= args.size <= 2048:
-        raise CLIError(f"--size must be between 16 and 2048 pixels, got {args.size}")
+        raise UserError(f"--size must be between 16 and 2048 pixels, got {args.size}")
     if args.workers < 1:
-        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.max_pixels < 1:
-        raise CLIError(f"--max-pixels must be at least 1, got {args.max_pixels}")
+        raise UserError(f"--max-pixels must be at least 1, got {args.max_pixels}")
 
 
 def check_existing_output(out: Path, size: int, source: str) -> None:
     """Refuse to add images of another size (or from another kind of source) to ``out``.
 
     Raises:
-        CLIError: if ``out`` already holds a dataset of a different size or source.
+        UserError: if ``out`` already holds a dataset of a different size or source.
     """
     meta_path = out / DATASET_FILE
     if meta_path.is_file():
@@ -140,7 +131,7 @@ def check_existing_output(out: Path, size: int, source: str) -> None:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             existing_size, existing_source = int(meta["image_size"]), str(meta["source"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CLIError(f"{meta_path} is unreadable ({exc}); delete {out} or choose another "
+            raise UserError(f"{meta_path} is unreadable ({exc}); delete {out} or choose another "
                            "--out") from None
     else:  # an earlier run may have been interrupted before writing dataset.json
         images = out / IMAGES_DIR
@@ -150,12 +141,12 @@ def check_existing_output(out: Path, size: int, source: str) -> None:
         with Image.open(first_png) as img:
             existing_size, existing_source = img.width, source
     if existing_size != size:
-        raise CLIError(f"{out} already holds images cleaned at {existing_size} px; --size {size} "
+        raise UserError(f"{out} already holds images cleaned at {existing_size} px; --size {size} "
                        f"would mix sizes: use --size {existing_size} or another --out")
     if existing_source != source:
-        raise CLIError(f"{out} already holds a dataset prepared from the "
-                       f"{_SOURCE_NAMES.get(existing_source, existing_source)}; this run reads the "
-                       f"{_SOURCE_NAMES[source]}: choose another --out")
+        raise UserError(f"{out} already holds a dataset prepared from the "
+                       f"{SOURCE_NAMES.get(existing_source, existing_source)}; this run reads the "
+                       f"{SOURCE_NAMES[source]}: choose another --out")
 
 
 def collect_export(products_csv: Path, images_csv: Path, image_dir: Path) -> Collected:
@@ -165,7 +156,7 @@ def collect_export(products_csv: Path, images_csv: Path, image_dir: Path) -> Col
     images_raw, image_bad_lines = read_export_csv(images_csv, IMAGE_COLUMNS,
                                                   REQUIRED_IMAGE_COLUMNS)
     if not Path(image_dir).is_dir():
-        raise CLIError(f"--image-dir {image_dir} is not a directory: expected the export's "
+        raise UserError(f"--image-dir {image_dir} is not a directory: expected the export's "
                        "folder of <Images.id>.jpg files")
     products, product_drops = clean_products(products_raw)
     rows, image_drops = clean_image_rows(images_raw, set(products_raw["id"]), products)
@@ -180,7 +171,7 @@ def collect_export(products_csv: Path, images_csv: Path, image_dir: Path) -> Col
             image_drops["missing image file"] += 1
             continue
         jobs.append(Job(row.image_id, row.product_id, row.category, source,
-                        f"{IMAGES_DIR}/{row.image_id}.png"))
+                        image_path(row.image_id)))
     return Collected(
         source="export", jobs=jobs, image_total=len(images_raw) + image_bad_lines,
         image_drops=image_drops, products=products,
@@ -205,33 +196,32 @@ def collect_folder(root: Path) -> Collected:
     """Read an ImageFolder tree: one :class:`Job` per image file under a category folder."""
     root = Path(root)
     if not root.is_dir():
-        raise CLIError(f"--image-folder {root} is not a directory: expected ROOT/<category>/"
+        raise UserError(f"--image-folder {root} is not a directory: expected ROOT/<category>/"
                        "<image files>")
     dropped: Counter = Counter()
     categories = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     dropped["outside a category folder"] = sum(
         1 for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
     if not categories:
-        raise CLIError(f"--image-folder {root} has no category folders: expected ROOT/<category>/"
-                       f"<image files> with extensions {', '.join(IMAGE_EXTENSIONS)}")
-    jobs, warnings = [], []
+        raise UserError(f"--image-folder {root} has no category folders: expected ROOT/<category>/"
+                       f"<image files> with extensions {', '.join(IMAGE_SUFFIXES)}")
+    jobs = []
     for folder in categories:
         found = 0
         for path in _walk_files(folder):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
                 dropped["not an image extension"] += 1
                 continue
             image_id = path.relative_to(root).as_posix()
-            jobs.append(Job(image_id, image_id, folder.name, path, f"{IMAGES_DIR}/{image_id}.png"))
+            jobs.append(Job(image_id, image_id, folder.name, path, image_path(image_id)))
             found += 1
         if not found:
             # A category without pictures is almost always a copy gone wrong; training on the
             # others would silently drop a class, so stop and say which folder.
-            raise CLIError(f"category folder {folder} holds no image files (expected "
-                           f"{', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder")
+            raise UserError(f"category folder {folder} holds no image files (expected "
+                           f"{', '.join(IMAGE_SUFFIXES)}): add images or remove the folder")
     total = len(jobs) + sum(dropped.values())
-    return Collected(source="folder", jobs=jobs, image_total=total, image_drops=dropped,
-                     warnings=warnings)
+    return Collected(source="folder", jobs=jobs, image_total=total, image_drops=dropped)
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:
@@ -265,9 +255,7 @@ def clean_one(task: tuple[str, str, int, int]) -> tuple[str, str | None]:
         return "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 -- a decoder can raise anything on a crafted file;
         return "failed", f"{type(exc).__name__}: {exc}"  # one bad file must not stop the run
-    temp = f"{target}.{os.getpid()}{_TEMP_SUFFIX}"
-    picture.save(temp, format="PNG")
-    os.replace(temp, target)  # atomic: a PNG that exists is complete
+    atomic_write(Path(target), lambda f: picture.save(f, format="PNG"))  # a PNG that exists is complete
     return "cleaned", None
 
 
@@ -288,7 +276,7 @@ def clean_images(jobs: list[Job], out: Path, size: int, max_pixels: int,
     """Clean every job's image into ``out``; return status counts and image_id -> error message."""
     for parent in {(out / job.path).parent for job in jobs}:
         parent.mkdir(parents=True, exist_ok=True)
-    for stale in (out / IMAGES_DIR).rglob(f"*.png.*{_TEMP_SUFFIX}"):
+    for stale in (out / IMAGES_DIR).rglob(".*.png.*.tmp"):
         stale.unlink()  # left by a run that was killed mid-write
     tasks = [(str(job.source), str(out / job.path), size, max_pixels) for job in jobs]
     statuses: Counter = Counter()
@@ -302,117 +290,26 @@ def clean_images(jobs: list[Job], out: Path, size: int, max_pixels: int,
     return statuses, failures
 
 
-def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job],
-                 statuses: Counter, failures: dict[str, str], seconds: float) -> dict:
-    """Everything kept and dropped, by reason; ``total == kept + sum(dropped)`` in each section."""
-    image_drops = Counter(collected.image_drops)
-    if failures:
-        image_drops[UNREADABLE] += len(failures)
-    by_id = {job.image_id: job for job in collected.jobs}
-    report = {
-        "source": collected.source,
-        "out": str(args.out),
-        "image_size": args.size,
-        "images": {"total": collected.image_total, "kept": len(kept),
-                   "dropped": _sorted_counts(image_drops)},
-        "categories": dict(sorted(Counter(job.category for job in kept).items())),
-        "cleaned_now": statuses["cleaned"],
-        "already_clean": statuses["done"],
-        "unreadable": [{"image_id": i, "file": str(by_id[i].source), "error": e}
-                       for i, e in sorted(failures.items())],
-        "warnings": list(collected.warnings),
-        "seconds": round(seconds, 1),
-    }
-    if collected.source == "export":
-        report["inputs"] = {"products": str(args.products), "images": str(args.images),
-                            "image_dir": str(args.image_dir)}
-        report["products"] = _product_section(collected, kept)
-    else:
-        report["inputs"] = {"image_folder": str(args.image_folder)}
-        report["warnings"] += [f"category folder {c!r}: every image file is unreadable; the "
-                               "category is left out" for c in _lost_categories(collected, kept)]
-    return report
-
-
-def _sorted_counts(counts: Counter) -> dict[str, int]:
-    return {reason: n for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n}
-
-
-def _lost_categories(collected: Collected, kept: list[Job]) -> list[str]:
-    """Categories that had image files, none of them readable."""
-    return sorted({j.category for j in collected.jobs} - {j.category for j in kept})
-
-
-def _product_section(collected: Collected, kept: list[Job]) -> dict:
-    """Products: the table's drops plus products left without any usable image."""
-    drops = Counter(collected.product_drops)
-    with_rows = collected.products_with_image_rows
-    with_kept = {job.product_id for job in kept}
-    ids = collected.products["id"]
-    drops["no usable image"] += int((ids.isin(with_rows) & ~ids.isin(with_kept)).sum())
-    drops["no image row"] += int((~ids.isin(with_rows)).sum())
-    return {"total": collected.product_total, "kept": len(with_kept),
-            "dropped": _sorted_counts(drops)}
-
-
-def format_report(report: dict) -> str:
-    """The report as text: a headline, then kept/dropped by reason, unreadable files, warnings."""
-    images, size = report["images"], report["image_size"]
-    lines = [f"prepared {images['kept']} images in {len(report['categories'])} categories at "
-             f"{size}x{size} px from the {_SOURCE_NAMES[report['source']]} into {report['out']} "
-             f"({report['cleaned_now']} cleaned now, {report['already_clean']} already clean, "
-             f"{report['seconds']} s)"]
-    sections = [("products", "product rows"), ("images", "image rows")] \
-        if report["source"] == "export" else [("images", "files")]
-    for key, noun in sections:
-        section = report[key]
-        lines.append(f"{key}: {section['total']} {noun}, {section['kept']} kept, "
-                     f"{section['total'] - section['kept']} dropped")
-        lines += [f"  {n:6d}  {reason}" for reason, n in section["dropped"].items()]
-    if report["unreadable"]:
-        lines.append(f"unreadable image files ({len(report['unreadable'])}):")
-        lines += [f"  {item['file']}: {item['error']}" for item in report["unreadable"]]
-    lines.append("kept images per category:")
-    lines += [f"  {n:6d}  {name}" for name, n in report["categories"].items()]
-    lines += [f"warning: {w}" for w in report["warnings"]]
-    return "\n".join(lines) + "\n"
-
-
-def _publish(out: Path, contents: dict[str, str]) -> None:
-    """Write every file atomically, in order (dataset.json last: it marks the set complete)."""
-    for name, text in contents.items():
-        atomic_write_text(out / name, text)
-
-
 def write_outputs(out: Path, kept: list[Job], collected: Collected, report: dict,
                   image_size: int) -> None:
-    manifest = pd.DataFrame([(j.image_id, j.product_id, j.category, j.path) for j in kept],
-                            columns=list(MANIFEST_COLUMNS)).sort_values("image_id")
-    dataset = {"image_size": image_size, "source": collected.source, "num_images": len(kept),
-               "categories": sorted({job.category for job in kept})}
-    contents = {MANIFEST_FILE: manifest.to_csv(index=False, lineterminator="\n")}
+    """The tables and the report, published by :func:`common.dataset_format.write_clean_dir`."""
+    info = {"image_size": image_size, "source": collected.source, "num_images": len(kept),
+            "categories": sorted({job.category for job in kept})}
+    extra = {}
     if collected.products is not None:
-        products = collected.products[collected.products["id"].isin(manifest["product_id"])]
-        contents[PRODUCTS_FILE] = products.to_csv(index=False, lineterminator="\n")
-    contents[REPORT_JSON] = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    contents[REPORT_TXT] = format_report(report)
-    contents[DATASET_FILE] = json.dumps(dataset, indent=2, ensure_ascii=False) + "\n"
-    _publish(out, contents)
-
-
-def _nothing_usable(report: dict) -> CLIError:
-    reasons = ", ".join(f"{reason}: {n}" for reason, n in report["images"]["dropped"].items())
-    hint = f" ({reasons})" if reasons else ""
-    warnings = f"; {report['warnings'][0]}" if report["warnings"] else ""
-    return CLIError(f"no usable images: {report['images']['total']} image entries read, all "
-                    f"dropped{hint}{warnings}")
+        kept_products = {job.product_id for job in kept}
+        products = collected.products[collected.products["id"].isin(kept_products)]
+        extra[PRODUCTS_FILE] = products.to_csv(index=False, lineterminator="\n")
+    extra[REPORT_JSON] = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    extra[REPORT_TXT] = format_report(report)
+    write_clean_dir(out, [(j.image_id, j.product_id, j.category, j.path) for j in kept], info, extra)
 
 
 def main(args: argparse.Namespace) -> dict:
     """Clean the source into ``args.out``; return the report (also written and printed).
 
     Raises:
-        CLIError: on a missing file or column, a size mismatch with ``args.out``, or when no
+        UserError: on a missing file or column, a size mismatch with ``args.out``, or when no
             image at all is usable.
     """
     start = time.perf_counter()
@@ -428,7 +325,7 @@ def main(args: argparse.Namespace) -> dict:
     report = build_report(args, collected, kept, statuses, failures,
                           time.perf_counter() - start)
     if not kept:
-        raise _nothing_usable(report)
+        raise nothing_usable(report)
     write_outputs(out, kept, collected, report, args.size)
     print(format_report(report), end="")
     return report

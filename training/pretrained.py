@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights
 
-from training.cli import CLIError
+from common.cli import UserError
 
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
 HEAD_PREFIX = "fc."  # the classifier torchvision's ResNet ends in; replaced by a num_classes head
@@ -30,7 +30,7 @@ def load_imagenet_weights(model: nn.Module) -> None:
     """Load ImageNet weights into a ``build_model("resnet50", n)`` model, all but its new ``fc``.
 
     Raises:
-        CLIError: if the weights are neither cached nor downloadable, or the cached file is bad;
+        UserError: if the weights are neither cached nor downloadable, or the cached file is bad;
             the message says which file to place where.
     """
     cached = weights_cache_path()
@@ -38,19 +38,19 @@ def load_imagenet_weights(model: nn.Module) -> None:
         state = IMAGENET_WEIGHTS.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise CLIError(
+        raise UserError(
             f"--pretrained needs the ImageNet ResNet-50 weights, which are not cached and could "
             f"not be downloaded ({reason}): download {IMAGENET_WEIGHTS.url} on a machine with "
             f"internet access and place it at {cached} (the torch hub cache, $TORCH_HOME/hub/"
             f"checkpoints/{cached.name}), or train without --pretrained") from None
     except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
-        raise CLIError(f"the cached weights file {cached} is unreadable "
+        raise UserError(f"the cached weights file {cached} is unreadable "
                        f"({str(exc).splitlines()[0]}): delete it and download "
                        f"{IMAGENET_WEIGHTS.url} again") from None
     backbone = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
     missing, unexpected = model.load_state_dict(backbone, strict=False)
     if unexpected or any(not k.startswith(HEAD_PREFIX) for k in missing):
-        raise CLIError(f"{cached} does not fit torchvision's ResNet-50: missing "
+        raise UserError(f"{cached} does not fit torchvision's ResNet-50: missing "
                        f"{[k for k in missing if not k.startswith(HEAD_PREFIX)][:3]}, unexpected "
                        f"{unexpected[:3]}; delete it and download {IMAGENET_WEIGHTS.url} again")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.checkpoint import atomic_write_text
-from training.cli import CLIError
+from common.atomic import atomic_write_text
+from common.cli import UserError
 
 SPLIT_FILE = "split.json"
 SPLITS = ("train", "val", "test")
@@ -40,7 +40,7 @@ def split_dataset(manifest: pd.DataFrame, seed: int, categories: list[str] | Non
         ``{"train": [...], "val": [...], "test": [...]}`` image ids, each list sorted.
 
     Raises:
-        CLIError: if a product spans categories or a category has fewer than 3 products.
+        UserError: if a product spans categories or a category has fewer than 3 products.
     """
     products = _product_categories(manifest)
     _check_category_sizes(products, categories or sorted(products.unique()))
@@ -57,7 +57,7 @@ def _product_categories(manifest: pd.DataFrame) -> pd.Series:
     per_product = manifest.groupby("product_id", sort=True)["category"].unique()
     mixed = per_product[per_product.map(len) > 1]
     if not mixed.empty:
-        raise CLIError(f"product {mixed.index[0]!r} has images in several categories "
+        raise UserError(f"product {mixed.index[0]!r} has images in several categories "
                        f"{sorted(mixed.iloc[0])}; each product must have one category")
     return per_product.map(lambda cats: cats[0])
 
@@ -67,7 +67,7 @@ def _check_category_sizes(products: pd.Series, categories: list[str]) -> None:
     small = {c: int(counts.get(c, 0)) for c in categories if counts.get(c, 0) < MIN_PRODUCTS}
     if small:
         listed = ", ".join(f"{c!r} ({n})" for c, n in sorted(small.items()))
-        raise CLIError(f"categories with fewer than {MIN_PRODUCTS} products (one each for train, "
+        raise UserError(f"categories with fewer than {MIN_PRODUCTS} products (one each for train, "
                        f"val and test): {listed}; add images or drop them in training.prepare")
 
 
@@ -97,15 +97,15 @@ def load_split(path: Path) -> dict[str, list[str]]:
     """Read ``split.json``.
 
     Raises:
-        CLIError: if it is missing or malformed.
+        UserError: if it is missing or malformed.
     """
     path = Path(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise CLIError(f"cannot read the run's split {path}: {exc}") from None
+        raise UserError(f"cannot read the run's split {path}: {exc}") from None
     if not isinstance(payload, dict) or not all(isinstance(payload.get(s), list) for s in SPLITS):
-        raise CLIError(f"{path} must hold lists 'train', 'val' and 'test' of image ids")
+        raise UserError(f"{path} must hold lists 'train', 'val' and 'test' of image ids")
     return {name: [str(i) for i in payload[name]] for name in SPLITS}
 
 

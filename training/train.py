@@ -11,51 +11,33 @@ and, when validation accuracy improves, ``model.pt``. The end of a run writes ``
 
 import argparse
 import json
-import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name, write_index_to_name
-from aicore.models import ARCHITECTURES, MODEL_ARGS_FILE, MODEL_FILE, build_model, model_args
+from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
+from aicore.models import ARCHITECTURES, MODEL_FILE, build_model, model_args, save_trained
 from aicore.presets import EvalPreset, TrainPreset
-from training.checkpoint import (CHECKPOINT_FILE, atomic_torch_save, atomic_write_text,
-                                 load_checkpoint)
-from training.cli import CLIError, run
-from training.dataset import CleanDataset, MarketplaceImageDataset, read_clean_dir
-from training.pretrained import freeze_backbone, keep_frozen_batchnorm_eval, load_imagenet_weights
+from common.atomic import atomic_write_bytes, atomic_write_text
+from common.cli import UserError, non_negative_float, positive_int, run
+from common.dataset_format import CleanDataset, read_clean_dir
+from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
+from training.dataset import MarketplaceImageDataset
+from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_seed, evaluate, make_loader,
+                             resolve_device, seed_everything, train_one_epoch)
+from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.report import compute_metrics, confusion_figure, format_report
 from training.split import SPLIT_FILE, limit_ids, load_split, save_split, split_dataset
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
-DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 # What --resume takes from the command line; everything else comes from the checkpoint's config,
 # so a resumed run continues the same split, optimizer and learning-rate schedule.
 RESUME_OVERRIDES = ("epochs", "workers", "device", "data")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -153,29 +135,15 @@ def main(args: argparse.Namespace) -> dict:
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.out is None and args.resume is None:
-        raise CLIError("--out is required (the run directory to create), unless --resume")
+        raise UserError("--out is required (the run directory to create), unless --resume")
     if args.model != "resnet50" and (args.pretrained or args.freeze_backbone):
-        raise CLIError(f"--pretrained and --freeze-backbone apply to --model resnet50 only, "
+        raise UserError(f"--pretrained and --freeze-backbone apply to --model resnet50 only, "
                        f"not {args.model}")
     if args.freeze_backbone and not args.pretrained:
-        raise CLIError("--freeze-backbone needs --pretrained: a frozen random backbone "
+        raise UserError("--freeze-backbone needs --pretrained: a frozen random backbone "
                        "cannot learn useful features")
     if args.workers < 0:
-        raise CLIError(f"--workers must be 0 or more, got {args.workers}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU.
-
-    Raises:
-        CLIError: for ``cuda`` on a machine without a usable GPU.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda was asked for but no CUDA GPU is available; "
-                       "use --device cpu or auto")
-    return torch.device(name)
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
 
 
 def start_run(args: argparse.Namespace) -> RunState:
@@ -184,7 +152,7 @@ def start_run(args: argparse.Namespace) -> RunState:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         hint = (f"use --resume {run_dir / CHECKPOINT_FILE} to continue it"
                 if (run_dir / CHECKPOINT_FILE).is_file() else "delete it")
-        raise CLIError(f"--out {run_dir} already exists and is not an empty directory: "
+        raise UserError(f"--out {run_dir} already exists and is not an empty directory: "
                        f"{hint}, or choose another --out")
     data = read_clean_dir(args.data)
     config = resolved_config(args, data)
@@ -194,13 +162,13 @@ def start_run(args: argparse.Namespace) -> RunState:
     try:
         model = build_model(**margs)
     except ValueError as exc:  # an image size too small for the CNN
-        raise CLIError(f"--image-size {config['image_size']}: {exc}") from None
+        raise UserError(f"--image-size {config['image_size']}: {exc}") from None
     if config["pretrained"]:
         load_imagenet_weights(model)
     if config["freeze_backbone"]:
         freeze_backbone(model)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_files(run_dir, config, data, split, margs)
+    write_run_files(run_dir, config, split)
     return RunState(run_dir, config, data, split, model, margs)
 
 
@@ -213,13 +181,11 @@ def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
     return config
 
 
-def write_run_files(run_dir: Path, config: dict, data: CleanDataset,
-                    split: dict[str, list[str]], margs: dict) -> None:
-    """The files a run directory holds from its start: config, split, labels, model arguments."""
+def write_run_files(run_dir: Path, config: dict, split: dict[str, list[str]]) -> None:
+    """The files a run directory holds from its start: config and split (the model files come
+    with the first epoch's best model)."""
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     save_split(split, config["seed"], run_dir / SPLIT_FILE)
-    write_index_to_name(data.index_to_name, run_dir / INDEX_TO_NAME_FILE)
-    atomic_write_text(run_dir / MODEL_ARGS_FILE, json.dumps(margs, indent=2) + "\n")
 
 
 def resume_run(args: argparse.Namespace) -> RunState:
@@ -228,19 +194,19 @@ def resume_run(args: argparse.Namespace) -> RunState:
     run_dir = args.resume.parent
     margs = ckpt["model_args"]
     if margs["arch"] != args.model:
-        raise CLIError(f"{args.resume} is a {margs['arch']} checkpoint, but --model is "
+        raise UserError(f"{args.resume} is a {margs['arch']} checkpoint, but --model is "
                        f"{args.model}; pass --model {margs['arch']} or start a new --out")
     if args.out is not None and args.out.resolve() != run_dir.resolve():
-        raise CLIError(f"--resume continues in {run_dir}, but --out is {args.out}; "
+        raise UserError(f"--resume continues in {run_dir}, but --out is {args.out}; "
                        "drop --out or make it the checkpoint's directory")
     config = _resumed_config(ckpt["config"], args)
     data = read_clean_dir(Path(config["data"]))
     try:
         saved_names = read_index_to_name(run_dir / INDEX_TO_NAME_FILE)
     except ValueError as exc:
-        raise CLIError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if saved_names != data.class_names:
-        raise CLIError(f"{args.data} has classes {data.class_names}, but the run was trained on "
+        raise UserError(f"{args.data} has classes {data.class_names}, but the run was trained on "
                        f"{saved_names}; resume with the run's dataset")
     model = build_model(**margs)
     model.load_state_dict(ckpt["model"])
@@ -281,27 +247,6 @@ def make_optimizer(model: nn.Module, config: dict
     return optimizer, scheduler
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 32-bit seed from (seed, epoch); SeedSequence mixes them the same way on every machine."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
-                generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader; shuffled (with ``generator``) when a generator is given."""
-    shuffle = generator is not None
-    # A last batch of one sample breaks batch norm in train mode ("more than 1 value per channel").
-    drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda", drop_last=drop_last)
-
-
 def fit(state: RunState, device: torch.device, writer: SummaryWriter) -> float:
     """Train from ``state.start_epoch`` to the configured epochs; return training images/s."""
     cfg = state.config
@@ -331,48 +276,6 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter) -> float:
     return sum(speeds) / len(speeds) if speeds else 0.0
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    device: torch.device, desc: str) -> dict:
-    """One pass over ``loader``; returns mean loss, accuracy, image count and seconds."""
-    model.train()
-    keep_frozen_batchnorm_eval(model)
-    total_loss, correct, seen = 0.0, 0, 0
-    started = time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=None)
-    for images, labels in bar:
-        images = images.to(device, non_blocking=True)  # (B, 3, S, S)
-        labels = labels.to(device, non_blocking=True)  # (B,)
-        logits = model(images)  # (B, num_classes)
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * labels.size(0)
-        correct += (logits.argmax(dim=1) == labels).sum().item()
-        seen += labels.size(0)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-    seconds = time.perf_counter() - started
-    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "images": seen, "seconds": seconds}
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
-    """Mean loss, accuracy, true and predicted labels of ``model`` over ``loader``."""
-    model.eval()
-    total_loss, y_true, y_pred = 0.0, [], []
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)  # (B, 3, S, S), (B,)
-        logits = model(images)  # (B, num_classes)
-        total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        y_true += labels.tolist()
-        y_pred += logits.argmax(dim=1).tolist()
-    n = len(y_true)
-    accuracy = sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / n if n else 0.0
-    return {"loss": total_loss / n if n else 0.0, "accuracy": accuracy,
-            "y_true": y_true, "y_pred": y_pred}
-
-
 def end_epoch(state: RunState, epoch: int, lr: float, train: dict, val: dict,
               writer: SummaryWriter) -> None:
     """Log the epoch, keep the best model and write the checkpoint."""
@@ -390,12 +293,9 @@ def end_epoch(state: RunState, epoch: int, lr: float, train: dict, val: dict,
           f"({row['train_images_per_second']:.1f} images/s)", flush=True)
     if val["accuracy"] > state.best_val_acc:
         state.best_val_acc, state.best_epoch = val["accuracy"], epoch
-        atomic_torch_save(cpu_state_dict(state.model), state.run_dir / MODEL_FILE)
+        save_trained(state.run_dir, state.model, state.data.class_names, state.model_args,
+                     write_bytes=atomic_write_bytes)
     save_checkpoint(state, epoch)
-
-
-def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def save_checkpoint(state: RunState, epoch: int) -> None:

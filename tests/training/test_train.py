@@ -1,22 +1,24 @@
-"""``python -m training.train`` end to end on tiny generated datasets (CPU, a few seconds each)."""
+"""training.train end to end on tiny cleaned datasets: learning, logs, checkpoints, resume, bad input."""
 
 import json
 import shutil
 from pathlib import Path
 from urllib.error import URLError
-
 import pytest
+
+from tests.support.faults import partial_save
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.models import resnet50 as tv_resnet50
-
 from aicore.categories import read_index_to_name
 from aicore.models import load_trained
-from tests.fixtures_data import make_clean_dataset
+from tests.support.data import make_clean_dataset
 from training import checkpoint as checkpoint_module
-from training.checkpoint import atomic_torch_save, load_checkpoint
-from training.cli import CLIError, run
+from training.checkpoint import load_checkpoint
+from common.cli import UserError, run
 from training.train import get_args_parser, main
+
+
 
 RUN_FILES = ("model.pt", "model_args.json", "index_to_name.json", "checkpoint.pt", "metrics.json",
              "config.json", "split.json")
@@ -72,8 +74,6 @@ def fake_imagenet_cache(torch_home: Path) -> dict[str, torch.Tensor]:
 def offline(*args: object, **kwargs: object) -> None:
     raise URLError("network is unreachable")
 
-
-# --- training that works ------------------------------------------------------------------------
 
 def test_train_cnn_learns_13_classes(data13: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -166,24 +166,6 @@ def test_resume_equals_continuous_training(data3: Path, tmp_path: Path) -> None:
         (tmp_path / "straight" / "split.json").read_text()
 
 
-# --- a run killed while writing -----------------------------------------------------------------
-
-def partial_save(obj: object, f: object, *args: object, **kwargs: object) -> None:
-    f.write(b"PK\x03\x04 half a checkpoint")
-    raise OSError("No space left on device")
-
-
-def test_atomic_torch_save_keeps_the_previous_file(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "checkpoint.pt"
-    atomic_torch_save({"epoch": 1}, target)
-    monkeypatch.setattr(checkpoint_module.torch, "save", partial_save)
-    with pytest.raises(OSError, match="No space left"):
-        atomic_torch_save({"epoch": 2}, target)
-    assert torch.load(target, weights_only=True) == {"epoch": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
-
-
 def test_resume_interrupted_mid_write_leaves_the_checkpoint_intact(
         cnn_run: Path, data3: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = shutil.copytree(cnn_run, tmp_path / "run")
@@ -191,7 +173,7 @@ def test_resume_interrupted_mid_write_leaves_the_checkpoint_intact(
     real_save = torch.save
 
     def save_fails_on_checkpoint(obj: object, f: object, *args: object, **kwargs: object) -> None:
-        if "checkpoint.pt" in f.name:  # the temp file ".checkpoint.pt.<hex>.tmp"
+        if "checkpoint.pt" in getattr(f, "name", ""):  # the temp file ".checkpoint.pt.<hex>.tmp"
             partial_save(obj, f)
         real_save(obj, f, *args, **kwargs)
 
@@ -206,10 +188,8 @@ def test_resume_interrupted_mid_write_leaves_the_checkpoint_intact(
     load_trained(run_dir)  # model.pt, whether or not epoch 2 replaced it, is whole
 
 
-# --- bad input ----------------------------------------------------------------------------------
-
 def test_train_refuses_a_dir_that_is_not_cleaned(tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="not a cleaned dataset directory"):
+    with pytest.raises(UserError, match="not a cleaned dataset directory"):
         train("--model", "cnn", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
@@ -217,7 +197,7 @@ def test_train_refuses_a_dir_that_is_not_cleaned(tmp_path: Path) -> None:
 def test_train_refuses_an_empty_dataset(tmp_path: Path) -> None:
     (tmp_path / "manifest.csv").write_text("image_id,product_id,category,path\n")
     (tmp_path / "dataset.json").write_text(json.dumps({"image_size": 128, "categories": ["A"]}))
-    with pytest.raises(CLIError, match="the dataset is empty"):
+    with pytest.raises(UserError, match="the dataset is empty"):
         train("--model", "cnn", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
@@ -225,36 +205,36 @@ def test_train_refuses_an_empty_dataset(tmp_path: Path) -> None:
 def test_train_refuses_a_category_too_small_to_split(tmp_path: Path) -> None:
     data = make_clean_dataset(tmp_path / "clean", num_classes=2, products_per_class=2,
                               images_per_product=3, size=32)
-    with pytest.raises(CLIError, match="fewer than 3 products"):
+    with pytest.raises(UserError, match="fewer than 3 products"):
         train("--model", "cnn", "--data", str(data), "--out", str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 
 def test_train_refuses_an_existing_out(cnn_run: Path, data3: Path) -> None:
     before = (cnn_run / "checkpoint.pt").read_bytes()
-    with pytest.raises(CLIError, match="already exists.*--resume .*checkpoint.pt"):
+    with pytest.raises(UserError, match="already exists.*--resume .*checkpoint.pt"):
         train("--model", "cnn", "--data", str(data3), "--out", str(cnn_run))
     assert (cnn_run / "checkpoint.pt").read_bytes() == before
 
 
 def test_train_refuses_to_resume_another_models_checkpoint(cnn_run: Path, data3: Path) -> None:
-    with pytest.raises(CLIError, match="is a cnn checkpoint, but --model is resnet50"):
+    with pytest.raises(UserError, match="is a cnn checkpoint, but --model is resnet50"):
         train("--model", "resnet50", "--data", str(data3),
               "--resume", str(cnn_run / "checkpoint.pt"))
 
 
 def test_train_refuses_a_missing_checkpoint(tmp_path: Path, data3: Path) -> None:
-    with pytest.raises(CLIError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         train("--model", "cnn", "--data", str(data3), "--resume", str(tmp_path / "checkpoint.pt"))
 
 
 def test_train_refuses_pretrained_for_the_cnn(data3: Path, tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="resnet50 only, not cnn"):
+    with pytest.raises(UserError, match="resnet50 only, not cnn"):
         train("--model", "cnn", "--pretrained", "--data", str(data3), "--out", str(tmp_path / "r"))
 
 
 def test_train_refuses_a_frozen_random_backbone(data3: Path, tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="--freeze-backbone needs --pretrained"):
+    with pytest.raises(UserError, match="--freeze-backbone needs --pretrained"):
         train("--model", "resnet50", "--freeze-backbone", "--data", str(data3),
               "--out", str(tmp_path / "r"))
 
@@ -264,7 +244,7 @@ def test_train_offline_pretrained_fails_before_creating_the_run(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     expected = tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth"
-    with pytest.raises(CLIError, match=f"place it at {expected}"):
+    with pytest.raises(UserError, match=f"place it at {expected}"):
         train("--model", "resnet50", "--pretrained", "--data", str(data3),
               "--out", str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
@@ -282,7 +262,7 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path: Path,
 
 
 def test_train_refuses_an_image_size_too_small_for_the_cnn(data3: Path, tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="--image-size 16: image_size 16 is too small"):
+    with pytest.raises(UserError, match="--image-size 16: image_size 16 is too small"):
         train("--model", "cnn", "--image-size", "16", "--data", str(data3),
               "--out", str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

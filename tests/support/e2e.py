@@ -10,8 +10,11 @@ import requests
 from PIL import Image
 
 from handler import archive
+from common.torchserve import bearer, read_key_file
 from serving import ctl
-from tests.fixtures_data import make_clean_dataset
+from serving.ready import http_session
+from serving.stack import stack_on_free_ports
+from tests.support.data import make_clean_dataset
 from training import train
 
 
@@ -57,13 +60,7 @@ def free_ports(count: int) -> list[int]:
 
 def make_stack(runtime_dir: Path, model_store: Path) -> ctl.Stack:
     """A stack on free ports using the repository's config.properties and log config."""
-    inference, management, metrics, proxy = free_ports(4)
-    config = ctl.REPO_ROOT / "config.properties"
-    models = tuple(ctl.snapshot_archives(ctl.read_properties(config), config))
-    return ctl.Stack(runtime_dir=runtime_dir, config=config, model_store=model_store,
-                     log_config=ctl.REPO_ROOT / "serving" / "log4j2.xml",
-                     inference_port=inference, management_port=management,
-                     metrics_port=metrics, proxy_port=proxy, models=models)
+    return stack_on_free_ports(runtime_dir, model_store)
 
 
 def stack_processes(stack: ctl.Stack) -> list[psutil.Process]:
@@ -100,11 +97,11 @@ def logo_png() -> bytes:
 
 
 # The same session serving.ctl uses: never routed through an HTTP_PROXY from the environment.
-http = ctl.http_session
+http = http_session
 
 
 def auth(stack: ctl.Stack, kind: str = "inference") -> dict[str, str]:
-    return {"Authorization": f"Bearer {ctl.read_keys(stack)[kind]}"}
+    return bearer(read_key_file(stack.key_file)[kind])
 
 
 def predict_direct(stack: ctl.Stack, model: str, data: bytes, **kwargs) -> requests.Response:

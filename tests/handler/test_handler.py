@@ -4,19 +4,19 @@
 import base64
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from ts.context import Context, RequestProcessor
-from ts.metrics.metrics_store import MetricsStore
+from ts.context import Context
 from ts.utils.util import list_classes_from_module
 
-from aicore.categories import ROOT_CATEGORIES, index_to_name, write_index_to_name
-from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, build_model, load_trained, model_args
+from aicore.categories import ROOT_CATEGORIES
+from tests.support.handler import make_context
+from tests.support.models import make_model_dir
+from aicore.models import load_trained
 from aicore.presets import EvalPreset, load_image
 from handler import handler as handler_module
 from handler.handler import ImageClassifierHandler
@@ -28,20 +28,7 @@ CATEGORIES = sorted(ROOT_CATEGORIES[:5])
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An unpacked archive as the worker sees it: model.pt, model_args.json, index_to_name.json."""
-    root = tmp_path_factory.mktemp("model_dir")
-    torch.manual_seed(0)
-    model = build_model("cnn", len(CATEGORIES), IMAGE_SIZE)
-    torch.save(model.state_dict(), root / MODEL_FILE)
-    (root / MODEL_ARGS_FILE).write_text(json.dumps(model_args("cnn", len(CATEGORIES), IMAGE_SIZE)))
-    write_index_to_name(index_to_name(CATEGORIES), root / "index_to_name.json")
-    return root
-
-
-def make_context(model_dir: Path, batch: int = 1) -> Context:
-    context = Context("cnn", str(model_dir), {"model": {"modelName": "cnn"}}, batch, None,
-                      "0.12.0", metrics=MetricsStore(uuid.uuid4(), "cnn"))
-    context.request_processor = [RequestProcessor({}) for _ in range(batch)]
-    return context
+    return make_model_dir(tmp_path_factory.mktemp("model_dir"), "cnn", CATEGORIES, IMAGE_SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,24 @@
-"""End to end: short real training runs -> `make archive` -> the real TorchServe with the
-repository's config.properties (ports moved) and the real proxy, started by serving.ctl.
-
-One stack for the whole module (TorchServe starts twice: once, and once more after the restart
-test); the teardown stops everything even when a test fails.
-"""
+"""End to end: real archives in the real TorchServe (the repository's config.properties, ports
+moved) and the real proxy, started by serving.ctl; real image bytes over loopback."""
 
 import concurrent.futures
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-
 import psutil
 import pytest
-
 from handler import archive
-from serving import ctl
-from tests import e2e_utils as e2e
+from common.properties import read_properties
+from common.torchserve import READY
+from serving import ctl, ready
+from serving import process as serving_process
+from tests.support import e2e
+
+
 
 pytestmark = pytest.mark.e2e
+
 
 START_TIMEOUT_S = 180.0
 
@@ -87,7 +87,7 @@ def test_predict_via_proxy_matches_direct(stack):
 
 
 def test_models_show_run_version_and_configured_batching(stack, runs):
-    snapshot = json.loads(ctl.read_properties(stack.config)["model_snapshot"])
+    snapshot = json.loads(read_properties(stack.config)["model_snapshot"])
     with e2e.http() as session:
         for name, run_dir in runs.items():
             response = session.get(f"{stack.management_url}/models/{name}",
@@ -105,7 +105,7 @@ def worker_pids(stack: ctl.Stack, model: str) -> list[int]:
         response = session.get(f"{stack.management_url}/models/{model}",
                                headers=e2e.auth(stack, "management"), timeout=10)
     workers = response.json()[0]["workers"]
-    assert [w["status"] for w in workers] == [ctl.READY] * len(workers)
+    assert [w["status"] for w in workers] == [READY] * len(workers)
     return sorted(w["pid"] for w in workers)
 
 
@@ -176,14 +176,14 @@ def test_cli_start_again_says_already_running(stack, capsys):
 
 
 def test_proxy_answers_503_while_torchserve_is_down(stack):
-    assert ctl.stop_torchserve(stack)
+    assert serving_process.stop_torchserve(stack)
     try:
         down = e2e.predict_proxy(stack, "cnn", e2e.logo_png(), "logo.png")
         assert down.status_code == 503, down.text
         assert not ctl.status(stack)
     finally:
-        process = ctl.start_torchserve(stack)
-        ctl.wait_torchserve(stack, process, START_TIMEOUT_S)
+        process = serving_process.start_torchserve(stack)
+        ready.wait_torchserve(stack, process, START_TIMEOUT_S)
 
     up = e2e.predict_proxy(stack, "cnn", e2e.logo_png(), "logo.png")  # new keys: proxy re-reads
     assert up.status_code == 200, up.text

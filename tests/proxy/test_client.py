@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from proxy import client as cli
-from training.cli import run
+from common.cli import run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROBABILITIES = {"Appliances": 0.05, "Home & Garden": 0.7, "Other Goods": 0.15,
@@ -138,4 +138,4 @@ def test_error_detail_joins_validation_errors():
 def test_top_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         cli.get_args_parser().parse_args(["x.png", "--top", "0"])
-    assert "must be 1 or more, got 0" in capsys.readouterr().err
+    assert "must be a positive integer, got 0" in capsys.readouterr().err

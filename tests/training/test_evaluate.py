@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_data import make_clean_dataset
+from tests.support.data import make_clean_dataset
 from training import evaluate, train
-from training.cli import CLIError
+from common.cli import UserError
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +55,18 @@ def test_evaluate_writes_into_the_run_by_default(cnn_run: Path, data: Path, tmp_
 
 
 def test_evaluate_refuses_a_dir_that_is_not_a_run(data: Path, tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="is not a training run: split.json is missing"):
+    with pytest.raises(UserError, match="is not a training run: split.json is missing"):
         run_evaluate("--run", str(tmp_path), "--data", str(data))
 
 
 def test_evaluate_refuses_a_run_without_model(cnn_run: Path, data: Path, tmp_path: Path) -> None:
     run_dir = shutil.copytree(cnn_run, tmp_path / "run")
     (run_dir / "model.pt").unlink()
-    with pytest.raises(CLIError, match="model.pt is missing"):
+    with pytest.raises(UserError, match="model.pt is missing"):
         run_evaluate("--run", str(run_dir), "--data", str(data))
 
 
 def test_evaluate_refuses_data_with_other_classes(cnn_run: Path, tmp_path: Path) -> None:
     other = make_clean_dataset(tmp_path / "other", num_classes=3, products_per_class=3, size=32)
-    with pytest.raises(CLIError, match="evaluate with the run's dataset"):
+    with pytest.raises(UserError, match="evaluate with the run's dataset"):
         run_evaluate("--run", str(cnn_run), "--data", str(other))

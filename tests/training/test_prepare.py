@@ -1,76 +1,37 @@
-"""training.prepare and training.export: table cleaning, image cleaning, outputs and errors."""
+"""training.prepare: an export or a folder tree into a cleaned dataset, every drop counted, bad
+input named."""
 
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.support import REPO_ROOT
+
+from tests.support.export import SIZE
 from PIL import Image
-
-from training.cli import CLIError
-from training.export import IMAGE_COLUMNS, parse_category, parse_price, read_export_csv
+from common.cli import UserError
 from training import prepare
-from training.prepare import MANIFEST_COLUMNS, get_args_parser, main
+from common.dataset_format import MANIFEST_COLUMNS
+from training.prepare import get_args_parser, main
 
-SIZE = 48
-REPO = Path(__file__).resolve().parents[1]
 
-PRODUCTS_CSV = (
-    ",id,product_name,category,product_description,price,location\n"
-    '0,p1,Kettle,Appliances / Kettles,Nice\rkettle,"£1,234.50",Leeds\n'
-    "1, p2 ,Sofa, Home & Garden / Sofas ,Comfy,£5,Bristol\n"
-    "2,p3,Drill,DIY Tools & Materials / Drills,Works,free,Leeds\n"
-    "3,p4,Thing,,Something,£3,Leeds\n"
-    "4,p1,Kettle again,Appliances,Duplicate,£2,Leeds\n"
-    "5,p5,Lonely,Appliances / Fridges,No photos,£12.00,Leeds\n"
-    "6,p6,Broken,Appliances,one,field,too many,Leeds\n"
-    "7,p7,Chair,Office Furniture & Equipment / Chairs,Lost photo,£40,Leeds\n"
-)
-# image id -> (product id, what its file holds); None: no file on disk
-IMAGE_ROWS = [
-    ("i1", "p1", "red jpeg"), ("i2", "p1", "rgba png"), ("i3", "p2", "grey jpeg"),
-    ("i4", "p2", "truncated"), ("i5", "p3", "red jpeg"), ("i6", "p4", "red jpeg"),
-    ("i7", "p99", "red jpeg"), ("i1", "p1", None), ("i8", "p7", None), ("../evil", "p1", None),
-]
+
+REPO = REPO_ROOT
+
+
 EXPECTED_PRODUCTS = {"total": 8, "kept": 2, "dropped": {
     "duplicate product id": 1, "malformed CSV line": 1, "missing category": 1, "no image row": 1,
     "no usable image": 1, "unparseable price": 1}}
+
+
 EXPECTED_IMAGES = {"total": 10, "kept": 3, "dropped": {
     "product row dropped": 2, "duplicate image id": 1, "image without a product": 1,
     "invalid image id": 1, "missing image file": 1, "unreadable image file": 1}}
-
-
-def _file_bytes(kind: str, image_bytes) -> bytes:
-    if kind == "rgba png":
-        return image_bytes(40, 90, (0, 0, 255, 255), mode="RGBA", fmt="PNG")
-    if kind == "grey jpeg":
-        return image_bytes(70, 70, 128, mode="L")
-    if kind == "truncated":  # noise: the cut falls in the scan data, not in the header
-        noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(noise).save(buffer, "JPEG")
-        return buffer.getvalue()[: len(buffer.getvalue()) // 2]
-    return image_bytes(80, 50)  # "red jpeg"
-
-
-@pytest.fixture
-def tiny_export(tmp_path, image_bytes) -> Path:
-    """A hand-made export with one row for each quirk and drop reason (see EXPECTED_*)."""
-    raw = tmp_path / "raw"
-    (raw / "images").mkdir(parents=True)
-    (raw / "Products.csv").write_bytes(PRODUCTS_CSV.encode("utf-8"))
-    lines = ["," + ",".join(IMAGE_COLUMNS)]
-    for n, (image_id, product_id, kind) in enumerate(IMAGE_ROWS):
-        lines.append(f"{n},{image_id},{product_id},https://bucket/{image_id}.jpg,ref{n},2022-03-01")
-        if kind is not None:
-            (raw / "images" / f"{image_id}.jpg").write_bytes(_file_bytes(kind, image_bytes))
-    (raw / "Images.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return raw
 
 
 def _export_args(raw: Path, out: Path, *extra: str):
@@ -78,47 +39,6 @@ def _export_args(raw: Path, out: Path, *extra: str):
         "--products", str(raw / "Products.csv"), "--images", str(raw / "Images.csv"),
         "--image-dir", str(raw / "images"), "--out", str(out), "--size", str(SIZE),
         "--workers", "1", *extra])
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("£1,234.50", 1234.5), ("£5", 5.0), ("£12.00", 12.0), (" £ 7.5 ", 7.5), ("1000", 1000.0),
-    ("£1,000,000", 1_000_000.0), ("free", None), ("", None), ("£", None), ("£1,23", None),
-    ("nan", None), ("-5", None), ("£1.2.3", None), ("£5 ono", None), (None, None), (3.0, None),
-])
-def test_parse_price_table(text, expected):
-    assert parse_price(text) == expected
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Home & Garden / Garden & Patio / Sheds", "Home & Garden"), ("  Appliances  ", "Appliances"),
-    ("Clothes, Footwear & Accessories / Jewellery", "Clothes, Footwear & Accessories"),
-    ("", None), ("   ", None), (" / Sheds", None), ("/ Sheds", None), (None, None),
-    (float("nan"), None),
-])
-def test_parse_category_table(text, expected):
-    assert parse_category(text) == expected
-
-
-def test_read_export_csv_handles_the_exports_quirks(tiny_export):
-    table, bad_lines = read_export_csv(tiny_export / "Products.csv", ("id",), ("id", "price"))
-
-    assert bad_lines == 1
-    assert "Unnamed: 0" not in table.columns and len(table) == 7
-    assert table.loc[0, "product_description"] == "Nice\nkettle"  # a bare \r kept the row whole
-    assert table.loc[1, "id"] == "p2" and table.loc[1, "category"] == "Home & Garden / Sofas"
-
-
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty: expected a header line with columns id, category"),
-    (',id,category,price\n0,p1,"Appliances,£5\n1,p2,Appliances,£6\n',
-     "is not a readable CSV file: .*EOF inside string starting at row 1"),
-])
-def test_read_export_csv_unreadable_file_is_clierror(tmp_path, content, message):
-    path = tmp_path / "Products.csv"
-    path.write_text(content, encoding="utf-8")
-
-    with pytest.raises(CLIError, match=message):
-        read_export_csv(path, ("id", "category", "price"), ("id", "price"))
 
 
 def test_prepare_export_counts_every_drop_reason(tiny_export, tmp_path, capsys):
@@ -230,7 +150,7 @@ def test_prepare_folder_mode_refuses_empty_category_folder(image_folder, tmp_pat
     (image_folder / "Empty" / "notes.txt").write_text("no pictures here")
     out = tmp_path / "clean"
 
-    with pytest.raises(CLIError, match=r"category folder .*Empty holds no image files"):
+    with pytest.raises(UserError, match=r"category folder .*Empty holds no image files"):
         main(get_args_parser().parse_args(["--image-folder", str(image_folder), "--out", str(out)]))
     assert not (out / "manifest.csv").exists()
 
@@ -265,7 +185,7 @@ def test_prepare_nothing_usable_raises_and_keeps_earlier_output(image_folder, tm
     (broken / "Appliances").mkdir(parents=True)
     (broken / "Appliances" / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
 
-    with pytest.raises(CLIError, match=r"no usable images: 1 image entries read, all dropped "
+    with pytest.raises(UserError, match=r"no usable images: 1 image entries read, all dropped "
                                        r"\(unreadable image file: 1\)"):
         main(get_args_parser().parse_args(["--image-folder", str(broken), "--out", str(out),
                                            "--size", str(SIZE), "--workers", "1"]))
@@ -277,10 +197,10 @@ def test_prepare_different_size_refuses_to_mix(tiny_export, tmp_path):
     out = tmp_path / "clean"
     main(_export_args(tiny_export, out))
 
-    with pytest.raises(CLIError, match=f"already holds images cleaned at {SIZE} px; --size 64"):
+    with pytest.raises(UserError, match=f"already holds images cleaned at {SIZE} px; --size 64"):
         main(_export_args(tiny_export, out, "--size", "64"))
     (out / "dataset.json").unlink()  # as if an earlier run was interrupted before the end
-    with pytest.raises(CLIError, match=f"cleaned at {SIZE} px"):
+    with pytest.raises(UserError, match=f"cleaned at {SIZE} px"):
         main(_export_args(tiny_export, out, "--size", "64"))
 
 
@@ -288,7 +208,7 @@ def test_prepare_missing_column_names_it(tiny_export, tmp_path):
     table = pd.read_csv(tiny_export / "Images.csv", dtype=str)
     table.drop(columns=["product_id"]).to_csv(tiny_export / "Images.csv", index=False)
 
-    with pytest.raises(CLIError, match=r"Images.csv has no column 'product_id': expected columns "
+    with pytest.raises(UserError, match=r"Images.csv has no column 'product_id': expected columns "
                                        r"id, product_id, bucket_link"):
         main(_export_args(tiny_export, tmp_path / "clean"))
 
@@ -306,14 +226,14 @@ def test_prepare_missing_input_names_it(tiny_export, tmp_path, remove, message):
     else:
         target.unlink()
 
-    with pytest.raises(CLIError, match=message):
+    with pytest.raises(UserError, match=message):
         main(_export_args(tiny_export, tmp_path / "clean"))
 
 
 def test_prepare_products_without_images_flag_is_an_error(tmp_path):
     args = get_args_parser().parse_args(["--products", "P.csv", "--out", str(tmp_path)])
 
-    with pytest.raises(CLIError, match="--products needs --images"):
+    with pytest.raises(UserError, match="--products needs --images"):
         main(args)
 
 

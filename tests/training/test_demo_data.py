@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from aicore.categories import ROOT_CATEGORIES
 from aicore.presets import load_image
-from training.cli import CLIError
+from common.cli import UserError
 from training.demo_data import (ORPHAN_IMAGES, SAMPLES, SPECIAL_KINDS, UNPHOTOGRAPHED_PRODUCTS,
                                 build_export, generate, get_args_parser, main)
 from training.export import IMAGE_COLUMNS, PRODUCT_COLUMNS
@@ -46,7 +46,7 @@ def test_main_prints_summary_and_refuses_too_few_images(tmp_path, capsys):
                                                 "--images-per-category", "2"]))
 
     assert f"{export.files_written} image files" in capsys.readouterr().out
-    with pytest.raises(CLIError, match="--images-per-category must be at least 2, got 1"):
+    with pytest.raises(UserError, match="--images-per-category must be at least 2, got 1"):
         main(get_args_parser().parse_args(["--out", str(tmp_path / "e"),
                                            "--images-per-category", "1"]))
 

@@ -1,30 +1,21 @@
-"""The cleaned-directory reader, the image dataset and the grouped, stratified split."""
+"""The 70/15/15 split: grouped by product, stratified by category, seeded, saved and reloaded."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from aicore.presets import EvalPreset, TrainPreset
-from tests.fixtures_data import make_clean_dataset
-from training.cli import CLIError
-from training.dataset import MarketplaceImageDataset, read_clean_dir
+from tests.support import REPO_ROOT
+from common.cli import UserError
 from training.split import limit_ids, load_split, save_split, split_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 classes x 6 products x 2 images, 48 px; read-only for the tests."""
-    return make_clean_dataset(tmp_path_factory.mktemp("clean"), num_classes=3,
-                              products_per_class=6, images_per_product=2, size=48)
+ROOT = REPO_ROOT
 
 
 def synthetic_manifest(categories: int = 4, products: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -38,95 +29,6 @@ def synthetic_manifest(categories: int = 4, products: int = 40, seed: int = 0) -
                              "category": f"cat {c}", "path": f"images/i{c}-{p}-{i}.png"})
     return pd.DataFrame(rows)
 
-
-# --- reading a cleaned directory ----------------------------------------------------------------
-
-def test_read_clean_dir_sorts_classes_alphabetically(clean_dir: Path) -> None:
-    data = read_clean_dir(clean_dir)
-    assert data.class_names == sorted(data.class_names)
-    assert data.class_names == sorted(data.manifest["category"].unique())
-    assert data.index_to_name == {str(i): n for i, n in enumerate(data.class_names)}
-    assert data.image_size == 48
-    assert len(data.manifest) == 36
-
-
-def test_read_clean_dir_refuses_a_dir_without_manifest(tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="not a cleaned dataset directory: manifest.csv is missing"):
-        read_clean_dir(tmp_path)
-
-
-def test_read_clean_dir_refuses_an_empty_manifest(tmp_path: Path) -> None:
-    (tmp_path / "manifest.csv").write_text("image_id,product_id,category,path\n")
-    (tmp_path / "dataset.json").write_text(json.dumps({"image_size": 128, "categories": ["A"]}))
-    with pytest.raises(CLIError, match="no rows: the dataset is empty"):
-        read_clean_dir(tmp_path)
-
-
-def test_read_clean_dir_refuses_missing_columns(tmp_path: Path) -> None:
-    (tmp_path / "manifest.csv").write_text("image_id,category\n1,A\n")
-    (tmp_path / "dataset.json").write_text(json.dumps({"image_size": 128, "categories": ["A"]}))
-    with pytest.raises(CLIError, match=r"lacks column\(s\) \['product_id', 'path'\]"):
-        read_clean_dir(tmp_path)
-
-
-def test_read_clean_dir_refuses_missing_image_files(clean_dir: Path, tmp_path: Path) -> None:
-    for name in ("manifest.csv", "dataset.json"):
-        (tmp_path / name).write_bytes((clean_dir / name).read_bytes())
-    with pytest.raises(CLIError, match="36 image.* are missing"):
-        read_clean_dir(tmp_path)
-
-
-def test_read_clean_dir_refuses_unlisted_categories(clean_dir: Path, tmp_path: Path) -> None:
-    for name in ("manifest.csv", "images"):
-        os.symlink(clean_dir / name, tmp_path / name)
-    (tmp_path / "dataset.json").write_text(json.dumps({"image_size": 48, "categories": ["Other"]}))
-    with pytest.raises(CLIError, match="that dataset.json does not list"):
-        read_clean_dir(tmp_path)
-
-
-# --- the dataset --------------------------------------------------------------------------------
-
-def test_dataset_returns_tensor_and_int_label(clean_dir: Path) -> None:
-    data = read_clean_dir(clean_dir)
-    ds = MarketplaceImageDataset(data, None, EvalPreset(48))
-    assert len(ds) == 36
-    image, label = ds[5]
-    assert isinstance(image, torch.Tensor) and image.dtype == torch.float32
-    assert image.shape == (3, 48, 48)
-    assert isinstance(label, int)
-    assert data.class_names[label] == data.manifest.loc[5, "category"]
-
-
-def test_dataset_keeps_the_order_of_given_ids(clean_dir: Path) -> None:
-    data = read_clean_dir(clean_dir)
-    ids = list(data.manifest["image_id"])[::-7]
-    ds = MarketplaceImageDataset(data, ids, EvalPreset(48))
-    assert ds.image_ids == ids
-    assert len(ds) == len(ids)
-
-
-def test_dataset_refuses_unknown_ids(clean_dir: Path) -> None:
-    data = read_clean_dir(clean_dir)
-    with pytest.raises(CLIError, match="'nope'"):
-        MarketplaceImageDataset(data, ["nope"], EvalPreset(48))
-
-
-def test_dataset_train_transform_is_random_eval_is_not(clean_dir: Path) -> None:
-    data = read_clean_dir(clean_dir)
-    train = MarketplaceImageDataset(data, None, TrainPreset(48))
-    evaluation = MarketplaceImageDataset(data, None, EvalPreset(48))
-    torch.manual_seed(0)
-    draws = [train[0][0] for _ in range(4)]
-    assert any(not torch.equal(draws[0], d) for d in draws[1:])
-    assert torch.equal(evaluation[0][0], evaluation[0][0])
-
-
-def test_dataset_resizes_to_the_preset_size(clean_dir: Path) -> None:
-    ds = MarketplaceImageDataset(read_clean_dir(clean_dir), None, EvalPreset(32))
-    assert ds[0][0].shape == (3, 32, 32)
-
-
-# --- the split ----------------------------------------------------------------------------------
 
 def test_split_keeps_each_product_in_one_split() -> None:
     manifest = synthetic_manifest()
@@ -186,12 +88,12 @@ def test_split_refuses_a_category_with_too_few_products() -> None:
                           synthetic_manifest(categories=1, products=2)
                           .assign(category="tiny", product_id=lambda m: "t" + m["product_id"],
                                   image_id=lambda m: "t" + m["image_id"])])
-    with pytest.raises(CLIError, match=r"fewer than 3 products.*'tiny' \(2\)"):
+    with pytest.raises(UserError, match=r"fewer than 3 products.*'tiny' \(2\)"):
         split_dataset(manifest, seed=0)
 
 
 def test_split_refuses_a_listed_category_without_images() -> None:
-    with pytest.raises(CLIError, match=r"'absent' \(0\)"):
+    with pytest.raises(UserError, match=r"'absent' \(0\)"):
         split_dataset(synthetic_manifest(categories=1), seed=0, categories=["absent", "cat 0"])
 
 
@@ -200,7 +102,7 @@ def test_split_refuses_a_product_in_two_categories() -> None:
     counts = manifest["product_id"].value_counts()
     row = manifest.index[manifest["product_id"] == counts.index[counts > 1][0]][0]
     manifest.loc[row, "category"] = "cat 3" if manifest.loc[row, "category"] != "cat 3" else "cat 0"
-    with pytest.raises(CLIError, match="has images in several categories"):
+    with pytest.raises(UserError, match="has images in several categories"):
         split_dataset(manifest, seed=0)
 
 
@@ -213,7 +115,7 @@ def test_save_split_round_trips(tmp_path: Path) -> None:
 
 def test_load_split_refuses_a_malformed_file(tmp_path: Path) -> None:
     (tmp_path / "split.json").write_text('{"train": []}')
-    with pytest.raises(CLIError, match="'train', 'val' and 'test'"):
+    with pytest.raises(UserError, match="'train', 'val' and 'test'"):
         load_split(tmp_path / "split.json")
 
 

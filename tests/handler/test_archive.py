@@ -11,27 +11,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
-from aicore.categories import ROOT_CATEGORIES, index_to_name, write_index_to_name
-from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, build_model, model_args
+from aicore.categories import ROOT_CATEGORIES
+from tests.support.models import make_run
+from aicore.models import MODEL_ARGS_FILE, MODEL_FILE
 from handler import archive
-from training.cli import CLIError, run
+from common.cli import UserError, run
 
 CATEGORIES = sorted(ROOT_CATEGORIES[:4])
-
-
-def make_run(run_dir: Path, arch: str = "cnn", seed: int = 0, image_size: int = 64) -> Path:
-    """The files `make train` leaves in a run directory that the archive needs."""
-    run_dir.mkdir(parents=True)
-    torch.manual_seed(seed)
-    model = build_model(arch, len(CATEGORIES), image_size)
-    torch.save(model.state_dict(), run_dir / MODEL_FILE)
-    (run_dir / MODEL_ARGS_FILE).write_text(json.dumps(model_args(arch, len(CATEGORIES), image_size)))
-    write_index_to_name(index_to_name(CATEGORIES), run_dir / "index_to_name.json")
-    (run_dir / "metrics.json").write_text("{}")  # not archived
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +42,7 @@ def test_build_archive_writes_named_mar(mar):
     assert sorted(p.name for p in mar.parent.iterdir()) == ["cnn.mar"]  # no staging left behind
 
 
-def test_build_archive_packs_handler_model_labels_and_aicore(mar, cnn_run):
+def test_build_archive_packs_handler_model_labels_and_shared_packages(mar, cnn_run):
     with zipfile.ZipFile(mar) as z:
         names = set(z.namelist())
         assert z.read(MODEL_FILE) == (cnn_run / MODEL_FILE).read_bytes()
@@ -62,10 +50,12 @@ def test_build_archive_packs_handler_model_labels_and_aicore(mar, cnn_run):
         assert z.read("index_to_name.json") == (cnn_run / "index_to_name.json").read_bytes()
         assert z.read("handler.py") == archive.HANDLER_FILE.read_bytes()
 
-    aicore_files = {f"aicore/{p.name}" for p in archive.AICORE_DIR.glob("*.py")}
-    assert {"aicore/__init__.py", "aicore/presets.py", "aicore/models.py"} <= aicore_files
+    packed = {f"{package.name}/{p.name}" for package in archive.PACKED_PACKAGES
+              for p in package.glob("*.py")}
+    assert {"aicore/__init__.py", "aicore/presets.py", "aicore/models.py",
+            "common/torchserve.py"} <= packed
     assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json",
-                     "MAR-INF/MANIFEST.json", *aicore_files}  # no metrics.json, no __pycache__
+                     "MAR-INF/MANIFEST.json", *packed}  # no metrics.json, no __pycache__
 
 
 def test_build_archive_manifest_names_handler_and_run_version(mar, cnn_run):
@@ -138,7 +128,7 @@ def test_unpacked_archive_runs_in_torchserve_loader(mar, tmp_path):
 
 
 def test_build_archive_refuses_missing_run_dir(tmp_path):
-    with pytest.raises(CLIError, match=r"does not exist: train it with `make train MODEL=cnn`"):
+    with pytest.raises(UserError, match=r"does not exist: train it with `make train MODEL=cnn`"):
         archive.build_archive(tmp_path / "nope", "cnn", tmp_path / "store")
     assert not (tmp_path / "store").exists()
 
@@ -147,12 +137,12 @@ def test_build_archive_refuses_unfinished_run(tmp_path):
     run_dir = make_run(tmp_path / "cnn")
     (run_dir / "index_to_name.json").unlink()
 
-    with pytest.raises(CLIError, match="lacks index_to_name.json"):
+    with pytest.raises(UserError, match="lacks index_to_name.json"):
         archive.build_archive(run_dir, "cnn", tmp_path / "store")
 
 
 def test_build_archive_refuses_wrong_architecture(tmp_path, cnn_run):
-    with pytest.raises(CLIError, match=r"holds a 'cnn' model, but resnet50.mar must hold"):
+    with pytest.raises(UserError, match=r"holds a 'cnn' model, but resnet50.mar must hold"):
         archive.build_archive(cnn_run, "resnet50", tmp_path / "store")
 
 

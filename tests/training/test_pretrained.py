@@ -1,20 +1,22 @@
-"""Both architectures as training uses them: shapes, logits, ImageNet weights and a frozen backbone."""
+"""ImageNet weights for ResNet-50 (cached, offline, corrupt) and a frozen backbone."""
 
 from pathlib import Path
 from urllib.error import URLError
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.models import resnet50 as tv_resnet50
-
-from aicore.models import build_model, embed, encode
-from training.cli import CLIError
+from aicore.models import build_model
+from common.cli import UserError
 from training.pretrained import (freeze_backbone, keep_frozen_batchnorm_eval,
                                  load_imagenet_weights, weights_cache_path)
 from training.train import make_optimizer
 
+
+
 WEIGHTS_FILE = "resnet50-11ad3fa6.pth"
+
+
 CONFIG = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "step_size": 3, "gamma": 0.5}
 
 
@@ -37,32 +39,11 @@ def fake_imagenet_state() -> dict[str, torch.Tensor]:
     return tv_resnet50(weights=None).state_dict()
 
 
-def test_cnn_outputs_logits_per_class_at_128_px() -> None:
-    model = build_model("cnn", num_classes=13, image_size=128).eval()
-    x = torch.randn(2, 3, 128, 128)
-    with torch.no_grad():
-        assert model.features(x).shape == (2, 5408)  # 32 x 13 x 13
-        logits = model(x)
-    assert logits.shape == (2, 13)
-    # Logits, not probabilities: cross_entropy applies the softmax itself.
-    assert not torch.allclose(logits.sum(dim=1), torch.ones(2))
-    assert not torch.allclose(F.softmax(logits, dim=1), logits)
-
-
-def test_resnet50_outputs_logits_per_class() -> None:
-    model = build_model("resnet50", num_classes=5).eval()
-    with torch.no_grad():
-        logits = model(torch.randn(2, 3, 64, 64))
-    assert logits.shape == (2, 5)
-    assert model.fc.out_features == 5
-    assert not torch.allclose(logits.sum(dim=1), torch.ones(2))
-
-
 def test_load_imagenet_weights_names_the_file_to_place_when_offline(empty_torch_home: Path
                                                                     ) -> None:
     expected = empty_torch_home / "hub" / "checkpoints" / WEIGHTS_FILE
     assert weights_cache_path() == expected
-    with pytest.raises(CLIError) as err:
+    with pytest.raises(UserError) as err:
         load_imagenet_weights(build_model("resnet50", num_classes=3))
     message = str(err.value)
     assert str(expected) in message
@@ -90,7 +71,7 @@ def test_load_imagenet_weights_refuses_a_corrupt_cache_file(empty_torch_home: Pa
     cached = empty_torch_home / "hub" / "checkpoints" / WEIGHTS_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"half a download")
-    with pytest.raises(CLIError, match=f"{WEIGHTS_FILE} is unreadable.*delete it"):
+    with pytest.raises(UserError, match=f"{WEIGHTS_FILE} is unreadable.*delete it"):
         load_imagenet_weights(build_model("resnet50", num_classes=3))
 
 
@@ -127,19 +108,3 @@ def test_unfrozen_model_keeps_batchnorm_training() -> None:
     model.train()
     keep_frozen_batchnorm_eval(model)
     assert model.bn1.training and model.layer4[2].bn3.training
-
-
-@pytest.mark.parametrize(("arch", "dim"), [("cnn", 64), ("resnet50", 2048)])
-def test_embed_is_the_unit_length_layer_before_the_head(arch: str, dim: int) -> None:
-    torch.manual_seed(0)
-    model = build_model(arch, num_classes=5).eval()
-    x = torch.randn(3, 3, 128, 128)
-    with torch.no_grad():
-        vectors = embed(model, x)
-        head = model.classifier[-1] if arch == "cnn" else model.fc
-        logits_from_features = head(encode(model, x))
-        logits = model(x)
-    assert vectors.shape == (3, dim)
-    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(3))
-    # encode() really is the input of the head: applying the head to it gives forward()'s logits.
-    torch.testing.assert_close(logits_from_features, logits)

@@ -1,0 +1,38 @@
+"""The proxy's test fixtures: settings with a small upload limit, a fake TorchServe client, a TestClient."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+import pytest
+from fastapi.testclient import TestClient
+from proxy.app import create_app
+from tests.support.proxy import FakeTorchServe, LIMIT
+from proxy.routes import get_torchserve
+from proxy.settings import Settings
+
+
+
+@pytest.fixture(autouse=True)
+def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's AICORE_* variables must not change what these tests see."""
+    for name in list(os.environ):
+        if name.startswith("AICORE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT)
+
+
+@pytest.fixture
+def fake() -> FakeTorchServe:
+    return FakeTorchServe()
+
+
+@pytest.fixture
+def client(settings: Settings, fake: FakeTorchServe) -> Iterator[TestClient]:
+    app = create_app(settings)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:  # a context manager, so the lifespan runs
+        yield test_client

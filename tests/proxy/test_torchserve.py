@@ -1,0 +1,265 @@
+"""The real TorchServeClient against fake TorchServes: httpx.MockTransport, then a small loopback
+HTTP server."""
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from common.net import free_port
+from proxy.app import create_app
+from tests.support.proxy import PROBABILITIES, png_bytes, post_image
+from proxy.settings import Settings
+
+
+
+INVALID_KEY = {"code": 400, "type": "InvalidKeyException",
+               "message": "Token Authorization failed. Token either incorrect, expired, or not "
+                          "provided correctly"}
+
+
+class FakeTorchServeServer:
+    """TorchServe 0.12's HTTP behaviour that the proxy relies on, keys included: new keys in
+    key_file.json at every (re)start, 400 InvalidKeyException for a wrong key, GET /token."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+        self.requests: list[httpx.Request] = []
+        self.keys: dict[str, str] = {}
+        self.restart()
+
+    def restart(self) -> None:
+        self.keys = {kind: secrets.token_urlsafe(6) for kind in ("management", "inference", "API")}
+        self.write_key_file()
+
+    def expire(self, kind: str) -> None:
+        """The key in the file stops working, as when token_expiration_min has passed."""
+        self.keys[kind] = "expired-" + secrets.token_urlsafe(6)
+
+    def write_key_file(self) -> None:
+        self.key_file.write_text(json.dumps({kind: {"key": key} for kind, key in self.keys.items()}))
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        api = "management" if request.url.port == 8081 else "inference"
+        auth = request.headers.get("authorization")
+        if request.url.path == "/token":
+            if auth != f"Bearer {self.keys['API']}":
+                return httpx.Response(400, json=INVALID_KEY)
+            self.keys[request.url.params["type"]] = secrets.token_urlsafe(6)
+            self.write_key_file()
+            return httpx.Response(200)
+        if auth != f"Bearer {self.keys[api]}":
+            return httpx.Response(400, json=INVALID_KEY)
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/ping":
+            return httpx.Response(200, json={"status": "Healthy"})
+        if path.startswith("/predictions/"):
+            if not request.content.startswith(b"\x89PNG"):
+                return httpx.Response(400, json={"error": "cannot decode the image"})
+            return httpx.Response(200, json={"category": "Appliances",
+                                             "probabilities": PROBABILITIES})
+        if path == "/models":
+            return httpx.Response(200, json={"models": [{"modelName": "resnet50"},
+                                                        {"modelName": "cnn"}]})
+        name = path.split("/")[2]
+        versions = ["1.0", "2.0"] if path.endswith("/all") else ["1.0"]
+        return httpx.Response(200, json=[
+            {"modelName": name, "modelVersion": v, "workers": [{"id": "9000", "status": "READY"}]}
+            for v in versions
+        ])
+
+    def paths(self) -> list[str]:
+        return [request.url.path for request in self.requests]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> FakeTorchServeServer:
+    return FakeTorchServeServer(tmp_path / "key_file.json")
+
+
+@pytest.fixture
+def real_client(settings: Settings, server: FakeTorchServeServer) -> Iterator[TestClient]:
+    app = create_app(settings, transport=httpx.MockTransport(server.handle))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_torchserve_client_sends_inference_key_and_raw_bytes(real_client, server):
+    image = png_bytes()
+    response = post_image(real_client, image, model="cnn")
+    assert response.status_code == 200
+    assert response.json() == {"category": "Appliances", "probabilities": PROBABILITIES,
+                               "model": "cnn"}
+    sent = server.requests[-1]
+    assert sent.url.path == "/predictions/cnn"
+    assert sent.headers["authorization"] == f"Bearer {server.keys['inference']}"
+    assert sent.headers["content-type"] == "application/octet-stream"
+    assert sent.content == image
+
+
+def test_torchserve_client_rereads_key_file_after_restart(real_client, server):
+    assert post_image(real_client, png_bytes()).status_code == 200
+    server.restart()  # TorchServe restarted: new keys in the file, the proxy's copy is stale
+    response = post_image(real_client, png_bytes())
+    assert response.status_code == 200
+    assert server.paths() == ["/predictions/resnet50"] * 3  # ok, rejected, retried
+    assert server.requests[-1].headers["authorization"] == f"Bearer {server.keys['inference']}"
+
+
+def test_torchserve_client_renews_expired_key(real_client, server):
+    server.expire("inference")  # the file still holds the old key
+    response = post_image(real_client, png_bytes())
+    assert response.status_code == 200
+    assert server.paths() == ["/predictions/resnet50", "/token", "/predictions/resnet50"]
+    token_call = server.requests[1]
+    assert token_call.url.params["type"] == "inference"
+    assert token_call.headers["authorization"] == f"Bearer {server.keys['API']}"
+
+
+def test_torchserve_client_wrong_key_file_is_502_naming_it(real_client, server, settings):
+    settings.key_file.write_text(json.dumps({k: {"key": "wrong"} for k in server.keys}))
+    response = post_image(real_client, png_bytes())
+    assert response.status_code == 502
+    detail = response.json()["detail"]
+    assert str(settings.key_file) in detail and "AICORE_KEY_FILE" in detail
+
+
+def test_torchserve_client_missing_key_file_is_502_naming_it(settings, server, tmp_path):
+    settings.key_file = tmp_path / "elsewhere" / "key_file.json"
+    app = create_app(settings, transport=httpx.MockTransport(server.handle))
+    with TestClient(app) as test_client:
+        response = test_client.get("/models")
+    assert response.status_code == 502
+    assert f"the key file {settings.key_file} does not exist" in response.json()["detail"]
+    assert "authorization" not in server.requests[0].headers
+
+
+def test_torchserve_client_passes_handler_400_through(real_client):
+    response = post_image(real_client, b"GIF89a, not what the fake decodes")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "cannot decode the image"}
+
+
+def test_torchserve_client_health_and_models_use_management_key(real_client, server):
+    response = real_client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["ready"] is True
+    response = real_client.get("/models")
+    assert response.status_code == 200
+    assert response.json()["models"][1] == {"name": "resnet50", "versions": ["1.0", "2.0"],
+                                            "servable": True}
+    management = [r for r in server.requests if r.url.port == 8081]
+    assert management and all(r.headers["authorization"] == f"Bearer {server.keys['management']}"
+                              for r in management)
+
+
+@pytest.mark.parametrize(("answer", "status", "in_detail"), [
+    (httpx.Response(404, json={"code": 404, "type": "ModelNotFoundException",
+                               "message": "Model not found: cnn"}), 404, "make archive"),
+    (httpx.Response(503, json={"code": 503, "message": "No worker is available"}), 503,
+     "No worker is available"),
+    (httpx.Response(413, json={"code": 413, "message": "Request Entity Too Large"}), 413,
+     "max_request_size"),
+    (httpx.Response(500, text="Internal Server Error"), 502, "answered 500"),
+    (httpx.Response(200, json={"unexpected": True}), 502, "without a category"),
+])
+def test_torchserve_client_maps_torchserve_answers(settings, answer, status, in_detail):
+    app = create_app(settings, transport=httpx.MockTransport(lambda request: answer))
+    with TestClient(app) as test_client:
+        response = post_image(test_client, png_bytes(), model="cnn")
+    assert response.status_code == status
+    assert in_detail in response.json()["detail"]
+
+
+def test_torchserve_client_read_timeout_is_504(settings):
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    app = create_app(settings, transport=httpx.MockTransport(slow))
+    with TestClient(app) as test_client:
+        response = post_image(test_client, png_bytes())
+    assert response.status_code == 504
+    assert "did not answer within 60 s" in response.json()["detail"]
+
+
+def test_torchserve_client_retries_a_dropped_connection_once(settings):
+    calls = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected", request=request)
+        return httpx.Response(200, json={"category": "Appliances", "probabilities": PROBABILITIES})
+
+    app = create_app(settings, transport=httpx.MockTransport(flaky))
+    with TestClient(app) as test_client:
+        response = post_image(test_client, png_bytes())
+    assert response.status_code == 200
+    assert len(calls) == 2
+
+
+class _PingHandler(BaseHTTPRequestHandler):
+    """Just enough TorchServe (token auth disabled) for /health."""
+
+    def do_GET(self) -> None:
+        if self.path == "/ping":
+            body = {"status": "Healthy"}
+        else:
+            name = self.path.split("/")[2]
+            body = [{"modelName": name, "modelVersion": "1.0",
+                     "workers": [{"id": "9000", "status": "READY"}]}]
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_torchserve_down_is_503_then_recovers_when_it_starts(tmp_path):
+    # Bound but not listening: connections are refused until server_activate() below.
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), _PingHandler, bind_and_activate=False)
+    backend.server_bind()
+    url = f"http://127.0.0.1:{backend.server_address[1]}"
+    settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "none.json")
+    thread = threading.Thread(target=backend.serve_forever, kwargs={"poll_interval": 0.05})
+    try:
+        with TestClient(create_app(settings)) as test_client:
+            response = post_image(test_client, png_bytes())
+            assert response.status_code == 503
+            assert response.json()["detail"] == (
+                f"TorchServe is not reachable at {url}: start it with `make serve`")
+            assert test_client.get("/health").status_code == 503
+
+            backend.server_activate()  # TorchServe comes up
+            thread.start()
+            response = test_client.get("/health")
+            assert response.status_code == 200
+            assert response.json()["ready"] is True
+    finally:
+        if thread.is_alive():
+            backend.shutdown()
+            thread.join(timeout=5)
+        backend.server_close()
+
+
+def test_torchserve_unreachable_port_is_503(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "k.json")
+    with TestClient(create_app(settings)) as test_client:
+        response = post_image(test_client, png_bytes())
+        models = test_client.get("/models")
+    assert response.status_code == 503
+    assert "start it with `make serve`" in response.json()["detail"]
+    assert models.status_code == 503

@@ -1,0 +1,100 @@
+"""The training loop's parts shared by ``training.train`` and ``training.evaluate``: the device,
+seeding, data loaders, one training epoch and one evaluation pass.
+"""
+
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from common.cli import UserError
+from training.pretrained import keep_frozen_batchnorm_eval
+
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU.
+
+    Raises:
+        UserError: for ``cuda`` on a machine without a usable GPU.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available; "
+                       "use --device cpu or auto")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit seed from (seed, epoch); SeedSequence mixes them the same way on every machine."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
+                generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader; shuffled (with ``generator``) when a generator is given."""
+    shuffle = generator is not None
+    # A last batch of one sample breaks batch norm in train mode ("more than 1 value per channel").
+    drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=workers, pin_memory=device.type == "cuda", drop_last=drop_last)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                    device: torch.device, desc: str) -> dict:
+    """One pass over ``loader``; returns mean loss, accuracy, image count and seconds."""
+    model.train()
+    keep_frozen_batchnorm_eval(model)
+    total_loss, correct, seen = 0.0, 0, 0
+    started = time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=None)
+    for images, labels in bar:
+        images = images.to(device, non_blocking=True)  # (B, 3, S, S)
+        labels = labels.to(device, non_blocking=True)  # (B,)
+        logits = model(images)  # (B, num_classes)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * labels.size(0)
+        correct += (logits.argmax(dim=1) == labels).sum().item()
+        seen += labels.size(0)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    seconds = time.perf_counter() - started
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "images": seen, "seconds": seconds}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+    """Mean loss, accuracy, true and predicted labels of ``model`` over ``loader``."""
+    model.eval()
+    total_loss, y_true, y_pred = 0.0, [], []
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)  # (B, 3, S, S), (B,)
+        logits = model(images)  # (B, num_classes)
+        total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        y_true += labels.tolist()
+        y_pred += logits.argmax(dim=1).tolist()
+    n = len(y_true)
+    accuracy = sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / n if n else 0.0
+    return {"loss": total_loss / n if n else 0.0, "accuracy": accuracy,
+            "y_true": y_true, "y_pred": y_pred}
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
