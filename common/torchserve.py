@@ -17,6 +17,10 @@ DEFAULT_INFERENCE_PORT = 8080
 DEFAULT_MANAGEMENT_PORT = 8081
 DEFAULT_METRICS_PORT = 8082
 DEFAULT_PROXY_PORT = 8000
+# TorchServe always starts its gRPC servers too (0.12 has no switch to turn them off), on 7070/7071
+# unless told otherwise: a second stack on the same machine must move them as well.
+DEFAULT_GRPC_INFERENCE_PORT = 7070
+DEFAULT_GRPC_MANAGEMENT_PORT = 7071
 DEFAULT_INFERENCE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_INFERENCE_PORT}"
 DEFAULT_MANAGEMENT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_MANAGEMENT_PORT}"
 

@@ -118,6 +118,8 @@ def stack_from_args(args: argparse.Namespace) -> Stack:
                  log_config=args.log_config.resolve(), host=args.host,
                  inference_port=args.inference_port, management_port=args.management_port,
                  metrics_port=args.metrics_port, proxy_port=args.proxy_port,
+                 grpc_inference_port=args.grpc_inference_port,
+                 grpc_management_port=args.grpc_management_port,
                  torch_threads=args.torch_threads, models=models)
 
 
@@ -135,8 +137,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     common.add_argument("--host", default=d.host,
                         help=f"address every service binds (default: {d.host})")
     for flag, what in (("inference", "TorchServe inference"), ("management", "TorchServe management"),
-                       ("metrics", "TorchServe metrics"), ("proxy", "proxy")):
-        default = getattr(d, f"{flag}_port")
+                       ("metrics", "TorchServe metrics"), ("proxy", "proxy"),
+                       ("grpc-inference", "TorchServe gRPC inference"),
+                       ("grpc-management", "TorchServe gRPC management")):
+        default = getattr(d, f"{flag.replace('-', '_')}_port")
         common.add_argument(f"--{flag}-port", type=int, default=default,
                             help=f"{what} port (default: {default})")
     common.add_argument("--torch-threads", type=positive_int, default=d.torch_threads,

@@ -98,7 +98,9 @@ def start_torchserve(stack: Stack) -> psutil.Process:
         raise UserError(f"{', '.join(missing)} not in {stack.model_store}: build the archives "
                        "with `make archive` (after `make train MODEL=cnn` and MODEL=resnet50)")
     for what, port in (("inference", stack.inference_port),
-                       ("management", stack.management_port), ("metrics", stack.metrics_port)):
+                       ("management", stack.management_port), ("metrics", stack.metrics_port),
+                       ("gRPC inference", stack.grpc_inference_port),
+                       ("gRPC management", stack.grpc_management_port)):
         check_port_free(stack.host, port, f"TorchServe {what}")
     for directory in (stack.tmp_dir, stack.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,10 @@ def start_torchserve(stack: Stack) -> psutil.Process:
         "inference_address": stack.inference_url,
         "management_address": stack.management_url,
         "metrics_address": stack.metrics_url,
+        "grpc_inference_address": stack.host,
+        "grpc_inference_port": str(stack.grpc_inference_port),
+        "grpc_management_address": stack.host,
+        "grpc_management_port": str(stack.grpc_management_port),
         "model_store": str(stack.model_store),
     }), encoding="utf-8")
     command = [sys.executable, "-m", "ts.model_server", "--start", "--ncs",

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from common.net import free_ports
 from common.properties import served_models
-from common.torchserve import (DEFAULT_HOST, DEFAULT_INFERENCE_PORT, DEFAULT_MANAGEMENT_PORT,
+from common.torchserve import (DEFAULT_GRPC_INFERENCE_PORT, DEFAULT_GRPC_MANAGEMENT_PORT,
+                               DEFAULT_HOST, DEFAULT_INFERENCE_PORT, DEFAULT_MANAGEMENT_PORT,
                                DEFAULT_METRICS_PORT, DEFAULT_PROXY_PORT, KEY_FILE, RUNTIME_DIR)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,8 @@ class Stack:
     inference_port: int = DEFAULT_INFERENCE_PORT
     management_port: int = DEFAULT_MANAGEMENT_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
+    grpc_inference_port: int = DEFAULT_GRPC_INFERENCE_PORT
+    grpc_management_port: int = DEFAULT_GRPC_MANAGEMENT_PORT
     proxy_port: int = DEFAULT_PROXY_PORT
     torch_threads: int = 1  # per worker; see config.properties for why 1
     models: tuple[str, ...] = field(default=())  # filled from config.properties' model_snapshot
@@ -94,10 +97,11 @@ def stack_on_free_ports(runtime_dir: Path, model_store: Path, config: Path = Sta
     """A stack of ``config``'s models on free loopback ports, beside any stack already running
     (tests and ``make bench`` start theirs this way)."""
     config = (REPO_ROOT / config).resolve()
-    inference, management, metrics, proxy = free_ports(4)
+    inference, management, metrics, proxy, grpc_inference, grpc_management = free_ports(6)
     return Stack(runtime_dir=Path(runtime_dir).resolve(), config=config,
                  model_store=Path(model_store).resolve(), inference_port=inference,
                  management_port=management, metrics_port=metrics, proxy_port=proxy,
+                 grpc_inference_port=grpc_inference, grpc_management_port=grpc_management,
                  torch_threads=torch_threads, models=tuple(served_models(config)))
 
 
