@@ -3,6 +3,7 @@
 Importing this module reads no environment, so tests build the app from the settings they choose.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,13 +12,16 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from proxy.admission import Admission, AdmissionMiddleware
 from proxy.errors import TorchServeError
-from proxy.routes import router
+from proxy.routes import router, size_admission
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import UploadLimitMiddleware
 
 logger = logging.getLogger(__name__)
+
+SIZING_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
 Classifies marketplace listing photos into their root category by forwarding them to TorchServe
@@ -28,7 +32,7 @@ Classifies marketplace listing photos into their root category by forwarding the
 async def torchserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TorchServeError)
     logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -58,11 +62,22 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+        # Admission bounds the calls in flight; keep every connection alive so that a burst never
+        # pays for new TCP connections (httpx keeps only 20 by default).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         # trust_env=False: TorchServe is a local service, never reached through an HTTP_PROXY.
-        async with httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport,
+                                     trust_env=False) as http:
             app.state.torchserve = TorchServeClient(http, settings)
             logger.info("proxying to TorchServe at %s (management %s), models %s",
                         settings.inference_url, settings.management_url, settings.models)
+            # Bounded: a hung TorchServe must not hold the proxy's start-up; /health re-sizes.
+            try:
+                await asyncio.wait_for(size_admission(app.state.torchserve, admission,
+                                                      settings.models), SIZING_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning("TorchServe did not describe the models within %g s: admission "
+                               "keeps its default size until GET /health", SIZING_TIMEOUT_S)
             yield
 
     app = FastAPI(
@@ -72,7 +87,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    admission = Admission(settings.models, settings.admission_in_flight_batches,
+                          settings.admission_waiting_batches, settings.admission_default_slots,
+                          settings.admission_max_wait_s, settings.retry_after_s)
+    app.state.admission = admission
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    if settings.admission:  # added last: runs first, before anything reads the body
+        app.add_middleware(AdmissionMiddleware, admission=admission,
+                           routes={"/predict/image": settings.default_model})
     app.add_exception_handler(TorchServeError, torchserve_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse
 
+from proxy.admission import Admission
 from proxy.errors import ModelNotFound, TorchServeError
 from proxy.schemas import (
     ErrorResponse,
@@ -18,7 +19,7 @@ from proxy.schemas import (
     TorchServeHealth,
 )
 from proxy.settings import Settings
-from proxy.torchserve import TorchServeClient
+from proxy.torchserve import ModelDescription, TorchServeClient
 from proxy.upload import read_upload
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,21 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("The file is larger than the upload limit",
                 "The image is larger than the upload limit of 10485760 bytes (10.0 MiB): send a "
                 "smaller or more compressed image"),
-    502: _error("TorchServe answered something unexpected",
-                "TorchServe answered 500 for model 'resnet50': Internal Server Error"),
-    503: _error("TorchServe is down or has no worker ready",
-                "TorchServe is not reachable at http://127.0.0.1:8080: start it with `make serve`"),
-    504: _error("TorchServe did not answer in time",
+    502: _error("Bad gateway: the worker running the request died and the one retry the retry "
+                "budget allows (see AICORE_RETRY_RATIO) failed too, or TorchServe answered "
+                "something unexpected",
+                "TorchServe's worker for model 'resnet50' died while running this request (500: "
+                "Worker died.): TorchServe restarts it; retry, and if it keeps happening see "
+                "TorchServe's logs (model_log.log) for the crash"),
+    503: _error("Unavailable, each with its own detail: the proxy is at capacity for the model "
+                "(refused before reading the upload; `Retry-After` header), TorchServe's queue "
+                "for the model is full (`Retry-After` header), the model is loading (no worker "
+                "READY yet), TorchServe runs no worker for it, or TorchServe is not reachable",
+                "The proxy is at capacity for model 'resnet50' (16 requests in flight and 8 "
+                "waiting): retry after 1 s")
+    | {"headers": {"Retry-After": {"description": "seconds to wait, on the busy answers",
+                                   "schema": {"type": "integer"}}}},
+    504: _error("TorchServe did not answer in time (overloaded, or a worker is stuck)",
                 "TorchServe at http://127.0.0.1:8080 did not answer within 60 s: it may be "
                 "overloaded or a worker is stuck; retry, or raise AICORE_READ_TIMEOUT_S"),
 }
@@ -95,7 +106,25 @@ async def predict_image(
     )
 
 
-async def _model_health(torchserve: TorchServeClient, name: str) -> ModelHealth:
+def size_gate(admission: Admission, description: ModelDescription) -> None:
+    """Size the model's admission from what TorchServe runs (workers x batchSize)."""
+    workers = max(description.min_workers, len(description.workers))
+    admission.size(description.name, workers, description.batch_size)
+
+
+async def size_admission(torchserve: TorchServeClient, admission: Admission,
+                         models: list[str]) -> None:
+    """At start-up: size every model's admission; a model TorchServe cannot describe yet keeps
+    the default size until GET /health sees it."""
+    for name in models:
+        try:
+            size_gate(admission, await torchserve.model(name))
+        except TorchServeError as exc:
+            logger.info("admission for %r keeps its default size for now: %s", name, exc.detail)
+
+
+async def _model_health(torchserve: TorchServeClient, admission: Admission,
+                        name: str) -> ModelHealth:
     try:
         description = await torchserve.model(name)
     except ModelNotFound:
@@ -103,6 +132,7 @@ async def _model_health(torchserve: TorchServeClient, name: str) -> ModelHealth:
                            detail="not registered in TorchServe: `make archive`, then `make serve`")
     except TorchServeError as exc:
         return ModelHealth(name=name, ready=False, detail=exc.detail)
+    size_gate(admission, description)
     statuses = description.worker_statuses
     ready = description.ready_workers
     return ModelHealth(
@@ -119,7 +149,7 @@ async def _model_health(torchserve: TorchServeClient, name: str) -> ModelHealth:
     summary="Is TorchServe up and every model ready?",
     tags=["status"],
 )
-async def health(torchserve: TorchServe, settings: AppSettings) -> JSONResponse:
+async def health(request: Request, torchserve: TorchServe, settings: AppSettings) -> JSONResponse:
     """200 when TorchServe answers /ping and every model has a READY worker, else 503 (same body)."""
     server = TorchServeHealth(url=settings.inference_url)
     try:
@@ -130,7 +160,8 @@ async def health(torchserve: TorchServe, settings: AppSettings) -> JSONResponse:
                   for name in settings.models]
     else:
         models = list(await asyncio.gather(
-            *(_model_health(torchserve, name) for name in settings.models)
+            *(_model_health(torchserve, request.app.state.admission, name)
+              for name in settings.models)
         ))
     ready = server.status == "Healthy" and all(m.ready for m in models)
     body = HealthResponse(ready=ready, torchserve=server, models=models)

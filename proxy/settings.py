@@ -51,6 +51,31 @@ class Settings(BaseSettings):
         description="when TorchServe keeps rejecting a re-read key (its keys expire after "
         "token_expiration_min), ask it for a new one with the API key",
     )
+    retry_ratio: float = Field(
+        0.1, ge=0, le=1,
+        description="retry budget: share of requests that may be retried after a worker died or "
+        "a connection dropped (token bucket, see proxy/retry.py)",
+    )
+    retry_reserve: float = Field(
+        10.0, ge=0, description="retry budget: retries allowed in a burst before the ratio applies"
+    )
+    admission: bool = Field(
+        True, description="refuse predictions past each model's capacity with 503 + Retry-After "
+        "before reading them (see proxy/admission.py)",
+    )
+    admission_in_flight_batches: float = Field(
+        2.0, gt=0, description="requests in flight per model, in batches of workers x batchSize"
+    )
+    admission_waiting_batches: float = Field(
+        1.0, ge=0, description="requests waiting in the proxy per model, in the same batches"
+    )
+    admission_max_wait_s: float = Field(
+        10.0, gt=0, description="longest a request waits in the proxy for a slot before 503"
+    )
+    admission_default_slots: int = Field(
+        8, gt=0, description="workers x batchSize assumed until TorchServe's describe API answers"
+    )
+    retry_after_s: int = Field(1, ge=1, description="the Retry-After of a busy 503, in seconds")
 
     @field_validator("inference_url", "management_url")
     @classmethod

@@ -7,6 +7,7 @@ the file (and, if it did not change, renewed with the API key) and the call is t
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -17,15 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from proxy.errors import (
     InvalidImage,
     KeyRejected,
+    ModelLoading,
     ModelNotFound,
     NoWorkerReady,
     PayloadTooLarge,
+    QueueFull,
     TorchServeError,
     TorchServeTimeout,
     TorchServeUnreachable,
     UnexpectedAnswer,
+    WorkerDied,
 )
 from common.torchserve import API_KEY, READY, read_key_file
+from proxy.retry import RetryBudget
 from proxy.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +41,13 @@ INVALID_KEY_TYPE = "InvalidKeyException"
 # A kept-alive connection that TorchServe closed (it restarted, or idled it out) fails like this
 # before any answer: safe to send once more on a fresh connection.
 DROPPED_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# TorchServe's frontend (WorkerThread) answers every request of the batch a worker was running
+# when it died (killed, crashed, or past responseTimeout) with this message, status 500 (507 when
+# the worker was killed for memory). Predictions are idempotent: such a request can be sent again.
+WORKER_DIED = "Worker died"
+WORKER_DIED_STATUSES = (500, 507)
+# A retry needs at least this much of the request's deadline left to be worth sending.
+MIN_RETRY_S = 0.5
 MAX_MODEL_PAGES = 50  # GET /models pages of 100: bounds the loop, far above two models
 
 
@@ -53,6 +65,8 @@ class ModelDescription(BaseModel):
 
     name: str = Field(alias="modelName")
     version: str = Field(alias="modelVersion")
+    batch_size: int = Field(1, alias="batchSize")
+    min_workers: int = Field(0, alias="minWorkers")
     workers: list[dict[str, object]] = Field(default_factory=list)
 
     @property
@@ -129,9 +143,11 @@ class TorchServeClient:
     caller what to do and whose ``status_code`` is what the proxy answers.
     """
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings,
+                 budget: RetryBudget | None = None) -> None:
         self._http = http
         self._settings = settings
+        self.budget = budget or RetryBudget(settings.retry_ratio, settings.retry_reserve)
         self._keys = KeyFile(settings.key_file)
         self._key_lock = asyncio.Lock()
         self._base: dict[Api, str] = {
@@ -142,21 +158,30 @@ class TorchServeClient:
     # --- the API the routes use -------------------------------------------------------------
 
     async def predict(self, model: str, image: bytes) -> Prediction:
-        """Classify one image with ``model``.
+        """Classify one image with ``model``; a dead worker or a dropped connection is retried
+        once, if the retry budget allows and the request's deadline leaves time.
 
         Raises:
             InvalidImage: the handler refused the bytes (400, its message passed through).
-            ModelNotFound, PayloadTooLarge, NoWorkerReady, UnexpectedAnswer: TorchServe said so.
+            WorkerDied: the worker died (or the connection dropped) and the retry did not help.
+            ModelNotFound, PayloadTooLarge, QueueFull, ModelLoading, NoWorkerReady,
+            UnexpectedAnswer: TorchServe said so.
             TorchServeUnreachable, TorchServeTimeout, KeyRejected: see :meth:`_request`.
         """
-        # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies as
-        # fields; the handler wants the raw bytes.
-        response = await self._request(
-            "POST", "inference", f"/predictions/{quote(model, safe='')}", content=image,
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        self.budget.deposit()
+        deadline = time.monotonic() + self._settings.read_timeout_s
+        response = await self._try_predict(model, image)
+        if isinstance(response, WorkerDied):
+            remaining = deadline - time.monotonic()
+            if remaining < MIN_RETRY_S or not self.budget.withdraw():
+                raise response
+            logger.warning("%s; retrying once (%.1f s left)", response.detail, remaining)
+            response = await self._try_predict(
+                model, image, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
+            if isinstance(response, WorkerDied):
+                raise response
         if response.status_code != 200:
-            raise self._prediction_error(model, len(image), response)
+            raise await self._prediction_error(model, len(image), response)
         try:
             return Prediction.model_validate_json(response.content)
         except ValidationError:
@@ -196,6 +221,28 @@ class TorchServeClient:
             name: [entry.version for entry in entries]
             for name, entries in zip(names, described, strict=True)
         }
+
+    async def _try_predict(self, model: str, image: bytes,
+                           timeout: httpx.Timeout | None = None) -> httpx.Response | WorkerDied:
+        """One attempt: TorchServe's answer, or the :class:`WorkerDied` that may be retried."""
+        extra = {} if timeout is None else {"timeout": timeout}
+        # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies as
+        # fields; the handler wants the raw bytes.
+        try:
+            response = await self._request(
+                "POST", "inference", f"/predictions/{quote(model, safe='')}", content=image,
+                headers={"Content-Type": "application/octet-stream"}, retry_dropped=False, **extra,
+            )
+        except WorkerDied as exc:
+            return exc
+        message = error_message(response) if response.status_code != 200 else ""
+        if response.status_code in WORKER_DIED_STATUSES and WORKER_DIED in message:
+            return WorkerDied(
+                f"TorchServe's worker for model {model!r} died while running this request "
+                f"({response.status_code}: {message}): TorchServe restarts it; retry, and if it "
+                "keeps happening see TorchServe's logs (model_log.log) for the crash"
+            )
+        return response
 
     # --- management API helpers -------------------------------------------------------------
 
@@ -240,7 +287,7 @@ class TorchServeClient:
     # --- transport: keys, retries, error mapping ----------------------------------------------
 
     async def _request(
-        self, method: str, api: Api, path: str, **kwargs: object
+        self, method: str, api: Api, path: str, retry_dropped: bool = True, **kwargs: object
     ) -> httpx.Response:
         """Send one call with the right key; on a rejected key re-read the key file and retry once.
 
@@ -248,13 +295,16 @@ class TorchServeClient:
             TorchServeUnreachable: nothing listens at TorchServe's address.
             TorchServeTimeout: TorchServe did not answer within the read timeout.
             KeyRejected: the key is still rejected after re-reading (and renewing) it.
+            WorkerDied: the connection dropped mid-call (after one budgeted retry when
+                ``retry_dropped``).
         """
         key = self._keys.get(api)
-        response = await self._send(method, api, path, key, **kwargs)
+        response = await self._send(method, api, path, key, retry_dropped, **kwargs)
         if not is_key_rejected(response):
             return response
         if await self._refresh_key(api, rejected=key):
-            response = await self._send(method, api, path, self._keys.get(api), **kwargs)
+            response = await self._send(method, api, path, self._keys.get(api), retry_dropped,
+                                        **kwargs)
         if is_key_rejected(response):
             raise self._key_rejected(api)
         return response
@@ -270,7 +320,7 @@ class TorchServeClient:
         )
 
     async def _send(
-        self, method: str, api: Api, path: str, key: str | None,
+        self, method: str, api: Api, path: str, key: str | None, retry_dropped: bool = True,
         headers: dict[str, str] | None = None, **kwargs: object,
     ) -> httpx.Response:
         headers = dict(headers or {})
@@ -279,8 +329,11 @@ class TorchServeClient:
         url = self._base[api] + path
         try:
             return await self._send_once(method, api, url, headers, **kwargs)
-        except DROPPED_CONNECTION as exc:
-            logger.info("TorchServe dropped the connection (%r); retrying %s %s once", exc, method, url)
+        except WorkerDied:
+            # A kept-alive connection TorchServe closed (restart, idle) fails before any answer.
+            if not (retry_dropped and self.budget.withdraw()):
+                raise
+            logger.info("TorchServe dropped the connection; retrying %s %s once", method, url)
         return await self._send_once(method, api, url, headers, **kwargs)
 
     async def _send_once(
@@ -293,6 +346,12 @@ class TorchServeClient:
             logger.warning("TorchServe not reachable at %s: %r", base, exc)
             raise TorchServeUnreachable(
                 f"TorchServe is not reachable at {base}: start it with `make serve`"
+            ) from None
+        except DROPPED_CONNECTION as exc:
+            logger.warning("TorchServe at %s dropped the connection: %r", base, exc)
+            raise WorkerDied(
+                f"TorchServe at {base} closed the connection before answering ({exc!r}): it or a "
+                "worker may have restarted; retry"
             ) from None
         except httpx.TimeoutException as exc:
             logger.warning("TorchServe at %s timed out: %r", base, exc)
@@ -320,7 +379,8 @@ class TorchServeClient:
         api_key = self._keys.get(API_KEY)
         if api_key is None:
             return False
-        response = await self._send("GET", "management", "/token", api_key, params={"type": kind})
+        response = await self._send("GET", "management", "/token", api_key,
+                                    params={"type": kind})
         if response.status_code != 200:
             logger.warning("TorchServe refused to renew the %s key: %s", kind, error_message(response))
             return False
@@ -330,7 +390,8 @@ class TorchServeClient:
             logger.info("TorchServe's %s key had expired: renewed it with the API key", kind)
         return renewed
 
-    def _prediction_error(self, model: str, size: int, response: httpx.Response) -> TorchServeError:
+    async def _prediction_error(self, model: str, size: int,
+                                response: httpx.Response) -> TorchServeError:
         status, message = response.status_code, error_message(response)
         if status == 400:
             return InvalidImage(message)
@@ -345,8 +406,33 @@ class TorchServeClient:
                 "smaller image, or raise max_request_size in config.properties"
             )
         if status == 503:
-            return NoWorkerReady(
-                f"TorchServe has no worker ready for model {model!r} ({message}): it may still "
-                "be loading, retry in a few seconds; GET /health shows the workers"
-            )
+            return await self._unavailable(model, message)
         return UnexpectedAnswer(f"TorchServe answered {status} for model {model!r}: {message}")
+
+    async def _unavailable(self, model: str, message: str) -> TorchServeError:
+        """Tell TorchServe's one 503 ("has no worker to serve inference request", sent both when
+        the model's job queue is full and when it has no worker) apart by asking for its
+        workers."""
+        try:
+            statuses = (await self.model(model)).worker_statuses
+        except TorchServeError as exc:
+            return NoWorkerReady(
+                f"TorchServe cannot serve model {model!r} ({message}), and describing it failed "
+                f"({exc.detail}); GET /health shows the workers"
+            )
+        if READY in statuses:
+            return QueueFull(
+                f"TorchServe's queue for model {model!r} is full ({statuses.count(READY)} READY "
+                f"worker(s) busy): retry after {self._settings.retry_after_s} s",
+                retry_after_s=self._settings.retry_after_s,
+            )
+        if statuses:
+            return ModelLoading(
+                f"Model {model!r} is loading in TorchServe: no worker READY yet (workers: "
+                f"{', '.join(statuses)}, TorchServe's word for starting or restarting); retry in "
+                "a few seconds, GET /health shows when it is ready"
+            )
+        return NoWorkerReady(
+            f"TorchServe runs no worker for model {model!r} ({message}): restart it with "
+            "`make serve`, which starts the workers config.properties sets"
+        )

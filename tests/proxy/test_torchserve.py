@@ -89,6 +89,7 @@ def server(tmp_path: Path) -> FakeTorchServeServer:
 def real_client(settings: Settings, server: FakeTorchServeServer) -> Iterator[TestClient]:
     app = create_app(settings, transport=httpx.MockTransport(server.handle))
     with TestClient(app) as test_client:
+        server.requests.clear()  # the start-up's describe calls (admission sizing)
         yield test_client
 
 
@@ -124,9 +125,11 @@ def test_torchserve_client_renews_expired_key(real_client, server):
     assert token_call.headers["authorization"] == f"Bearer {server.keys['API']}"
 
 
-def test_torchserve_client_wrong_key_file_is_502_naming_it(real_client, server, settings):
+def test_torchserve_client_wrong_key_file_is_502_naming_it(server, settings):
     settings.key_file.write_text(json.dumps({k: {"key": "wrong"} for k in server.keys}))
-    response = post_image(real_client, png_bytes())
+    app = create_app(settings, transport=httpx.MockTransport(server.handle))
+    with TestClient(app) as test_client:
+        response = post_image(test_client, png_bytes())
     assert response.status_code == 502
     detail = response.json()["detail"]
     assert str(settings.key_file) in detail and "AICORE_KEY_FILE" in detail
@@ -194,6 +197,8 @@ def test_torchserve_client_retries_a_dropped_connection_once(settings):
     calls = []
 
     def flaky(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.startswith("/predictions/"):  # admission sizing at start-up
+            return httpx.Response(404, json={"message": "not described here"})
         calls.append(request)
         if len(calls) == 1:
             raise httpx.RemoteProtocolError("Server disconnected", request=request)

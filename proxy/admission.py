@@ -1,0 +1,181 @@
+"""Admission control: per model, a bounded number of requests in flight and a bounded queue.
+
+Past both bounds a prediction is refused with 503 + ``Retry-After`` *before* its upload is read
+(an ASGI middleware, outside FastAPI's multipart parsing) and before TorchServe sees it, so an
+overloaded proxy spends well under a millisecond on each request it cannot serve instead of a
+full multipart parse plus a body copy in TorchServe's frontend. TorchServe's ``job_queue_size``
+stays the second line.
+
+Sizing, per model, from TorchServe's describe API (``GET /models/<name>``: workers x batchSize):
+
+- in flight = ``admission_in_flight_batches`` (2) x workers x batchSize: each worker computes one
+  batch while the next one forms in TorchServe's queue, so the workers never idle and no request
+  waits in TorchServe for more than one batch;
+- waiting = ``admission_waiting_batches`` (1) x workers x batchSize: requests held in the proxy
+  (their bodies unread) for at most ``admission_max_wait_s``, to absorb bursts.
+
+An admitted request waits at most ~3 batch times, so its latency stays near the latency at
+saturation however many clients push; everything beyond is refused at once.
+"""
+
+import asyncio
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How much of one model's traffic the proxy lets through at once."""
+
+    in_flight: int
+    waiting: int
+    source: str  # where the sizes came from, for logs and /health
+
+    @classmethod
+    def from_workers(cls, workers: int, batch_size: int, in_flight_batches: float,
+                     waiting_batches: float) -> "Capacity":
+        slots = max(1, workers) * max(1, batch_size)
+        return cls(in_flight=max(1, math.ceil(in_flight_batches * slots)),
+                   waiting=max(0, math.ceil(waiting_batches * slots)),
+                   source=f"{workers} worker(s) x batch {batch_size}")
+
+
+class Gate:
+    """One model's admission: a counter of requests in flight and a FIFO of waiting ones.
+
+    A finishing request hands its slot straight to the oldest waiter, so a waiter never races a
+    newcomer for it.
+    """
+
+    def __init__(self, model: str, capacity: Capacity, max_wait_s: float) -> None:
+        self.model = model
+        self.capacity = capacity
+        self.max_wait_s = max_wait_s
+        self.in_flight = 0
+        self.rejected = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def resize(self, capacity: Capacity) -> None:
+        """New bounds; requests already admitted or waiting keep their place."""
+        if capacity != self.capacity:
+            logger.info("admission for %r: %d in flight, %d waiting (%s)", self.model,
+                        capacity.in_flight, capacity.waiting, capacity.source)
+        self.capacity = capacity
+        while self._waiters and self.in_flight < capacity.in_flight:
+            self.in_flight += 1
+            self._wake_next()
+
+    async def enter(self) -> bool:
+        """Take a slot, waiting for one if the queue has room; False when refused."""
+        if self.in_flight < self.capacity.in_flight and not self._waiters:
+            self.in_flight += 1
+            return True
+        if len(self._waiters) >= self.capacity.waiting:
+            self.rejected += 1
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.max_wait_s)
+        except (TimeoutError, asyncio.CancelledError):
+            if waiter.done() and not waiter.cancelled():
+                self.leave()  # the slot arrived just as the wait ended: pass it on
+            else:
+                waiter.cancel()
+                self._waiters.remove(waiter)
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            self.rejected += 1
+            return False
+        return True  # leave() handed this waiter its slot (in_flight already counts it)
+
+    def leave(self) -> None:
+        """Give the slot back: to the oldest waiter if there is one."""
+        if self._waiters and self.in_flight <= self.capacity.in_flight:
+            self._wake_next()
+        else:
+            self.in_flight -= 1
+
+    def _wake_next(self) -> None:
+        self._waiters.popleft().set_result(None)
+
+
+class Admission:
+    """The gates of every served model, created at a default size and resized from TorchServe's
+    workers x batchSize when the proxy learns them (start-up, then every GET /health)."""
+
+    def __init__(self, models: list[str], in_flight_batches: float, waiting_batches: float,
+                 default_slots: int, max_wait_s: float, retry_after_s: int) -> None:
+        self.in_flight_batches = in_flight_batches
+        self.waiting_batches = waiting_batches
+        self.retry_after_s = retry_after_s
+        default = self.capacity(1, default_slots)
+        self.gates = {name: Gate(name, default, max_wait_s) for name in models}
+
+    def capacity(self, workers: int, batch_size: int) -> Capacity:
+        return Capacity.from_workers(workers, batch_size, self.in_flight_batches,
+                                     self.waiting_batches)
+
+    def size(self, model: str, workers: int, batch_size: int) -> None:
+        if model in self.gates:
+            self.gates[model].resize(self.capacity(workers, batch_size))
+
+    def refusal(self, gate: Gate) -> JSONResponse:
+        capacity = gate.capacity
+        return JSONResponse(
+            {"detail": f"The proxy is at capacity for model {gate.model!r} ({capacity.in_flight} "
+                       f"requests in flight and {capacity.waiting} waiting): retry after "
+                       f"{self.retry_after_s} s"},
+            status_code=503, headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+
+class AdmissionMiddleware:
+    """Admit or refuse ``POST`` predictions before anything reads their body.
+
+    ``routes`` maps a path to the model it uses when the query names none; the model comes from
+    the ``model`` query parameter. Requests for unknown models pass through (the route answers
+    404); everything else passes untouched.
+    """
+
+    def __init__(self, app: ASGIApp, admission: Admission, routes: dict[str, str]) -> None:
+        self.app = app
+        self.admission = admission
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self._gate(scope)
+        if gate is None:
+            await self.app(scope, receive, send)
+            return
+        if not await gate.enter():
+            logger.info("refused a %s prediction unread: %d in flight, %d waiting", gate.model,
+                        gate.in_flight, gate.waiting)
+            await self.admission.refusal(gate)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gate.leave()
+
+    def _gate(self, scope: Scope) -> Gate | None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        default = self.routes.get(scope["path"])
+        if default is None:
+            return None
+        query = scope.get("query_string", b"")
+        model = parse_qs(query.decode("latin-1")).get("model", [default])[0] if query else default
+        return self.admission.gates.get(model or default)
