@@ -9,7 +9,11 @@ One run, one machine, one set of photo-sized test images (``bench/images.py``):
 3. **proxy** — ``POST /predict/image`` through the FastAPI proxy, same concurrencies;
 4. **baseline** — the seed-style single FastAPI process (``bench/baseline_app.py``), same load;
 5. **ratios** — torchserve/raw and proxy/torchserve and torchserve/baseline at c=8, and the proxy's
-   added p50 latency at c=1.
+   added p50 latency at c=1;
+6. **overhead** — the proxy's added p50 at c=1 over 5 consecutive TorchServe/proxy pairs (spread);
+7. **overload** and **fault** — ``bench/faults.py``: goodput and admitted p99 at 1x/4x/12x the
+   saturating concurrency, the proxy CPU per refused request, and every status while workers are
+   killed mid-run.
 
 Load comes from wrk (C, one thread; its CPU use is reported). Every measurement is bounded in time
 and request count and targets loopback only. Results: ``bench/out/results.json`` + ``results.md``.
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import requests
 
-from bench import raw
+from bench import faults, raw
+from bench.closedloop import build_request
 from bench.images import content_type, make_bench_images
 from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
 from common.cli import UserError, run
@@ -41,6 +46,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"torchserve_over_raw": 0.90, "proxy_over_torchserve": 0.90,
            "torchserve_over_baseline": 1.2, "proxy_added_p50_ms": 3.0}
 MULTIPART_BOUNDARY = "aicore-bench-boundary-7d1e"
+LAYERS = ("raw", "torchserve", "proxy", "baseline", "overhead", "overload", "fault")
+OVERHEAD_RUNS = 5
+FAULT_CLIENTS = 16
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -59,9 +67,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="directory holding the .mar archives (default: model_store)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads per TorchServe worker (default: 1, as `make serve`)")
-    parser.add_argument("--layers", default="raw,torchserve,proxy,baseline",
-                        help="what to measure, for tuning one layer at a time; ratios need all four "
-                             "(default: raw,torchserve,proxy,baseline)")
+    parser.add_argument("--layers", default=",".join(LAYERS),
+                        help="what to measure, for tuning one layer at a time; ratios need the "
+                             f"first four (default: {','.join(LAYERS)})")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out",
                         help="where results and runtime files go (default: bench/out)")
     return parser
@@ -112,8 +120,9 @@ def sweep(name: str, url: str, bodies: list[Body], levels: list[int], duration: 
 
 
 def measure_served(args: argparse.Namespace, images: list[Path], levels: list[int],
-                   duration: float, layers: set[str]) -> tuple[list[dict], list[dict]]:
-    """Start TorchServe + proxy on free ports, measure both, stop them."""
+                   duration: float, layers: set[str]) -> tuple[list[dict], list[dict], dict]:
+    """Start TorchServe + proxy on free ports, measure both (and the proxy under overload and
+    faults), stop them."""
     stack = stack_on_free_ports(args.out / "serve", args.model_store, args.config,
                                 args.torch_threads)
     raw_bodies = [Body(p, content_type(p)) for p in images]
@@ -127,12 +136,42 @@ def measure_served(args: argparse.Namespace, images: list[Path], levels: list[in
         if "torchserve" in layers:
             ts = sweep("torchserve", f"{stack.inference_url}/predictions/{args.model}", raw_bodies,
                        levels, duration, bearer(key))
+        proxy_url = f"{stack.proxy_url}/predict/image?model={args.model}"
         if "proxy" in layers:
-            proxy = sweep("proxy", f"{stack.proxy_url}/predict/image?model={args.model}", form_bodies,
-                          levels, duration)
+            proxy = sweep("proxy", proxy_url, form_bodies, levels, duration)
+        extra = {}
+        if "overhead" in layers:
+            extra["overhead"] = added_p50_runs(
+                f"{stack.inference_url}/predictions/{args.model}", raw_bodies,
+                bearer(key), proxy_url, form_bodies, duration)
+        requests_ = [build_request(proxy_url, Path(b.path).read_bytes(), b.content_type)
+                     for b in form_bodies]
+        if "overload" in layers:
+            extra["overload"] = faults.overload(proxy_url, requests_, max(levels), duration)
+            extra["rejection"] = faults.rejection_cost(stack, args.model, requests_[-1])
+        if "fault" in layers:
+            extra["fault"] = faults.fault(stack, args.model, proxy_url, requests_, FAULT_CLIENTS,
+                                          max(10.0, 2 * duration))
     finally:
         ctl.stop(stack)
-    return ts, proxy
+    return ts, proxy, extra
+
+
+def added_p50_runs(ts_url: str, raw_bodies: list[Body], headers: dict[str, str], proxy_url: str,
+                   form_bodies: list[Body], duration: float) -> dict:
+    """The proxy's added p50 at one client, from consecutive TorchServe/proxy pairs: one run on
+    a shared machine can be off by 30 %, so report every pair and their spread."""
+    added = []
+    for _ in range(OVERHEAD_RUNS):
+        ts = run_wrk(ts_url, raw_bodies, 1, duration / 2, int(duration * 1000), headers)
+        proxy = run_wrk(proxy_url, form_bodies, 1, duration / 2, int(duration * 1000))
+        added.append(round(proxy.p50_ms - ts.p50_ms, 2))
+    ordered = sorted(added)
+    result = {"runs_ms": added, "median_ms": ordered[len(ordered) // 2],
+              "min_ms": ordered[0], "max_ms": ordered[-1]}
+    print(f"overhead: proxy added p50 at c=1 over {OVERHEAD_RUNS} runs: {added} ms "
+          f"(median {result['median_ms']})", flush=True)
+    return result
 
 
 def measure_baseline(model_dir: Path, images: list[Path], levels: list[int], duration: float,
@@ -198,10 +237,12 @@ def markdown(results: dict) -> str:
                          f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
                          f"{r['client_cpu_pct_of_one_core']} |")
     rf = results["raw"]
-    lines += ["", f"raw (in-process, {rf['workers']} x {rf['torch_threads']} thread): "
-              f"batch 1 {rf['pipeline_batch1_ips']} img/s, batch {rf['batch_size']} "
-              f"{rf['pipeline_batchN_ips']} img/s, forward only {rf['forward_only_batchN_ips']} img/s", "",
-              "| ratio | value | target |", "|---|---|---|"]
+    if rf:
+        lines += ["", f"raw (in-process, {rf['workers']} x {rf['torch_threads']} thread): "
+                  f"batch 1 {rf['pipeline_batch1_ips']} img/s, batch {rf['batch_size']} "
+                  f"{rf['pipeline_batchN_ips']} img/s, forward only {rf['forward_only_batchN_ips']} img/s"]
+    if results["ratios"]:
+        lines += ["", "| ratio | value | target |", "|---|---|---|"]
     for name, value in results["ratios"].items():
         target = TARGETS.get(name)
         if target is None:
@@ -209,15 +250,16 @@ def markdown(results: dict) -> str:
         else:
             verdict = f"<= {target}" if name.endswith("_ms") else f">= {target}"
         lines.append(f"| {name} | {value} | {verdict} |")
+    lines += faults.markdown(results)
     return "\n".join(lines) + "\n"
 
 
 def main(args: argparse.Namespace) -> dict:
     levels = sorted({int(c) for c in args.concurrency.split(",")})
     layers = set(args.layers.split(","))
-    unknown = layers - {"raw", "torchserve", "proxy", "baseline"}
+    unknown = layers - set(LAYERS)
     if unknown:
-        raise UserError(f"unknown --layers {sorted(unknown)}: choose from raw, torchserve, proxy, baseline")
+        raise UserError(f"unknown --layers {sorted(unknown)}: choose from {', '.join(LAYERS)}")
     duration = args.duration or (5.0 if args.quick else 20.0)
     mar = args.model_store / f"{args.model}.mar"
     if not mar.is_file():
@@ -241,11 +283,13 @@ def main(args: argparse.Namespace) -> dict:
     if "raw" in layers:
         results["raw"] = measure_raw(model_dir, images, settings, args.torch_threads,
                                      3.0 if args.quick else 10.0)
-    if layers & {"torchserve", "proxy"}:
-        results["torchserve"], results["proxy"] = measure_served(args, images, levels, duration, layers)
+    if layers & {"torchserve", "proxy", "overhead", "overload", "fault"}:
+        results["torchserve"], results["proxy"], extra = measure_served(args, images, levels,
+                                                                        duration, layers)
+        results.update(extra)
     if "baseline" in layers:
         results["baseline"] = measure_baseline(model_dir, images, levels, duration, args.out)
-    if len(layers) == 4:
+    if {"raw", "torchserve", "proxy", "baseline"} <= layers:
         results["ratios"] = ratios(results["raw"], results["torchserve"], results["proxy"],
                                    results["baseline"], levels)
     write_results(results, args.out)
@@ -261,7 +305,7 @@ def write_results(results: dict, out: Path) -> None:
     text = json.dumps(results, indent=2) + "\n"
     for name in ("results.json", f"results-{results['model']}.json"):
         (out / name).write_text(text)
-    if results["ratios"]:
+    if results["ratios"] or "overload" in results or "fault" in results:
         for name in ("results.md", f"results-{results['model']}.md"):
             (out / name).write_text(markdown(results))
         print("\n" + markdown(results))

@@ -73,7 +73,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     | {"headers": {"Retry-After": {"description": "seconds to wait, on the busy answers",
                                    "schema": {"type": "integer"}}}},
     504: _error("TorchServe did not answer in time (overloaded, or a worker is stuck)",
-                "TorchServe at http://127.0.0.1:8080 did not answer within 60 s: it may be "
+                "TorchServe at http://127.0.0.1:8080 did not answer within 30 s: it may be "
                 "overloaded or a worker is stuck; retry, or raise AICORE_READ_TIMEOUT_S"),
 }
 
@@ -182,7 +182,7 @@ async def health(request: Request, torchserve: TorchServe, settings: AppSettings
                     "TorchServe is not reachable at http://127.0.0.1:8081: start it with "
                     "`make serve`"),
         504: _error("TorchServe did not answer in time", "TorchServe at http://127.0.0.1:8081 "
-                    "did not answer within 60 s"),
+                    "did not answer within 30 s"),
     },
     summary="The models TorchServe serves and their versions",
     tags=["status"],

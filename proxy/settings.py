@@ -39,8 +39,10 @@ class Settings(BaseSettings):
         "a relative path is taken from the repository root",
     )
     connect_timeout_s: float = Field(2.0, gt=0, description="seconds to open a connection")
-    # Generous: the first request to a freshly started resnet50 worker on a CPU can take seconds.
-    read_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for TorchServe's answer")
+    # Generous (the first request to a freshly started resnet50 worker on a CPU can take seconds)
+    # but below TorchServe's responseTimeout (60 s in config.properties): a stuck worker is then the
+    # proxy's 504, not TorchServe killing the worker ("Worker died") a moment later.
+    read_timeout_s: float = Field(30.0, gt=0, description="seconds to wait for TorchServe's answer")
     max_upload_bytes: int = Field(10 * MIB, gt=0, description="largest image accepted, in bytes")
     default_model: str = Field("resnet50", description="model used when a request names none")
     models: Annotated[list[str], NoDecode] = Field(

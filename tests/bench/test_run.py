@@ -69,4 +69,15 @@ def test_bench_tiny_run_writes_every_field(serving_model_store: Path, tmp_path: 
             assert r["throughput_rps"] > 0
             assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
             assert r["client_cpu_s"] >= 0
-    assert (out / "results.md").read_text().startswith("# Benchmark: cnn")
+    overhead = results["overhead"]
+    assert len(overhead["runs_ms"]) == 5 and overhead["min_ms"] <= overhead["median_ms"] <= overhead["max_ms"]
+    points = results["overload"]["points"]
+    assert [p["clients"] for p in points] == [2, 8, 24]  # 1x, 4x, 12x the highest concurrency
+    assert all(p["statuses"].get("200", 0) > 0 for p in points)
+    assert set(results["overload"]["ratios"]) >= {"goodput_4x_over_best", "goodput_12x_over_best"}
+    rejection = results["rejection"]
+    assert rejection["refused"] == rejection["sent"] > 0  # frozen workers: every one refused
+    assert results["fault"]["killed_workers"] == 2 and results["fault"]["statuses"]["200"] > 0
+    report = (out / "results.md").read_text()
+    assert report.startswith("# Benchmark: cnn")
+    assert "overload ratio" in report and "refusal:" in report and "fault:" in report
