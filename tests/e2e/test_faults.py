@@ -18,8 +18,9 @@ import psutil
 import pytest
 import requests
 
+from common.torchserve import READY
 from serving import ctl
-from tests import e2e_utils as e2e
+from tests.support import e2e
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +59,7 @@ def wait_all_ready(stack: ctl.Stack, timeout: float = 120) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = workers(stack)
-        if found and all(w["status"] == ctl.READY and psutil.pid_exists(w["pid"]) for w in found):
+        if found and all(w["status"] == READY and psutil.pid_exists(w["pid"]) for w in found):
             return sorted(w["pid"] for w in found)
         time.sleep(0.3)
     raise AssertionError(f"{MODEL} workers not READY within {timeout} s: {workers(stack)}")
