@@ -15,14 +15,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from proxy.answers import error_message, prediction_error, unavailable, worker_died
 from proxy.errors import (
-    InvalidImage,
     KeyRejected,
-    ModelLoading,
     ModelNotFound,
-    NoWorkerReady,
-    PayloadTooLarge,
-    QueueFull,
     TorchServeError,
     TorchServeTimeout,
     TorchServeUnreachable,
@@ -41,11 +37,6 @@ INVALID_KEY_TYPE = "InvalidKeyException"
 # A kept-alive connection that TorchServe closed (it restarted, or idled it out) fails like this
 # before any answer: safe to send once more on a fresh connection.
 DROPPED_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-# TorchServe's frontend (WorkerThread) answers every request of the batch a worker was running
-# when it died (killed, crashed, or past responseTimeout) with this message, status 500 (507 when
-# the worker was killed for memory). Predictions are idempotent: such a request can be sent again.
-WORKER_DIED = "Worker died"
-WORKER_DIED_STATUSES = (500, 507)
 # A retry needs at least this much of the request's deadline left to be worth sending.
 MIN_RETRY_S = 0.5
 MAX_MODEL_PAGES = 50  # GET /models pages of 100: bounds the loop, far above two models
@@ -107,21 +98,6 @@ class KeyFile:
 
     def reload(self) -> None:
         self._keys = read_key_file(self.path)
-
-
-def error_message(response: httpx.Response) -> str:
-    """TorchServe's own words for a failed call: the handler's ``error``, TorchServe's
-    ``message``, or the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for field in ("error", "message", "detail"):
-            if isinstance(body.get(field), str) and body[field]:
-                return body[field]
-    text = response.text.strip()
-    return text[:300] if text else response.reason_phrase
 
 
 def is_key_rejected(response: httpx.Response) -> bool:
@@ -235,14 +211,7 @@ class TorchServeClient:
             )
         except WorkerDied as exc:
             return exc
-        message = error_message(response) if response.status_code != 200 else ""
-        if response.status_code in WORKER_DIED_STATUSES and WORKER_DIED in message:
-            return WorkerDied(
-                f"TorchServe's worker for model {model!r} died while running this request "
-                f"({response.status_code}: {message}): TorchServe restarts it; retry, and if it "
-                "keeps happening see TorchServe's logs (model_log.log) for the crash"
-            )
-        return response
+        return worker_died(model, response) or response
 
     # --- management API helpers -------------------------------------------------------------
 
@@ -392,47 +361,12 @@ class TorchServeClient:
 
     async def _prediction_error(self, model: str, size: int,
                                 response: httpx.Response) -> TorchServeError:
-        status, message = response.status_code, error_message(response)
-        if status == 400:
-            return InvalidImage(message)
-        if status == 404:
-            return ModelNotFound(
-                f"TorchServe has no model {model!r} registered ({message}): build it with "
-                "`make archive` and restart with `make serve`; GET /models lists what is served"
-            )
-        if status == 413:
-            return PayloadTooLarge(
-                f"TorchServe refused the {size}-byte image as too large ({message}): send a "
-                "smaller image, or raise max_request_size in config.properties"
-            )
-        if status == 503:
-            return await self._unavailable(model, message)
-        return UnexpectedAnswer(f"TorchServe answered {status} for model {model!r}: {message}")
-
-    async def _unavailable(self, model: str, message: str) -> TorchServeError:
-        """Tell TorchServe's one 503 ("has no worker to serve inference request", sent both when
-        the model's job queue is full and when it has no worker) apart by asking for its
-        workers."""
+        if response.status_code != 503:
+            return prediction_error(model, size, response)
+        # TorchServe's one 503 ("has no worker to serve inference request") means a full job
+        # queue as well as no worker: its workers tell which.
         try:
-            statuses = (await self.model(model)).worker_statuses
+            statuses: list[str] | str = (await self.model(model)).worker_statuses
         except TorchServeError as exc:
-            return NoWorkerReady(
-                f"TorchServe cannot serve model {model!r} ({message}), and describing it failed "
-                f"({exc.detail}); GET /health shows the workers"
-            )
-        if READY in statuses:
-            return QueueFull(
-                f"TorchServe's queue for model {model!r} is full ({statuses.count(READY)} READY "
-                f"worker(s) busy): retry after {self._settings.retry_after_s} s",
-                retry_after_s=self._settings.retry_after_s,
-            )
-        if statuses:
-            return ModelLoading(
-                f"Model {model!r} is loading in TorchServe: no worker READY yet (workers: "
-                f"{', '.join(statuses)}, TorchServe's word for starting or restarting); retry in "
-                "a few seconds, GET /health shows when it is ready"
-            )
-        return NoWorkerReady(
-            f"TorchServe runs no worker for model {model!r} ({message}): restart it with "
-            "`make serve`, which starts the workers config.properties sets"
-        )
+            statuses = exc.detail
+        return unavailable(model, error_message(response), statuses, self._settings.retry_after_s)
