@@ -47,7 +47,7 @@ def worker_pids(stack: Stack, model: str) -> list[int]:
 
 
 def fill_count(stack: Stack, model: str) -> int:
-    """More requests than the proxy admits for ``model`` (2 batches in flight + 1 waiting of
+    """More requests than the proxy admits for ``model`` (1.5 batches in flight + 0.5 waiting of
     workers x batchSize by default): 4 batches, so that the gate is surely full."""
     described = _describe(stack, model)
     return 4 * len(described["workers"]) * described["batchSize"]

@@ -8,13 +8,13 @@ stays the second line.
 
 Sizing, per model, from TorchServe's describe API (``GET /models/<name>``: workers x batchSize):
 
-- in flight = ``admission_in_flight_batches`` (2) x workers x batchSize: each worker computes one
-  batch while the next one forms in TorchServe's queue, so the workers never idle and no request
-  waits in TorchServe for more than one batch;
-- waiting = ``admission_waiting_batches`` (1) x workers x batchSize: requests held in the proxy
+- in flight = ``admission_in_flight_batches`` (1.5) x workers x batchSize: every worker computes
+  a batch while the next one forms in TorchServe's queue, so the workers do not idle;
+- waiting = ``admission_waiting_batches`` (0.5) x workers x batchSize: requests held in the proxy
   (their bodies unread) for at most ``admission_max_wait_s``, to absorb bursts.
 
-An admitted request waits at most ~3 batch times, so its latency stays near the latency at
+An admitted request has at most 2 rounds of batches ahead of it: twice the work in the system at
+the saturating concurrency (workers x batchSize), so its latency stays within ~2x the latency at
 saturation however many clients push; everything beyond is refused at once.
 """
 

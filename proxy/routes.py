@@ -68,7 +68,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
                 "(refused before reading the upload; `Retry-After` header), TorchServe's queue "
                 "for the model is full (`Retry-After` header), the model is loading (no worker "
                 "READY yet), TorchServe runs no worker for it, or TorchServe is not reachable",
-                "The proxy is at capacity for model 'resnet50' (16 requests in flight and 8 "
+                "The proxy is at capacity for model 'resnet50' (12 requests in flight and 4 "
                 "waiting): retry after 1 s")
     | {"headers": {"Retry-After": {"description": "seconds to wait, on the busy answers",
                                    "schema": {"type": "integer"}}}},

@@ -66,10 +66,10 @@ class Settings(BaseSettings):
         "before reading them (see proxy/admission.py)",
     )
     admission_in_flight_batches: float = Field(
-        2.0, gt=0, description="requests in flight per model, in batches of workers x batchSize"
+        1.5, gt=0, description="requests in flight per model, in batches of workers x batchSize"
     )
     admission_waiting_batches: float = Field(
-        1.0, ge=0, description="requests waiting in the proxy per model, in the same batches"
+        0.5, ge=0, description="requests waiting in the proxy per model, in the same batches"
     )
     admission_max_wait_s: float = Field(
         10.0, gt=0, description="longest a request waits in the proxy for a slot before 503"

@@ -113,9 +113,9 @@ def test_stuck_worker_is_504_while_health_and_other_models_answer(stack):
 
 def test_overload_is_refused_fast_with_retry_after_and_admitted_requests_succeed(stack):
     pids = wait_all_ready(stack)
-    with e2e.http() as session:  # /health sizes admission from TorchServe: 2 x 4 -> 16 + 8
+    with e2e.http() as session:  # /health sizes admission from TorchServe: 2 x 4 -> 12 + 4
         assert session.get(f"{stack.proxy_url}/health", timeout=10).status_code == 200
-    capacity, extra = 16 + 8, 12
+    capacity, extra = 12 + 4, 12
     answers: list[requests.Response] = []
     lock = threading.Lock()
 

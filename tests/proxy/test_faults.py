@@ -166,10 +166,10 @@ def test_admission_sized_from_torchserve_workers_and_batch(settings):
     backend = ScriptedTorchServe(200, statuses=("READY", "READY"))  # 2 workers x batch 4
     with client_for(settings, backend) as client:
         gate = client.app.state.admission.gates["resnet50"]
-        assert (gate.capacity.in_flight, gate.capacity.waiting) == (16, 8)
+        assert (gate.capacity.in_flight, gate.capacity.waiting) == (12, 4)
         backend.statuses = ["READY"] * 3  # TorchServe scaled up: /health re-sizes
         assert client.get("/health").status_code == 200
-        assert (gate.capacity.in_flight, gate.capacity.waiting) == (24, 12)
+        assert (gate.capacity.in_flight, gate.capacity.waiting) == (18, 6)
 
 
 def run(coro):
