@@ -1,0 +1,101 @@
+"""Index every listing of a cleaned dataset with the embeddings of a trained run.
+
+    python -m search.build --data data/demo/clean --run runs/cnn --out indexes/demo
+
+Writes a new generation of INDEX_DIR (see :mod:`search.layout`): ``listings.sqlite`` (records +
+FTS5), ``vectors.faiss`` (flat or IVF by size, :mod:`search.vectors`), ``vectors.npy`` and
+``meta.json``, then makes it live with one atomic rename. A running proxy picks it up at its next
+request. Photo embeddings are cached in ``INDEX_DIR/cache``, so rebuilding an unchanged dataset
+with the same model embeds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from common.atomic import atomic_write_text
+from common.cli import UserError, run
+from search import layout
+from search.embedders import EmbeddingCache, load_embedder, run_arch
+from search.embedders import SERVED_MODELS
+from search.listings import read_listings
+from search.records import write_records
+from search.vectors import VectorIndex, build_index
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m search.build",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, metavar="CLEAN_DIR",
+                        help="a cleaned dataset (python -m training.prepare)")
+    parser.add_argument("--run", type=Path, required=True, metavar="RUN_DIR",
+                        help="a finished training run whose model embeds the listings")
+    parser.add_argument("--out", type=Path, required=True, metavar="INDEX_DIR",
+                        help="the index directory (created, or updated in place atomically)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the IVF training sample and its recall check (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(args: argparse.Namespace) -> Path:
+    """Build and publish; returns the new generation's directory.
+
+    Raises:
+        UserError: a bad dataset or run, or another build running on the same INDEX_DIR. The live
+            index is untouched then.
+    """
+    started = time.perf_counter()
+    arch = run_arch(args.run)  # fail on a bad run before reading anything else
+    listings, data = read_listings(args.data)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; give a directory for the index")
+    embedder = load_embedder(args.run)
+    say = (lambda message: None) if args.no_progress else (lambda message: print(message, flush=True))
+    with layout.BuildLock(args.out):
+        cache = EmbeddingCache(args.out / layout.CACHE_DIR / f"{arch}-{embedder.fingerprint[:16]}.npz")
+        say(f"{len(listings)} listings ({sum(len(x.image_ids) for x in listings)} photos) "
+            f"from {data.root}; model {arch} from {args.run}")
+        vectors = embedder.embed_listings(listings, cache, progress=not args.no_progress)
+        generation = layout.new_generation(args.out)
+        try:
+            index, spec = build_index(vectors, seed=args.seed, progress=say)
+            VectorIndex(index, vectors, spec).save(generation, layout.FAISS_FILE, layout.VECTORS_FILE)
+            write_records(generation / layout.RECORDS_FILE, listings, data.root.resolve())
+            meta = {
+                "format": layout.FORMAT_VERSION,
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "data": str(data.root.resolve()),
+                "run": str(Path(args.run).resolve()),
+                "arch": arch,
+                "model_sha256": embedder.fingerprint,
+                "served_model": SERVED_MODELS[arch],
+                "modalities": sorted(embedder.modalities),
+                "dim": int(vectors.shape[1]),
+                "count": len(listings),
+                "categories": sorted({x.category for x in listings}),
+                "index": spec.to_json(),
+                "embedded": len(cache.used) - cache.hits,
+                "cached": cache.hits,
+                "build_seconds": round(time.perf_counter() - started, 2),
+            }
+            atomic_write_text(generation / layout.META_FILE, json.dumps(meta, indent=2) + "\n")
+        except BaseException:  # also Ctrl-C: the half-built generation never goes live
+            shutil.rmtree(generation, ignore_errors=True)
+            raise
+        layout.publish(args.out, generation)
+        cache.save()
+    recall = "" if spec.kind == "flat" else f", nprobe {spec.nprobe}, recall@10 {spec.recall_at_10:.3f}"
+    print(f"{args.out}: {meta['count']} listings, {meta['dim']}-d {spec.kind} index{recall}; "
+          f"{meta['embedded']} photos embedded, {meta['cached']} from the cache; "
+          f"{meta['build_seconds']:.1f} s (generation {generation.name})")
+    return generation
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())

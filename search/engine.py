@@ -1,0 +1,382 @@
+"""The search engine over one built index: dense, lexical (BM25) and fused retrieval.
+
+A query has text, a vector (the embedding of a photo, or of text for a text model, made by
+TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed listings:
+
+- **dense**: FAISS nearest neighbours of the query vector (cosine similarity);
+- **lexical**: SQLite FTS5 BM25 over title, description, category path and location;
+- **fused** (the default): both lists merged by reciprocal-rank fusion,
+  ``score = sum over retrievers of 1 / (RRF_K + rank)`` with ``RRF_K = 60`` (Cormack et al. 2009),
+  each retriever contributing its top :data:`FUSION_DEPTH`. With one input only one retriever
+  runs and fusion is that retriever.
+- **personalisation** (``viewed``: listing ids, most recent first): the user vector is the
+  decayed mean of their embeddings, weights ``DECAY ** i`` (the latest view counts 1, the one
+  before 0.7, ...), and the dense query becomes ``normalise((1 - PERSONAL_WEIGHT) q +
+  PERSONAL_WEIGHT u)``. A text-only query on a photo index uses ``u`` alone as its dense side, so
+  the viewed listings re-rank BM25 results through fusion. No ``viewed``: the plain query.
+- **filters** (price range, category, ``near`` -- see :mod:`search.places`) restrict both
+  retrievers before ranking, so ``k`` results come back whenever ``k`` listings qualify.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search import layout
+from search.errors import BadRequest, IndexUnavailable, NotFound
+from search.places import Places
+from search.records import Records, fts_query
+from search.vectors import IndexSpec, VectorIndex, normalise
+
+logger = logging.getLogger(__name__)
+
+RETRIEVERS = ("fused", "dense", "lexical")
+MAX_K = 100
+FUSION_DEPTH = 100
+RRF_K = 60
+DECAY = 0.7
+PERSONAL_WEIGHT = 0.3
+MAX_VIEWED = 50
+MAX_TEXT_CHARS = 500
+
+
+@dataclass
+class SearchRequest:
+    """One query. ``vector`` is a unit ``(D,)`` embedding of the query (photo or text)."""
+
+    text: str | None = None
+    vector: np.ndarray | None = None
+    k: int = 10
+    retriever: str = "fused"
+    min_price: float | None = None
+    max_price: float | None = None
+    category: str | None = None
+    near: str | None = None
+    viewed: Sequence[str] = ()
+    candidates: np.ndarray | None = None  # (N,) bool: only these positions (the evaluation)
+    exclude: Sequence[str] = ()  # listing ids never returned (a listing's own "similar")
+
+
+@dataclass
+class Hit:
+    """One ranked listing and why it is there."""
+
+    id: str
+    title: str
+    price: float | None
+    location: str
+    category: str
+    score: float  # fused: the RRF score; dense: cosine similarity; lexical: -bm25
+    matched: list[str]  # the retrievers that found it: "dense", "lexical"
+    dense_rank: int | None = None  # 1-based
+    dense_score: float | None = None
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
+    image_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    retriever: str  # what ran: "fused", "dense" or "lexical"
+    personalised: bool
+    took_ms: float
+
+
+class SearchEngine:
+    """One loaded index generation. Thread-safe for concurrent searches."""
+
+    def __init__(self, generation: Path) -> None:
+        self.generation = Path(generation)
+        self.meta = layout.read_meta(self.generation)
+        self.records = Records(self.generation / layout.RECORDS_FILE)
+        self.vectors = VectorIndex.load(self.generation, IndexSpec.from_json(self.meta["index"]),
+                                        layout.FAISS_FILE, layout.VECTORS_FILE)
+        attributes = self.records.attributes()
+        self.price = attributes["price"]
+        self.category_of = attributes["category"]
+        self.places = Places(attributes["town"], attributes["region"])
+        self.categories = sorted(set(self.category_of))
+        self.data_root = Path(self.meta["data"])
+
+    @classmethod
+    def open(cls, index_dir: Path) -> SearchEngine:
+        """The live generation of ``index_dir``.
+
+        Raises:
+            IndexUnavailable: when there is none (yet); the message says what to run.
+        """
+        generation = layout.current_generation(Path(index_dir))
+        if generation is None:
+            raise unavailable(Path(index_dir))
+        return cls(generation)
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """The query inputs the index's model embeds: "image", "text"."""
+        return frozenset(self.meta["modalities"])
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        """Rank listings for ``request``.
+
+        Raises:
+            BadRequest: no text and no vector, ``k`` out of range, min > max price, an unknown
+                category or place, a vector of the wrong size, a retriever without its input.
+            NotFound: a viewed listing id the index does not hold.
+        """
+        started = time.perf_counter()
+        text = self._check(request)
+        user = self._user_vector(request.viewed)
+        dense_query = request.vector if user is None or request.vector is None else normalise(
+            (1 - PERSONAL_WEIGHT) * request.vector + PERSONAL_WEIGHT * user)
+        if dense_query is None:
+            dense_query = user
+        retriever = self._retriever(request.retriever, text, dense_query)
+        allowed = self._allowed(request)
+        depth = request.k if retriever != "fused" else max(request.k, FUSION_DEPTH)
+        dense = (self.vectors.search(dense_query, depth, allowed)
+                 if retriever in ("fused", "dense") and dense_query is not None else None)
+        lexical = (self.records.lexical(text, depth, allowed)
+                   if retriever in ("fused", "lexical") and text else None)
+        hits = self._rank(dense, lexical, request.k)
+        return SearchResult(hits, retriever, user is not None,
+                            (time.perf_counter() - started) * 1000)
+
+    def similar(self, listing_id: str, k: int = 10, **filters: object) -> SearchResult:
+        """The listings closest to ``listing_id`` by embedding (itself left out).
+
+        Raises:
+            NotFound: the index has no listing ``listing_id``.
+        """
+        pos = self.position(listing_id)
+        return self.search(SearchRequest(vector=np.asarray(self.vectors.vectors[pos]), k=k,
+                                         retriever="dense", exclude=[listing_id],
+                                         **filters))  # type: ignore[arg-type]
+
+    def get(self, listing_id: str) -> dict:
+        """The record of ``listing_id``.
+
+        Raises:
+            NotFound: the index has no such listing.
+        """
+        return self.records.fetch([self.position(listing_id)])[0]
+
+    def image_path(self, listing_id: str, index: int = 0) -> Path:
+        """The cleaned photo ``index`` of ``listing_id`` (0: its main photo).
+
+        Raises:
+            NotFound: no such listing, photo, or the file is gone from the dataset directory.
+        """
+        record = self.get(listing_id)
+        paths = record["image_paths"]
+        if not 0 <= index < len(paths):
+            raise NotFound(f"listing {listing_id!r} has {len(paths)} photo(s); ask for one of "
+                           f"0..{len(paths) - 1}")
+        path = self.data_root / paths[index]
+        if not path.is_file():
+            raise NotFound(f"the photo of listing {listing_id!r} is no longer at {path}: the "
+                           "dataset directory moved or changed; rebuild the index with `make index`")
+        return path
+
+    def position(self, listing_id: str) -> int:
+        pos = self.records.position_of([listing_id]).get(listing_id)
+        if pos is None:
+            raise NotFound(f"no listing {listing_id!r} in the index ({len(self)} listings); "
+                           "take ids from a search result")
+        return pos
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _check(self, request: SearchRequest) -> str:
+        """Validate ``request``; return its text stripped ('' when none)."""
+        text = (request.text or "").strip()
+        if not text and request.vector is None:
+            raise BadRequest("empty query: send text (q) or a photo (image), or both")
+        if len(text) > MAX_TEXT_CHARS:
+            raise BadRequest(f"the query text has {len(text)} characters; the limit is "
+                             f"{MAX_TEXT_CHARS}")
+        if text and request.vector is None and fts_query(text) is None:
+            raise BadRequest(f"the query {text!r} has no words to search for: use letters or digits")
+        if not 1 <= request.k <= MAX_K:
+            raise BadRequest(f"k={request.k} is out of range: ask for 1 to {MAX_K} results")
+        if request.retriever not in RETRIEVERS:
+            raise BadRequest(f"unknown retriever {request.retriever!r}: choose one of "
+                             f"{', '.join(RETRIEVERS)}")
+        for name in ("min_price", "max_price"):
+            value = getattr(request, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise BadRequest(f"{name}={value} must be a number >= 0")
+        if request.min_price is not None and request.max_price is not None \
+                and request.min_price > request.max_price:
+            raise BadRequest(f"min_price={request.min_price:g} is above max_price="
+                             f"{request.max_price:g}: swap them or widen the range")
+        if request.vector is not None and np.shape(request.vector) != (self.vectors.dim,):
+            raise BadRequest(f"the query embedding has shape {np.shape(request.vector)}; this "
+                             f"index holds {self.vectors.dim}-d vectors of model "
+                             f"{self.meta['arch']!r}")
+        if len(request.viewed) > MAX_VIEWED:
+            raise BadRequest(f"viewed lists {len(request.viewed)} listings; send the latest "
+                             f"{MAX_VIEWED} at most")
+        return text
+
+    def _user_vector(self, viewed: Sequence[str]) -> np.ndarray | None:
+        """Decayed mean of the viewed listings' vectors (most recent first); None for a cold user."""
+        viewed = [v for v in viewed if v]
+        if not viewed:
+            return None
+        positions = self.records.position_of(viewed)
+        unknown = [v for v in viewed if v not in positions]
+        if unknown:
+            raise BadRequest(f"viewed listing(s) not in the index: {', '.join(map(repr, unknown[:5]))}"
+                           "; send ids from search results")
+        weights = DECAY ** np.arange(len(viewed), dtype=np.float32)  # (V,)
+        stack = np.asarray(self.vectors.vectors[[positions[v] for v in viewed]])  # (V, D)
+        return normalise(weights @ stack)
+
+    def _retriever(self, wanted: str, text: str, dense_query: np.ndarray | None) -> str:
+        if wanted == "dense" and dense_query is None:
+            raise BadRequest(f"dense retrieval needs a query embedding: this index's model "
+                             f"({self.meta['arch']}) embeds {' and '.join(sorted(self.modalities))}"
+                             "; send a photo, or use retriever=lexical")
+        if wanted == "lexical" and not text:
+            raise BadRequest("lexical retrieval needs query text (q)")
+        if wanted == "fused":
+            if dense_query is None:
+                return "lexical"
+            if not text:
+                return "dense"
+        return wanted
+
+    def _allowed(self, request: SearchRequest) -> np.ndarray | None:
+        """(N,) bool mask of the listings the filters allow; None when nothing is filtered."""
+        mask = None if request.candidates is None else np.asarray(request.candidates, bool).copy()
+
+        def narrow(keep: np.ndarray) -> None:
+            nonlocal mask
+            mask = keep if mask is None else mask & keep
+
+        with np.errstate(invalid="ignore"):  # NaN (no price) compares False: filtered out
+            if request.min_price is not None:
+                narrow(self.price >= request.min_price)
+            if request.max_price is not None:
+                narrow(self.price <= request.max_price)
+        if request.category:
+            narrow(self.category_of == self._category(request.category))
+        if request.near:
+            narrow(self.places.near(request.near))
+        if request.exclude:
+            keep = np.ones(len(self), bool)
+            keep[list(self.records.position_of(list(request.exclude)).values())] = False
+            narrow(keep)
+        return mask
+
+    def _category(self, name: str) -> str:
+        for category in self.categories:
+            if category.casefold() == name.strip().casefold():
+                return category
+        raise BadRequest(f"unknown category {name!r}: choose one of {', '.join(self.categories)}")
+
+    def _rank(self, dense: tuple[np.ndarray, np.ndarray] | None,
+              lexical: tuple[np.ndarray, np.ndarray] | None, k: int) -> list[Hit]:
+        found: dict[int, dict] = {}
+        for name, result in (("dense", dense), ("lexical", lexical)):
+            if result is None:
+                continue
+            for rank, (pos, score) in enumerate(zip(*result, strict=True), start=1):
+                entry = found.setdefault(int(pos), {"rrf": 0.0})
+                entry[name] = (rank, float(score))
+                entry["rrf"] += 1.0 / (RRF_K + rank)
+        fused = dense is not None and lexical is not None
+        only = "dense" if dense is not None else "lexical"
+
+        def key(item: tuple[int, dict]) -> tuple:
+            pos, entry = item
+            if fused:
+                return (-entry["rrf"], -entry.get("dense", (0, -2.0))[1], pos)
+            return (entry[only][0], pos)
+
+        ranked = sorted(found.items(), key=key)[:k]
+        records = self.records.fetch([pos for pos, _ in ranked])
+        return [self._hit(record, entry, fused, only) for (_, entry), record in
+                zip(ranked, records, strict=True)]
+
+    @staticmethod
+    def _hit(record: dict, entry: dict, fused: bool, only: str) -> Hit:
+        dense, lexical = entry.get("dense"), entry.get("lexical")
+        return Hit(
+            id=record["id"], title=record["title"], price=record["price"],
+            location=record["location"], category=record["category"],
+            score=entry["rrf"] if fused else entry[only][1],
+            matched=[name for name in ("dense", "lexical") if name in entry],
+            dense_rank=dense[0] if dense else None, dense_score=dense[1] if dense else None,
+            lexical_rank=lexical[0] if lexical else None,
+            lexical_score=lexical[1] if lexical else None,
+            image_ids=record["image_ids"],
+        )
+
+
+def unavailable(index_dir: Path) -> IndexUnavailable:
+    """Why ``index_dir`` has no live index, and what to run."""
+    pid = layout.building_pid(index_dir)
+    if pid is not None:
+        return IndexUnavailable(f"the search index {index_dir} is being built (pid {pid}); "
+                                "retry in a minute", retry_after_s=30)
+    return IndexUnavailable(f"no search index in {index_dir}: build one with `make index` (or "
+                            f"python -m search.build --data CLEAN_DIR --run RUN_DIR --out {index_dir})")
+
+
+class EngineHolder:
+    """The live engine of an index directory, swapped when a build publishes a new generation.
+
+    ``get()`` costs a read of the small ``CURRENT`` file. When it names a new generation, the
+    calling thread loads it while every other request keeps using the old engine; a generation
+    that fails to load leaves the old one in service (and is logged), so a rebuild never fails a
+    request.
+    """
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        self._engine: SearchEngine | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> SearchEngine:
+        """The engine of the live generation.
+
+        Raises:
+            IndexUnavailable: no generation is live and none was ever loaded.
+        """
+        generation = layout.current_generation(self.index_dir)
+        engine = self._engine
+        if generation is not None and (engine is None or engine.generation != generation):
+            engine = self._load(generation, wait=engine is None)
+        if engine is None:
+            raise unavailable(self.index_dir)
+        return engine
+
+    def _load(self, generation: Path, wait: bool) -> SearchEngine | None:
+        if not self._lock.acquire(blocking=wait):
+            return self._engine  # another request is loading it; keep serving the old one
+        try:
+            if self._engine is not None and self._engine.generation == generation:
+                return self._engine
+            try:
+                self._engine = SearchEngine(generation)
+                logger.info("search index %s loaded (%d listings)", generation, len(self._engine))
+            except Exception:  # the old engine keeps serving; the cause goes to the log
+                logger.exception("cannot load search index generation %s", generation)
+            return self._engine
+        finally:
+            self._lock.release()

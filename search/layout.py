@@ -1,0 +1,114 @@
+"""The index directory: generations swapped atomically, the build lock, the embedding cache.
+
+::
+
+    INDEX_DIR/
+      CURRENT               the live generation's name; replacing this file publishes a new index
+      gen-<stamp>-<hex>/    one complete index: meta.json, listings.sqlite, vectors.faiss, vectors.npy
+      cache/<model>.npz     embeddings by input hash, reused by the next build of the same model
+      eval.json             the last `python -m search.evaluate`
+      .building             {"pid", "started"} while `python -m search.build` runs
+
+A build writes a new generation next to the live one and only then rewrites ``CURRENT`` (an
+atomic rename), so a reader sees the old index or the new one, never a half-built one, and an
+interrupted build leaves the old one live. The previous generation is kept for readers that
+opened it just before the swap; older ones are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from common.atomic import atomic_write_text
+from common.cli import UserError
+
+CURRENT_FILE = "CURRENT"
+GENERATION_PREFIX = "gen-"
+META_FILE = "meta.json"
+RECORDS_FILE = "listings.sqlite"
+FAISS_FILE = "vectors.faiss"
+VECTORS_FILE = "vectors.npy"
+CACHE_DIR = "cache"
+EVAL_FILE = "eval.json"
+LOCK_FILE = ".building"
+FORMAT_VERSION = 1
+GENERATIONS_KEPT = 2  # the live one and the one before
+
+
+def new_generation(index_dir: Path) -> Path:
+    """A fresh, empty generation directory inside ``index_dir`` (not yet live)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = index_dir / f"{GENERATION_PREFIX}{stamp}-{secrets.token_hex(3)}"
+    path.mkdir()
+    return path
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    """The live generation directory, or None when no index was published."""
+    try:
+        name = (Path(index_dir) / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    path = Path(index_dir) / name
+    return path if name.startswith(GENERATION_PREFIX) and path.is_dir() else None
+
+
+def publish(index_dir: Path, generation: Path) -> None:
+    """Make ``generation`` live (atomic), then delete all but the last generations."""
+    atomic_write_text(index_dir / CURRENT_FILE, generation.name + "\n")
+    generations = sorted((p for p in index_dir.iterdir()
+                          if p.is_dir() and p.name.startswith(GENERATION_PREFIX)),
+                         key=lambda p: p.stat().st_mtime)
+    keep = {generation.name, *(p.name for p in generations[-GENERATIONS_KEPT:])}
+    for path in generations:
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def read_meta(generation: Path) -> dict:
+    return json.loads((generation / META_FILE).read_text(encoding="utf-8"))
+
+
+def building_pid(index_dir: Path) -> int | None:
+    """The pid of a build running on ``index_dir``, or None."""
+    try:
+        pid = int(json.loads((Path(index_dir) / LOCK_FILE).read_text(encoding="utf-8"))["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class BuildLock:
+    """Held while a build writes into ``index_dir``: one build at a time; a stale lock (its
+    process gone) is taken over."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.path = Path(index_dir) / LOCK_FILE
+
+    def __enter__(self) -> BuildLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        other = building_pid(self.path.parent)
+        if other is not None and other != os.getpid():
+            raise UserError(f"another build (pid {other}) is writing {self.path.parent}; wait for "
+                            f"it to finish, or remove {self.path} if that process is not a build")
+        atomic_write_text(self.path, json.dumps({"pid": os.getpid(), "started": time.time()}))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,173 @@
+"""Listing records in SQLite, with FTS5 as the lexical (BM25) retriever.
+
+One table ``listings`` (``pos`` = the row of the listing's vector in the FAISS index) and one
+external-content FTS5 table over title, description, category path and location, tokenised by
+``porter unicode61 remove_diacritics 2`` (case, accents and English inflections ignored:
+"Sofas" finds "sofa", "Café" finds "cafe").
+
+A query's words are matched with OR and ranked by BM25 with title matches weighted
+:data:`BM25_WEIGHTS`; user text never reaches FTS5's query syntax (every word is quoted).
+
+The database is opened read-only and ``immutable`` by the search engine: no locks, no journal,
+safe to share between threads through one connection per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from search.listings import Listing
+from search.places import place_key, split_location
+
+# bm25() column weights, in FTS column order: a word in the title counts most.
+FTS_COLUMNS = ("title", "description", "category_path", "location")
+BM25_WEIGHTS = (4.0, 1.0, 2.0, 1.0)
+MAX_QUERY_WORDS = 32
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+SCHEMA = """
+CREATE TABLE listings (
+    pos INTEGER PRIMARY KEY,        -- row of the listing's vector
+    id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    price REAL,                     -- NULL: no price
+    location TEXT NOT NULL,
+    town TEXT NOT NULL,             -- place_key() of the location's town ('' when none)
+    region TEXT NOT NULL,           -- place_key() of its region
+    category TEXT NOT NULL,         -- root category
+    category_path TEXT NOT NULL,
+    image_ids TEXT NOT NULL,        -- JSON list
+    image_paths TEXT NOT NULL       -- JSON list, relative to the dataset directory
+);
+CREATE VIRTUAL TABLE listings_fts USING fts5(
+    title, description, category_path, location,
+    content='listings', content_rowid='pos',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+"""
+
+
+def write_records(path: Path, listings: Sequence[Listing], data_root: Path) -> None:
+    """Create the database at ``path`` (which must not exist) for ``listings`` in pos order."""
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.executescript(SCHEMA)
+            connection.executemany(
+                "INSERT INTO listings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (_row(pos, listing, data_root) for pos, listing in enumerate(listings)))
+            connection.execute(
+                f"INSERT INTO listings_fts(rowid, {', '.join(FTS_COLUMNS)}) "
+                f"SELECT pos, {', '.join(FTS_COLUMNS)} FROM listings")
+            connection.execute("INSERT INTO listings_fts(listings_fts) VALUES ('optimize')")
+    finally:
+        connection.close()
+
+
+def _row(pos: int, listing: Listing, data_root: Path) -> tuple:
+    town, region = split_location(listing.location)
+    paths = [str(Path(p).relative_to(data_root)) for p in listing.image_paths]
+    return (pos, listing.id, listing.title, listing.description, listing.price, listing.location,
+            place_key(town), place_key(region), listing.category, listing.category_path,
+            json.dumps(list(listing.image_ids)), json.dumps(paths))
+
+
+def fts_query(text: str) -> str | None:
+    """The FTS5 query for free text: its words, each quoted, joined by OR; None without words."""
+    words = _WORD.findall(text)[:MAX_QUERY_WORDS]
+    if not words:
+        return None
+    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+class Records:
+    """Read access to a built ``listings.sqlite``: records by position or id, BM25 search."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        connection = self._connection()  # fail now, not on the first request
+        self.count = connection.execute("SELECT count(*) FROM listings").fetchone()[0]
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            self._local.connection = connection
+        return connection
+
+    def attributes(self) -> dict[str, np.ndarray]:
+        """The filterable columns as arrays indexed by pos: price (NaN = none), category, town,
+        region (strings as object arrays)."""
+        rows = self._connection().execute(
+            "SELECT price, category, town, region FROM listings ORDER BY pos").fetchall()
+        price = np.array([np.nan if r[0] is None else r[0] for r in rows], dtype=np.float64)
+        columns = {name: np.array([r[i] for r in rows], dtype=object)
+                   for i, name in enumerate(("category", "town", "region"), start=1)}
+        return {"price": price, **columns}
+
+    def position_of(self, listing_ids: Sequence[str]) -> dict[str, int]:
+        """``{id: pos}`` for the ids that exist."""
+        found: dict[str, int] = {}
+        connection = self._connection()
+        for start in range(0, len(listing_ids), 500):
+            chunk = list(listing_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in connection.execute(f"SELECT id, pos FROM listings WHERE id IN ({marks})", chunk):
+                found[row["id"]] = row["pos"]
+        return found
+
+    def fetch(self, positions: Sequence[int]) -> list[dict]:
+        """The records at ``positions``, in that order."""
+        if not len(positions):
+            return []
+        marks = ",".join("?" * len(positions))
+        rows = self._connection().execute(
+            f"SELECT * FROM listings WHERE pos IN ({marks})", [int(p) for p in positions]).fetchall()
+        by_pos = {row["pos"]: _record(row) for row in rows}
+        return [by_pos[int(p)] for p in positions]
+
+    def lexical(self, text: str, depth: int, allowed: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 search: up to ``depth`` ``(positions, scores)``, best first; score = -bm25 (higher
+        is better). ``allowed`` (a bool mask by pos) drops listings as they stream by, so a
+        selective filter still fills ``depth`` when enough listings match."""
+        query = fts_query(text)
+        if query is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        positions, scores = [], []
+        for pos, score in self._ranked(query, depth if allowed is None else None):
+            if allowed is not None and not allowed[pos]:
+                continue
+            positions.append(pos)
+            scores.append(-score)
+            if len(positions) >= depth:
+                break
+        return np.array(positions, dtype=np.int64), np.array(scores, dtype=np.float32)
+
+    def _ranked(self, query: str, limit: int | None) -> Iterator[tuple[int, float]]:
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        sql = (f"SELECT rowid, bm25(listings_fts, {weights}) AS score FROM listings_fts "
+               "WHERE listings_fts MATCH ? ORDER BY score")
+        params: list = [query]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        yield from self._connection().execute(sql, params)
+
+
+def _record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["image_ids"] = json.loads(record["image_ids"])
+    record["image_paths"] = json.loads(record["image_paths"])
+    return record
