@@ -19,9 +19,9 @@ from pathlib import Path
 
 from common.atomic import atomic_write_text
 from common.cli import UserError, run
+from common.dataset_format import PRODUCTS_FILE
 from search import layout
-from search.embedders import EmbeddingCache, load_embedder, run_arch
-from search.embedders import SERVED_MODELS
+from search.embedders import SERVED_MODELS, EmbeddingCache, load_embedder, run_arch
 from search.listings import read_listings
 from search.records import write_records
 from search.vectors import VectorIndex, build_index
@@ -79,6 +79,8 @@ def main(args: argparse.Namespace) -> Path:
                 "dim": int(vectors.shape[1]),
                 "count": len(listings),
                 "categories": sorted({x.category for x in listings}),
+                # an export has listing text; an image folder only file names
+                "has_text": (data.root / PRODUCTS_FILE).is_file(),
                 "index": spec.to_json(),
                 "embedded": len(cache.used) - cache.hits,
                 "cached": cache.hits,

@@ -94,8 +94,9 @@ class SearchResult:
 class SearchEngine:
     """One loaded index generation. Thread-safe for concurrent searches."""
 
-    def __init__(self, generation: Path) -> None:
+    def __init__(self, generation: Path, max_k: int = MAX_K) -> None:
         self.generation = Path(generation)
+        self.max_k = max_k  # the evaluation raises it to rank every relevant listing (MAP@R)
         self.meta = layout.read_meta(self.generation)
         self.records = Records(self.generation / layout.RECORDS_FILE)
         self.vectors = VectorIndex.load(self.generation, IndexSpec.from_json(self.meta["index"]),
@@ -108,7 +109,7 @@ class SearchEngine:
         self.data_root = Path(self.meta["data"])
 
     @classmethod
-    def open(cls, index_dir: Path) -> SearchEngine:
+    def open(cls, index_dir: Path, max_k: int = MAX_K) -> SearchEngine:
         """The live generation of ``index_dir``.
 
         Raises:
@@ -117,7 +118,7 @@ class SearchEngine:
         generation = layout.current_generation(Path(index_dir))
         if generation is None:
             raise unavailable(Path(index_dir))
-        return cls(generation)
+        return cls(generation, max_k)
 
     @property
     def modalities(self) -> frozenset[str]:
@@ -210,8 +211,8 @@ class SearchEngine:
                              f"{MAX_TEXT_CHARS}")
         if text and request.vector is None and fts_query(text) is None:
             raise BadRequest(f"the query {text!r} has no words to search for: use letters or digits")
-        if not 1 <= request.k <= MAX_K:
-            raise BadRequest(f"k={request.k} is out of range: ask for 1 to {MAX_K} results")
+        if not 1 <= request.k <= self.max_k:
+            raise BadRequest(f"k={request.k} is out of range: ask for 1 to {self.max_k} results")
         if request.retriever not in RETRIEVERS:
             raise BadRequest(f"unknown retriever {request.retriever!r}: choose one of "
                              f"{', '.join(RETRIEVERS)}")
