@@ -11,6 +11,9 @@ Per request (TorchServe hands the handler a batch of up to ``batchSize`` request
   ``image``, ``file`` or the first binary field) or base64 text, bare or as ``{"data": "<b64>"}``;
 - output: ``{"category": <top name>, "probabilities": {<every category>: p}}`` as
   ``application/json``; the probabilities are a softmax over all categories and sum to 1;
+- ``?embedding=true`` (:func:`aicore.serving.wants_embedding`) adds ``"embedding": [floats]``,
+  the image's L2-normalised embedding (:func:`aicore.models.embed`, the layer before the head) --
+  the vector listing search indexes and queries with;
 - a request that is not a usable image gets ``400 {"error": "<what is wrong>"}`` on its own: the
   other requests of its batch are still answered and the worker stays up. (An exception out of
   ``handle`` would make TorchServe answer 503 for the whole batch.)
@@ -29,8 +32,9 @@ import torch
 from ts.context import Context
 from ts.torch_handler.base_handler import BaseHandler
 
-from aicore.models import load_trained
+from aicore.models import embed, load_trained
 from aicore.presets import EvalPreset, ImageDecodeError, load_image
+from aicore.serving import EMBEDDING_PARAM, RequestError, wants_embedding
 from common.torchserve import ENV_TORCH_THREADS
 
 logger = logging.getLogger(__name__)
@@ -81,31 +85,37 @@ class ImageClassifierHandler(BaseHandler):
         logger.info("loaded %s (%d classes, %d px) on %s with %d torch thread(s)",
                     args["arch"], len(self.class_names), self.image_size, self.device, threads)
 
-    def preprocess(self, data: list[dict]) -> list[torch.Tensor | ImageDecodeError]:
+    def preprocess(self, data: list[dict]) -> list[torch.Tensor | ImageDecodeError | RequestError]:
         """Turn each request into a normalised image tensor, or the reason it cannot be one.
+
+        Also notes which requests ask for their embedding (``self.embedding_rows``, read by
+        :meth:`inference`).
 
         Args:
             data: one dict per request, as TorchServe builds it (field name -> value).
 
         Returns:
             One entry per request, in order: a ``(3, S, S)`` float tensor (``S`` =
-            ``model_args.json``'s ``image_size``) or the :class:`ImageDecodeError` to answer with.
+            ``model_args.json``'s ``image_size``) or the error to answer with
+            (:class:`ImageDecodeError`, or :class:`RequestError` for a bad ``embedding`` value).
 
         Raises:
             Nothing for bad input: errors are returned per request.
         """
-        prepared: list[torch.Tensor | ImageDecodeError] = []
+        prepared: list[torch.Tensor | ImageDecodeError | RequestError] = []
+        self.embedding_rows = set()
         for idx, row in enumerate(data):
             try:
+                if wants_embedding(row):
+                    self.embedding_rows.add(idx)
                 image = load_image(request_image_bytes(row), self.image_size)
                 prepared.append(self.preset(image))  # (3, S, S)
-            except ImageDecodeError as exc:
+            except (ImageDecodeError, RequestError) as exc:
                 logger.info("request %d of %d refused: %s", idx, len(data), exc)
                 prepared.append(exc)
         return prepared
 
-    def inference(self, data: list[torch.Tensor | ImageDecodeError], *args, **kwargs
-                  ) -> list[torch.Tensor | ImageDecodeError]:
+    def inference(self, data: list, *args, **kwargs) -> list:
         """Run the model once over the batch of usable images.
 
         Args:
@@ -113,35 +123,45 @@ class ImageClassifierHandler(BaseHandler):
 
         Returns:
             The same list with every tensor replaced by its ``(C,)`` class probabilities
-            (softmax over the ``C`` categories); errors are passed through untouched.
+            (softmax over the ``C`` categories), or by ``(probabilities, (D,) embedding)`` for a
+            request that asked for its embedding; errors are passed through untouched.
         """
         rows = [i for i, item in enumerate(data) if isinstance(item, torch.Tensor)]
         if not rows:
             return list(data)
         batch = torch.stack([data[i] for i in rows])  # (B, 3, S, S), B = usable requests
         batch = batch.to(self.device, memory_format=torch.channels_last)
+        wanted = [j for j, row in enumerate(rows) if row in getattr(self, "embedding_rows", ())]
         with torch.inference_mode():
             probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu()  # (B, C)
+            # A second pass over only the rows that asked: classification stays one pass.
+            embeddings = embed(self.model, batch[wanted]).float().cpu() if wanted else None  # (E, D)
         results = list(data)
         for row, probs in zip(rows, probabilities, strict=True):
             results[row] = probs  # (C,)
+        for j, vector in zip(wanted, embeddings if embeddings is not None else [], strict=True):
+            results[rows[j]] = (probabilities[j], vector)
         return results
 
-    def postprocess(self, data: list[torch.Tensor | ImageDecodeError]) -> list[str]:
+    def postprocess(self, data: list) -> list[str]:
         """Build one JSON body per request and set its status code and content type.
 
         Args:
             data: the output of :meth:`inference`.
 
         Returns:
-            One JSON string per request, in order: ``{"category", "probabilities"}`` for an
-            image (status 200), ``{"error"}`` for a refused request (status 400).
+            One JSON string per request, in order: ``{"category", "probabilities"}`` (+
+            ``"embedding"`` when asked) for an image (status 200), ``{"error"}`` for a refused
+            request (status 400).
         """
         responses = []
         for idx, item in enumerate(data):
-            if isinstance(item, ImageDecodeError):
+            if isinstance(item, (ImageDecodeError, RequestError)):
                 body = {"error": str(item)}
                 self.context.set_response_status(BAD_REQUEST, "Bad Request", idx)
+            elif isinstance(item, tuple):
+                body = {**prediction(item[0], self.class_names), "embedding": item[1].tolist()}
+                self.context.set_response_status(OK, "OK", idx)
             else:
                 body = prediction(item, self.class_names)
                 self.context.set_response_status(OK, "OK", idx)
@@ -172,8 +192,8 @@ def request_image_bytes(row: dict) -> bytes:
     for name in IMAGE_FIELDS:
         if row.get(name) is not None:
             return image_bytes(row[name])
-    for value in row.values():  # a multipart upload under another field name
-        if isinstance(value, (bytes, bytearray)):
+    for name, value in row.items():  # a multipart upload under another field name
+        if name != EMBEDDING_PARAM and isinstance(value, (bytes, bytearray)):
             return bytes(value)
     raise ImageDecodeError(
         f"no image in the request: got field(s) {sorted(row)}; send the image as the request "

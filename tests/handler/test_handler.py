@@ -203,3 +203,46 @@ def test_initialize_rejects_bad_thread_count(model_dir, monkeypatch, value):
 def test_initialize_fails_on_folder_without_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.pt"):
         ImageClassifierHandler().initialize(make_context(tmp_path))
+
+
+def reference_embedding(model_dir: Path, data: bytes) -> list[float]:
+    """aicore.models.embed of the image, computed independently of the handler."""
+    from aicore.models import embed
+
+    model, _, args = load_trained(model_dir)
+    tensor = EvalPreset(args["image_size"])(load_image(data, args["image_size"]))  # (3, S, S)
+    with torch.no_grad():
+        return embed(model, tensor.unsqueeze(0))[0].tolist()
+
+
+@pytest.mark.parametrize("flag", [b"true", "true", "1", "TRUE"])
+def test_handle_embedding_true_adds_the_unit_embedding(handler, model_dir, images, flag):
+    rows = [{"body": images[0], "embedding": flag}, {"body": images[1]},
+            {"body": images[2], "embedding": flag}]
+    bodies, codes, _ = handle(handler, model_dir, rows)
+
+    assert codes == [200, 200, 200]
+    assert "embedding" not in bodies[1]  # only the rows that asked
+    for body, data in ((bodies[0], images[0]), (bodies[2], images[2])):
+        vector = body["embedding"]
+        assert len(vector) == 64  # the CNN's layer before its head
+        assert sum(v * v for v in vector) == pytest.approx(1.0, abs=1e-5)
+        assert vector == pytest.approx(reference_embedding(model_dir, data), abs=1e-5)
+        expected = reference_probabilities(model_dir, data)
+        assert list(body["probabilities"].values()) == pytest.approx(expected, abs=1e-5)
+
+
+def test_handle_embedding_false_answers_without_it(handler, model_dir, images):
+    bodies, codes, _ = handle(handler, model_dir, [{"body": images[0], "embedding": "false"}])
+
+    assert codes == [200]
+    assert "embedding" not in bodies[0]
+
+
+def test_handle_embedding_bad_value_is_refused_alone(handler, model_dir, images):
+    rows = [{"body": images[0], "embedding": "maybe"}, {"body": images[1], "embedding": "true"}]
+    bodies, codes, _ = handle(handler, model_dir, rows)
+
+    assert codes == [400, 200]
+    assert "embedding=true" in bodies[0]["error"]
+    assert len(bodies[1]["embedding"]) == 64
