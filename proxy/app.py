@@ -15,9 +15,12 @@ from fastapi.responses import JSONResponse
 from proxy.admission import Admission, AdmissionMiddleware
 from proxy.errors import TorchServeError
 from proxy.routes import router, size_admission
+from proxy.search_routes import make_holder, search_error
+from proxy.search_routes import router as search_router
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import UploadLimitMiddleware
+from search import SearchError
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +94,16 @@ def create_app(
                           settings.admission_waiting_batches, settings.admission_default_slots,
                           settings.admission_max_wait_s, settings.retry_after_s)
     app.state.admission = admission
+    app.state.search = make_holder(settings)
+    app.state.search_versions = {}  # (model, index generation) -> when its version was checked
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     if settings.admission:  # added last: runs first, before anything reads the body
         app.add_middleware(AdmissionMiddleware, admission=admission,
                            routes={"/predict/image": settings.default_model})
     app.add_exception_handler(TorchServeError, torchserve_error)
+    app.add_exception_handler(SearchError, search_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
+    app.include_router(search_router)
     return app
 

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
         8, gt=0, description="workers x batchSize assumed until TorchServe's describe API answers"
     )
     retry_after_s: int = Field(1, ge=1, description="the Retry-After of a busy 503, in seconds")
+    search_index: Path = Field(
+        Path("indexes") / "demo",
+        description="the listing search index directory (`make index`); a relative path is "
+        "taken from the repository root. A rebuilt index is picked up at the next request",
+    )
+    search_model: str | None = Field(
+        None,
+        description="the TorchServe model that embeds search queries (default: the model the "
+        "index was built with, e.g. cnn)",
+    )
 
     @field_validator("inference_url", "management_url")
     @classmethod
@@ -86,7 +96,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with http:// or https://, got {url!r}")
         return url.rstrip("/")
 
-    @field_validator("key_file")
+    @field_validator("key_file", "search_index")
     @classmethod
     def _resolve_key_file(cls, path: Path) -> Path:
         path = path.expanduser()

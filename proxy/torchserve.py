@@ -47,6 +47,7 @@ class Prediction(BaseModel):
 
     category: str
     probabilities: dict[str, float]
+    embedding: list[float] | None = None  # asked with ?embedding=true
 
 
 class ModelDescription(BaseModel):
@@ -133,9 +134,10 @@ class TorchServeClient:
 
     # --- the API the routes use -------------------------------------------------------------
 
-    async def predict(self, model: str, image: bytes) -> Prediction:
-        """Classify one image with ``model``; a dead worker or a dropped connection is retried
-        once, if the retry budget allows and the request's deadline leaves time.
+    async def predict(self, model: str, image: bytes, embedding: bool = False) -> Prediction:
+        """Classify one image with ``model`` (+ its embedding when ``embedding``); a dead worker
+        or a dropped connection is retried once, if the retry budget allows and the request's
+        deadline leaves time.
 
         Raises:
             InvalidImage: the handler refused the bytes (400, its message passed through).
@@ -146,26 +148,34 @@ class TorchServeClient:
         """
         self.budget.deposit()
         deadline = time.monotonic() + self._settings.read_timeout_s
-        response = await self._try_predict(model, image)
+        response = await self._try_predict(model, image, embedding=embedding)
         if isinstance(response, WorkerDied):
             remaining = deadline - time.monotonic()
             if remaining < MIN_RETRY_S or not self.budget.withdraw():
                 raise response
             logger.warning("%s; retrying once (%.1f s left)", response.detail, remaining)
             response = await self._try_predict(
-                model, image, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
+                model, image, embedding=embedding,
+                timeout=httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
             if isinstance(response, WorkerDied):
                 raise response
         if response.status_code != 200:
             raise await self._prediction_error(model, len(image), response)
         try:
-            return Prediction.model_validate_json(response.content)
+            prediction = Prediction.model_validate_json(response.content)
         except ValidationError:
             raise UnexpectedAnswer(
                 f"TorchServe answered 200 for model {model!r} without a category and "
                 f"probabilities: {response.text[:300]!r}; is the model archived with the "
                 "project's handler (`make archive`)?"
             ) from None
+        if embedding and not prediction.embedding:
+            raise UnexpectedAnswer(
+                f"TorchServe's model {model!r} answered without the embedding search asked for: "
+                "its archive predates the embedding field; rebuild it with `make archive` and "
+                "restart with `make serve`"
+            )
+        return prediction
 
     async def ping(self) -> str:
         """TorchServe's own health word (``"Healthy"`` when it is up)."""
@@ -198,16 +208,23 @@ class TorchServeClient:
             for name, entries in zip(names, described, strict=True)
         }
 
-    async def _try_predict(self, model: str, image: bytes,
-                           timeout: httpx.Timeout | None = None) -> httpx.Response | WorkerDied:
+    async def _try_predict(self, model: str, image: bytes, timeout: httpx.Timeout | None = None,
+                           embedding: bool = False) -> httpx.Response | WorkerDied:
         """One attempt: TorchServe's answer, or the :class:`WorkerDied` that may be retried."""
-        extra = {} if timeout is None else {"timeout": timeout}
-        # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies as
-        # fields; the handler wants the raw bytes.
+        extra: dict = {} if timeout is None else {"timeout": timeout}
+        if embedding:
+            # A form field, not ?embedding=true: TorchServe 0.12 does not hand URL query
+            # parameters to the handler (measured), multipart fields it does.
+            extra.update(files={"data": ("image", image, "application/octet-stream")},
+                         data={"embedding": "true"})
+        else:
+            # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies
+            # as fields; the handler wants the raw bytes.
+            extra.update(content=image, headers={"Content-Type": "application/octet-stream"})
         try:
             response = await self._request(
-                "POST", "inference", f"/predictions/{quote(model, safe='')}", content=image,
-                headers={"Content-Type": "application/octet-stream"}, retry_dropped=False, **extra,
+                "POST", "inference", f"/predictions/{quote(model, safe='')}",
+                retry_dropped=False, **extra,
             )
         except WorkerDied as exc:
             return exc

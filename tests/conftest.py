@@ -61,3 +61,23 @@ def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes x 6 products x 2 images, 48 px; read-only for the tests."""
     return make_clean_dataset(tmp_path_factory.mktemp("clean"), num_classes=3,
                               products_per_class=6, images_per_product=2, size=48)
+
+
+@pytest.fixture(scope="session")
+def search_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A listings dataset (3 categories x 6 products x 2 photos, with text, prices and places),
+    a one-epoch CNN run trained on it, and the index built from both, once per session:
+    ``{"data": dir, "run": dir, "index": dir}``. Read-only for the tests."""
+    from search import build
+    from tests.support.search_data import make_listings_dataset
+    from training import train
+
+    root = tmp_path_factory.mktemp("search")
+    data = make_listings_dataset(root / "clean")
+    run = root / "run"
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "cnn", "--data", str(data), "--out", str(run), "--epochs", "1",
+         "--workers", "0", "--batch-size", "8", "--image-size", "48"]))
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(data), "--run", str(run), "--out", str(root / "index"), "--no-progress"]))
+    return {"data": data, "run": run, "index": root / "index"}

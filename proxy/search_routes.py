@@ -1,0 +1,235 @@
+"""Listing search: ``/search`` (text, photo or both) and ``/listings/{id}`` (+ ``/image``, ``/similar``).
+
+The index is the directory in ``Settings.search_index`` (``make index``), served by a
+:class:`search.EngineHolder`: a rebuilt index is loaded at the next request while requests in
+flight finish on the old one. A query photo is embedded by TorchServe (``?embedding=true``) with
+the model the index was built with; its archive version must carry the same weights' hash, or
+the answer is 503 naming what to rebuild (vectors of two different models are not comparable).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from proxy.errors import TorchServeError
+from proxy.routes import get_settings, get_torchserve
+from proxy.schemas import ErrorResponse
+from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
+from proxy.settings import Settings
+from proxy.torchserve import TorchServeClient
+from proxy.upload import read_upload
+from search import EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError, SearchRequest
+from search.engine import MAX_K, RETRIEVERS
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["search"])
+VERSION_CHECK_S = 30.0  # how long a checked served-model version is trusted
+
+
+async def get_engine(request: Request) -> SearchEngine:
+    """The live index (503 with what to run when there is none); tests override this.
+
+    In a worker thread: loading a rebuilt index reads files, which must not stall the event loop.
+    """
+    return await run_in_threadpool(request.app.state.search.get)
+
+
+Engine = Annotated[SearchEngine, Depends(get_engine)]
+TorchServe = Annotated[TorchServeClient, Depends(get_torchserve)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description,
+            "content": {"application/json": {"example": {"detail": example}}}}
+
+
+SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("A bad query: no text and no photo, k out of range, min_price > max_price, an "
+                "unknown category or place, a viewed id not in the index, a corrupt photo",
+                "min_price=50 is above max_price=10: swap them or widen the range"),
+    413: _error("The photo is larger than the upload limit", "The image is larger than the "
+                "upload limit of 10485760 bytes (10.0 MiB): send a smaller or more compressed image"),
+    503: _error("No index yet, one being built, or TorchServe cannot embed the photo",
+                "no search index in indexes/demo: build one with `make index`"),
+}
+LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: _error("No listing with that id", "no listing 'x' in the index (973 listings); take ids "
+                "from a search result"),
+    503: SEARCH_ERRORS[503],
+}
+
+
+class SearchFilters:
+    """The query-string parameters every search route shares."""
+
+    def __init__(
+        self,
+        k: Annotated[int, Query(description=f"results to return, 1..{MAX_K}")] = 10,
+        min_price: Annotated[float | None, Query(description="lowest price, GBP")] = None,
+        max_price: Annotated[float | None, Query(description="highest price, GBP")] = None,
+        category: Annotated[str | None, Query(description="a root category, e.g. Appliances")] = None,
+        near: Annotated[str | None, Query(
+            description="a town or region (\"Leeds\", \"London\"): listings of that town, or of "
+                        "every town of that region")] = None,
+        viewed: Annotated[list[str] | None, Query(
+            description="ids of listings the user viewed, most recent first (comma-separated or "
+                        "repeated): personalises the ranking")] = None,
+        retriever: Annotated[str, Query(description=f"one of {', '.join(RETRIEVERS)}")] = "fused",
+    ) -> None:
+        self.k, self.min_price, self.max_price = k, min_price, max_price
+        self.category, self.near, self.retriever = category, near, retriever
+        self.viewed = [v.strip() for item in viewed or [] for v in item.split(",") if v.strip()]
+
+    def request(self, text: str | None = None, vector: np.ndarray | None = None,
+                exclude: list[str] | None = None) -> SearchRequest:
+        return SearchRequest(text=text, vector=vector, k=self.k, retriever=self.retriever,
+                             min_price=self.min_price, max_price=self.max_price,
+                             category=self.category, near=self.near, viewed=self.viewed,
+                             exclude=exclude or [])
+
+
+Filters = Annotated[SearchFilters, Depends()]
+
+
+@router.get("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
+            summary="Search listings by text")
+async def search_text(
+    engine: Engine, filters: Filters,
+    q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
+) -> SearchResponse:
+    """Listings matching ``q``: BM25 over title, description, category and place, fused with the
+    dense retriever when the user has viewed listings (or the index's model embeds text)."""
+    result = await run_in_threadpool(engine.search, filters.request(text=q))
+    return _response(engine, result, embedded_by=None)
+
+
+@router.post("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
+             summary="Search listings by photo, text or both")
+async def search_upload(
+    request: Request, engine: Engine, filters: Filters, torchserve: TorchServe,
+    settings: AppSettings,
+    image: Annotated[UploadFile | None, File(description="a query photo (optional)")] = None,
+    q: Annotated[str, Form(description="query text (optional)")] = "",
+) -> SearchResponse:
+    """Listings like the photo (dense retrieval on its TorchServe embedding) and matching the text
+    (BM25), fused by reciprocal rank."""
+    vector, model = None, None
+    if image is not None:
+        if "image" not in engine.modalities:
+            raise IndexUnavailable(f"this index's model ({engine.meta['arch']}) does not embed "
+                                   "photos: search with text (q) only")
+        data = await read_upload(image, settings.max_upload_bytes)
+        model = settings.search_model or engine.meta["served_model"]
+        await _check_served_model(request, torchserve, engine, model)
+        prediction = await torchserve.predict(model, data, embedding=True)
+        vector = _query_vector(prediction.embedding, engine, model)
+    result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
+    return _response(engine, result, embedded_by=model)
+
+
+@router.get("/listings/{listing_id:path}/similar", response_model=SearchResponse,
+            responses=LISTING_ERRORS, summary="Listings that look like this one")
+async def similar(listing_id: str, engine: Engine, filters: Filters) -> SearchResponse:
+    """The nearest listings to ``listing_id`` by embedding (itself left out); filters apply."""
+    vector = np.asarray(engine.vectors.vectors[engine.position(listing_id)])
+    request = filters.request(vector=vector, exclude=[listing_id])
+    result = await run_in_threadpool(engine.search, request)
+    return _response(engine, result, embedded_by=None)
+
+
+@router.get("/listings/{listing_id:path}/image", response_class=FileResponse,
+            responses={**LISTING_ERRORS, 200: {"content": {"image/png": {}},
+                                                "description": "the cleaned photo"}},
+            summary="A listing's photo")
+async def listing_image(
+    listing_id: str, engine: Engine,
+    n: Annotated[int, Query(ge=0, description="which photo, 0 = the main one")] = 0,
+) -> FileResponse:
+    return FileResponse(engine.image_path(listing_id, n), media_type="image/png")
+
+
+@router.get("/listings/{listing_id:path}", response_model=ListingResponse,
+            responses=LISTING_ERRORS, summary="A listing's record")
+async def listing(listing_id: str, engine: Engine) -> ListingResponse:
+    record = engine.get(listing_id)
+    url = f"/listings/{record['id']}"
+    return ListingResponse(
+        id=record["id"], title=record["title"], description=record["description"],
+        price=record["price"], location=record["location"], category=record["category"],
+        category_path=record["category_path"], image_ids=record["image_ids"],
+        image_urls=[f"{url}/image?n={i}" for i in range(len(record["image_ids"]))],
+        similar_url=f"{url}/similar")
+
+
+async def search_error(request: Request, exc: Exception) -> JSONResponse:
+    """:class:`search.SearchError` -> its status and ``{"detail"}`` (+ Retry-After when busy)."""
+    assert isinstance(exc, SearchError)
+    logger.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+    headers = {}
+    if isinstance(exc, IndexUnavailable) and exc.retry_after_s:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+
+
+def make_holder(settings: Settings) -> EngineHolder:
+    return EngineHolder(settings.search_index)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
+    vector = np.asarray(embedding or [], dtype=np.float32)
+    if vector.shape != (engine.vectors.dim,):
+        raise IndexUnavailable(
+            f"TorchServe's model {model!r} gives {vector.size}-d embeddings but the index holds "
+            f"{engine.vectors.dim}-d vectors of {engine.meta['arch']}: rebuild the index with "
+            "`make index`, or set AICORE_SEARCH_MODEL to the model it was built with")
+    return vector
+
+
+async def _check_served_model(request: Request, torchserve: TorchServeClient,
+                              engine: SearchEngine, model: str) -> None:
+    """503 unless TorchServe serves the weights the index was built with.
+
+    The archive version ends with the first 8 hex digits of ``model.pt``'s SHA-256
+    (``handler.archive``); the index saved the full hash. Checked every ``VERSION_CHECK_S``.
+    """
+    checked: dict = request.app.state.search_versions
+    key = (model, engine.generation)
+    if key in checked and time.monotonic() - checked[key] < VERSION_CHECK_S:
+        return
+    try:
+        version = (await torchserve.model(model)).version
+    except TorchServeError:
+        return  # the prediction call that follows reports TorchServe's state precisely
+    expected = engine.meta["model_sha256"][:8]
+    if not version.endswith(expected):
+        raise IndexUnavailable(
+            f"TorchServe serves {model!r} version {version}, but the index was built with the "
+            f"weights {expected} from {engine.meta['run']}: rebuild the index from the served run "
+            "(`make index`), or archive that run (`make archive`) and restart (`make serve`)")
+    checked[key] = time.monotonic()
+
+
+def _response(engine: SearchEngine, result, embedded_by: str | None) -> SearchResponse:
+    return SearchResponse(retriever=result.retriever, personalised=result.personalised,
+                          embedded_by=embedded_by, took_ms=round(result.took_ms, 3),
+                          index=engine.generation.name,
+                          results=[_hit(hit) for hit in result.hits])
+
+
+def _hit(hit: Hit) -> SearchHit:
+    url = f"/listings/{hit.id}"
+    return SearchHit(id=hit.id, title=hit.title, price=hit.price, location=hit.location,
+                     category=hit.category, score=hit.score, matched=hit.matched,
+                     dense_rank=hit.dense_rank, dense_score=hit.dense_score,
+                     lexical_rank=hit.lexical_rank, lexical_score=hit.lexical_score,
+                     url=url, image_url=f"{url}/image")
