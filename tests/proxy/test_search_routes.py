@@ -1,0 +1,218 @@
+"""The search routes against a real built index (session fixture ``search_index``) and a fake
+TorchServe that embeds in-process with the index's own run."""
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from proxy.app import create_app
+from proxy.errors import InvalidImage
+from proxy.routes import get_torchserve
+from proxy.settings import Settings
+from proxy.torchserve import ModelDescription, Prediction
+from search import layout
+from search.embedders import ImageEmbedder
+from search.errors import BadRequest
+
+
+class EmbeddingTorchServe:
+    """Answers like the served CNN would: the embedding comes from the same run, in-process."""
+
+    def __init__(self, run: Path, version: str) -> None:
+        self.embedder = ImageEmbedder(run)
+        self.version = version
+        self.calls: list[tuple[str, bool]] = []
+
+    async def predict(self, model: str, image: bytes, embedding: bool = False) -> Prediction:
+        self.calls.append((model, embedding))
+        try:
+            vector = self.embedder.embed_query(image=image)
+        except BadRequest as exc:
+            raise InvalidImage(str(exc)) from None
+        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
+                          embedding=vector.tolist())
+
+    async def model(self, name: str) -> ModelDescription:
+        return ModelDescription.model_validate(
+            {"modelName": name, "modelVersion": self.version, "workers": []})
+
+
+@pytest.fixture(autouse=True)
+def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("AICORE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def index_dir(search_index, tmp_path: Path) -> Path:
+    shutil.copytree(search_index["index"], tmp_path / "index")
+    return tmp_path / "index"
+
+
+@pytest.fixture(scope="module")
+def fake(search_index) -> EmbeddingTorchServe:
+    meta = layout.read_meta(layout.current_generation(search_index["index"]))
+    return EmbeddingTorchServe(search_index["run"], f"20261201-{meta['model_sha256'][:8]}")
+
+
+@pytest.fixture
+def client(index_dir: Path, tmp_path: Path, fake) -> Iterator[TestClient]:
+    settings = Settings(key_file=tmp_path / "key_file.json", search_index=index_dir)
+    app = create_app(settings)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def photo(search_index, image_id: str) -> bytes:
+    return (search_index["data"] / "images" / f"{image_id}.png").read_bytes()
+
+
+def test_get_search_ranks_by_text_and_says_why(client):
+    response = client.get("/search", params={"q": "kettle", "k": 3})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["retriever"] == "lexical" and body["embedded_by"] is None
+    assert [hit["category"] for hit in body["results"]] == ["Appliances"] * 3
+    hit = body["results"][0]
+    assert hit["matched"] == ["lexical"] and hit["url"] == f"/listings/{hit['id']}"
+    assert set(hit) >= {"id", "title", "price", "location", "category", "score", "image_url"}
+
+
+def test_post_search_with_photo_embeds_it_through_torchserve(client, fake, search_index):
+    response = client.post("/search", params={"k": 3},
+                           files={"image": ("q.png", photo(search_index, "img-01-002-0"))})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["retriever"] == "dense" and body["embedded_by"] == "cnn"
+    assert body["results"][0]["category"] == "Baby & Kids Stuff"
+    assert fake.calls[-1] == ("cnn", True)
+
+
+def test_post_search_with_photo_and_text_fuses(client, search_index):
+    response = client.post("/search", params={"k": 5}, data={"q": "pram"},
+                           files={"image": ("q.png", photo(search_index, "img-01-002-0"))})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["retriever"] == "fused"
+    assert body["results"][0]["matched"] == ["dense", "lexical"]
+
+
+def test_search_filters_and_personalisation_reach_the_engine(client):
+    response = client.get("/search", params={"q": "vintage", "k": 3, "near": "London",
+                                             "viewed": "prod-02-003,prod-02-004"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["personalised"] is True
+    assert all(hit["location"].endswith("London") for hit in body["results"])
+
+
+@pytest.mark.parametrize(("params", "status", "message"), [
+    ({}, 400, "empty query"),
+    ({"q": "kettle", "k": 0}, 400, "k=0 is out of range"),
+    ({"q": "kettle", "k": 500}, 400, "k=500 is out of range"),
+    ({"q": "kettle", "min_price": 9, "max_price": 1}, 400, "above max_price"),
+    ({"q": "kettle", "near": "Atlantis"}, 400, "unknown place"),
+    ({"q": "kettle", "category": "Boats"}, 400, "unknown category"),
+    ({"q": "kettle", "viewed": "ghost"}, 400, "viewed listing"),
+    ({"q": "kettle", "k": "ten"}, 422, "int"),
+])
+def test_get_search_bad_input_is_a_clear_4xx(client, params, status, message):
+    response = client.get("/search", params=params)
+
+    assert response.status_code == status
+    assert message in str(response.json()["detail"])
+
+
+def test_post_search_corrupt_photo_is_400(client):
+    response = client.post("/search", files={"image": ("q.png", b"not an image at all")})
+
+    assert response.status_code == 400
+    assert "image" in response.json()["detail"]
+
+
+def test_post_search_nothing_is_400(client):
+    response = client.post("/search")
+
+    assert response.status_code == 400
+    assert "empty query" in response.json()["detail"]
+
+
+def test_post_search_refuses_a_served_model_of_other_weights(client, fake, search_index):
+    fake.version, real = "20261201-deadbeef", fake.version
+    try:
+        response = client.post("/search", files={"image": ("q.png", photo(search_index, "img-01-002-0"))})
+    finally:
+        fake.version = real
+
+    assert response.status_code == 503
+    assert "deadbeef" in response.json()["detail"] and "make index" in response.json()["detail"]
+
+
+def test_listing_record_image_and_similar(client, search_index):
+    record = client.get("/listings/prod-01-002")
+    image = client.get("/listings/prod-01-002/image", params={"n": 1})
+    similar = client.get("/listings/prod-01-002/similar", params={"k": 4})
+
+    assert record.status_code == 200
+    assert record.json()["title"] == "Pram - brand new"
+    assert record.json()["image_urls"] == ["/listings/prod-01-002/image?n=0",
+                                           "/listings/prod-01-002/image?n=1"]
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == photo(search_index, "img-01-002-1")
+    assert similar.status_code == 200
+    ids = [hit["id"] for hit in similar.json()["results"]]
+    assert len(ids) == 4 and "prod-01-002" not in ids
+
+
+@pytest.mark.parametrize("path", ["/listings/ghost", "/listings/ghost/image",
+                                  "/listings/ghost/similar"])
+def test_unknown_listing_is_404(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert "no listing 'ghost'" in response.json()["detail"]
+
+
+def test_missing_index_is_503_with_what_to_run(tmp_path, fake):
+    settings = Settings(key_file=tmp_path / "k.json", search_index=tmp_path / "nothing")
+    app = create_app(settings)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as client:
+        response = client.get("/search", params={"q": "kettle"})
+
+    assert response.status_code == 503
+    assert "make index" in response.json()["detail"]
+
+
+def test_index_being_built_is_503_with_retry_after(tmp_path, fake):
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / layout.LOCK_FILE).write_text('{"pid": %d}' % os.getpid())
+    settings = Settings(key_file=tmp_path / "k.json", search_index=tmp_path / "index")
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/listings/x")
+
+    assert response.status_code == 503
+    assert "being built" in response.json()["detail"] and response.headers["Retry-After"]
+
+
+def test_rebuilt_index_is_picked_up_without_restart(client, index_dir):
+    before = client.get("/search", params={"q": "kettle"}).json()["index"]
+    old = layout.current_generation(index_dir)
+    new = index_dir / "gen-29990101T000000-abcdef"
+    shutil.copytree(old, new)
+    layout.publish(index_dir, new)
+
+    response = client.get("/search", params={"q": "kettle"})
+
+    assert response.status_code == 200
+    assert before == old.name and response.json()["index"] == new.name
