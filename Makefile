@@ -24,8 +24,11 @@ RESNET_EPOCHS ?= 2
 CNN_ARGS      ?= --batch-size 16
 RESNET_ARGS   ?=
 TRAIN_ARGS  ?=
+# Listing search: the index of DATA embedded by SEARCH_RUN (the CNN: 64-d, the better demo model).
+SEARCH_RUN  ?= $(CNN_RUN)
+INDEX       ?= indexes/demo
 
-.PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench clean
+.PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench clean index
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +85,12 @@ evaluate: $(STAMP) ## re-compute the test metrics of RUN (runs/MODEL) on DATA
 archive: $(STAMP) ## build model_store/cnn.mar and resnet50.mar from CNN_RUN and RESNET_RUN
 	$(PY) -m handler.archive --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --out model_store
 
+# --- listing search ------------------------------------------------------------------------------
+
+index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index INDEX (indexes/demo) of DATA with SEARCH_RUN's embeddings, then evaluate it
+	$(PY) -m search.build --data $(DATA) --run $(SEARCH_RUN) --out $(INDEX)
+	$(PY) -m search.evaluate --index $(INDEX)
+
 # --- serving -------------------------------------------------------------------------------------
 
 serve: $(STAMP) ## start TorchServe (both models) and the proxy in the background; runtime files in .serve/
@@ -98,6 +107,11 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt ## demo da
 	$(PY) -m serving.ctl start
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model resnet50
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model cnn
+	$(MAKE) --no-print-directory index
+	@echo; echo "Search by text (BM25) and by photo + text near London (TorchServe embeds the photo):"
+	$(PY) -m search.query --index $(INDEX) --text "sofa" -k 5
+	curl -s -F image=@$(DATA_RAW)/samples/Home-and-Garden.png -F q=garden \
+		'http://127.0.0.1:8000/search?k=5&near=London' | $(PY) -m json.tool | head -40
 	@echo
 	@echo "Proxy docs: http://127.0.0.1:8000/docs   (services keep running; 'make stop' ends them)"
 
@@ -105,8 +119,9 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt ## demo da
 
 bench: $(STAMP) wrk ## measure raw / TorchServe / proxy / baseline throughput (MODEL=resnet50|cnn, QUICK=1)
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick)
+	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
 
 clean: ## remove generated data, runs, archives, runtime files and benchmark output (keeps .venv)
 	-$(PY) -m serving.ctl stop 2>/dev/null
-	rm -rf data runs .serve bench/out build
+	rm -rf data runs .serve bench/out build indexes
 	find model_store -mindepth 1 ! -name .gitkeep -delete

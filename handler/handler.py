@@ -11,9 +11,11 @@ Per request (TorchServe hands the handler a batch of up to ``batchSize`` request
   ``image``, ``file`` or the first binary field) or base64 text, bare or as ``{"data": "<b64>"}``;
 - output: ``{"category": <top name>, "probabilities": {<every category>: p}}`` as
   ``application/json``; the probabilities are a softmax over all categories and sum to 1;
-- ``?embedding=true`` (:func:`aicore.serving.wants_embedding`) adds ``"embedding": [floats]``,
-  the image's L2-normalised embedding (:func:`aicore.models.embed`, the layer before the head) --
-  the vector listing search indexes and queries with;
+- a multipart form field ``embedding=true`` beside the image (:func:`aicore.serving.wants_embedding`;
+  ``curl -F data=@photo.jpg -F embedding=true``) adds ``"embedding": [floats]``, the image's
+  L2-normalised embedding (:func:`aicore.models.embed`, the layer before the head) -- the vector
+  listing search indexes and queries with. A URL query parameter ``?embedding=true`` does NOT
+  work: TorchServe 0.12 does not hand URL query parameters to the handler (measured);
 - a request that is not a usable image gets ``400 {"error": "<what is wrong>"}`` on its own: the
   other requests of its batch are still answered and the worker stays up. (An exception out of
   ``handle`` would make TorchServe answer 503 for the whole batch.)

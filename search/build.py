@@ -62,6 +62,7 @@ def main(args: argparse.Namespace) -> Path:
         say(f"{len(listings)} listings ({sum(len(x.image_ids) for x in listings)} photos) "
             f"from {data.root}; model {arch} from {args.run}")
         vectors = embedder.embed_listings(listings, cache, progress=not args.no_progress)
+        cache.save()  # keyed by content: valid even if this build fails later
         generation = layout.new_generation(args.out)
         try:
             index, spec = build_index(vectors, seed=args.seed, progress=say)
@@ -91,7 +92,6 @@ def main(args: argparse.Namespace) -> Path:
             shutil.rmtree(generation, ignore_errors=True)
             raise
         layout.publish(args.out, generation)
-        cache.save()
     recall = "" if spec.kind == "flat" else f", nprobe {spec.nprobe}, recall@10 {spec.recall_at_10:.3f}"
     print(f"{args.out}: {meta['count']} listings, {meta['dim']}-d {spec.kind} index{recall}; "
           f"{meta['embedded']} photos embedded, {meta['cached']} from the cache; "

@@ -92,6 +92,9 @@ class ImageEmbedder:
         from aicore.models import load_trained
         from aicore.presets import EvalPreset
 
+        # One thread, as in the TorchServe workers: on the shared 2-core machine torch's default
+        # (a thread per core) spun at ~3 photos/s under load; the CNN is decode-bound anyway.
+        torch.set_num_threads(1)
         self.model, _, self.args = load_trained(run_dir)
         self.image_size = int(self.args["image_size"])
         self.preset = EvalPreset(self.image_size)

@@ -98,6 +98,10 @@ class SearchEngine:
         self.generation = Path(generation)
         self.max_k = max_k  # the evaluation raises it to rank every relevant listing (MAP@R)
         self.meta = layout.read_meta(self.generation)
+        if self.meta.get("format") != layout.FORMAT_VERSION:
+            raise IndexUnavailable(f"the index {self.generation.parent} has format "
+                                   f"{self.meta.get('format')}, this code reads format "
+                                   f"{layout.FORMAT_VERSION}: rebuild it with `make index`")
         self.records = Records(self.generation / layout.RECORDS_FILE)
         self.vectors = VectorIndex.load(self.generation, IndexSpec.from_json(self.meta["index"]),
                                         layout.FAISS_FILE, layout.VECTORS_FILE)

@@ -36,7 +36,7 @@ VECTORS_FILE = "vectors.npy"
 CACHE_DIR = "cache"
 EVAL_FILE = "eval.json"
 LOCK_FILE = ".building"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: common_words table
 GENERATIONS_KEPT = 2  # the live one and the one before
 
 

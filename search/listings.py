@@ -43,7 +43,7 @@ def read_listings(data_dir: Path) -> tuple[list[Listing], CleanDataset]:
     """
     import pandas as pd
 
-    data = read_clean_dir(Path(data_dir))
+    data = read_clean_dir(Path(data_dir).resolve())  # absolute: the index records paths under it
     manifest = data.manifest.sort_values("image_id")
     photos: dict[str, list[tuple[str, Path]]] = {}
     categories: dict[str, str] = {}

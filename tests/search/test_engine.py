@@ -206,3 +206,11 @@ def test_fusion_depth_bounds_each_retriever(engine):
     result = engine.search(SearchRequest(text="kettle", vector=vector_of(engine, "prod-00-000"),
                                          k=100))
     assert len(result.hits) == len(engine)  # every listing is reachable through one retriever
+
+
+def test_common_words_are_left_out_of_a_query_with_other_words(engine):
+    from search.records import fts_query
+
+    assert "for" in engine.records.common  # "A <noun> for sale" in every description
+    assert fts_query("kettle for sale", engine.records.common) == '"kettle"'
+    assert fts_query("for sale", engine.records.common) == '"for" OR "sale"'  # nothing else left
