@@ -1,6 +1,7 @@
 """The search routes against a real built index (session fixture ``search_index``) and a fake
 TorchServe that embeds in-process with the index's own run."""
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -196,7 +197,7 @@ def test_missing_index_is_503_with_what_to_run(tmp_path, fake):
 
 def test_index_being_built_is_503_with_retry_after(tmp_path, fake):
     (tmp_path / "index").mkdir()
-    (tmp_path / "index" / layout.LOCK_FILE).write_text('{"pid": %d}' % os.getpid())
+    (tmp_path / "index" / layout.LOCK_FILE).write_text(json.dumps({"pid": os.getpid()}))
     settings = Settings(key_file=tmp_path / "k.json", search_index=tmp_path / "index")
     with TestClient(create_app(settings)) as client:
         response = client.get("/listings/x")

@@ -1,5 +1,7 @@
 """The search engine over a real built index (session fixture ``search_index``)."""
 
+import json
+import os
 import shutil
 
 import numpy as np
@@ -167,7 +169,7 @@ def test_open_without_index_says_what_to_run(tmp_path):
 
 
 def test_open_while_building_says_retry(tmp_path):
-    (tmp_path / layout.LOCK_FILE).write_text('{"pid": %d}' % __import__("os").getpid())
+    (tmp_path / layout.LOCK_FILE).write_text(json.dumps({"pid": os.getpid()}))
 
     with pytest.raises(IndexUnavailable, match="being built") as caught:
         EngineHolder(tmp_path).get()
