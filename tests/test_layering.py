@@ -23,7 +23,7 @@ ALLOWED = {
     "serving": {"common"},
     "search": {"aicore", "common"},
     "proxy": {"aicore", "common", "search"},
-    "bench": {"aicore", "common", "handler", "serving"},
+    "bench": {"aicore", "common", "handler", "serving", "search"},  # bench.search drives search
 }
 
 

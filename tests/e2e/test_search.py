@@ -15,7 +15,7 @@ import pytest
 from search import build, evaluate, layout
 from search.engine import SearchEngine
 from serving import ctl
-from tests import e2e_utils as e2e
+from tests.support import e2e
 from tests.support.search_data import make_listings_dataset
 
 pytestmark = pytest.mark.e2e

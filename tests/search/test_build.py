@@ -12,7 +12,7 @@ from search.embedders import ImageEmbedder
 from search.engine import SearchEngine
 from search.listings import read_listings
 from search.vectors import normalise
-from tests.fixtures_data import make_clean_dataset
+from tests.support.data import make_clean_dataset
 
 
 def run_build(data, run, out, *extra):

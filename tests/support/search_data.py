@@ -1,14 +1,14 @@
 """A cleaned dataset with listing text, prices and places, for the search tests.
 
 :func:`make_listings_dataset` writes what ``training.prepare`` writes for an export: the images and
-manifest of :func:`tests.fixtures_data.make_clean_dataset` plus ``products.csv``. Titles name a
+manifest of :func:`tests.support.data.make_clean_dataset` plus ``products.csv``. Titles name a
 noun of the listing's category, so a lexical query for that noun finds its category.
 """
 
 import csv
 from pathlib import Path
 
-from tests.fixtures_data import make_clean_dataset
+from tests.support.data import make_clean_dataset
 
 # One noun per category, in the sorted order make_clean_dataset uses (first 3 roots + more).
 NOUNS = ("kettle", "pram", "trainers", "laptop", "drill", "perfume", "sofa", "guitar", "desk",
