@@ -115,11 +115,12 @@ def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int,
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), 0), dtype=np.int64)
     for start in range(0, len(vectors), chunk):
-        scores = queries @ vectors[start:start + chunk].T  # (Q, chunk)
-        ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
-        best_scores = np.concatenate([best_scores, scores], axis=1)
-        best_ids = np.concatenate([best_ids, ids], axis=1)
-        keep = np.argsort(-best_scores, axis=1, kind="stable")[:, :k]
+        scores = queries @ np.asarray(vectors[start:start + chunk]).T  # (Q, chunk)
+        take = min(k, scores.shape[1])
+        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]  # (Q, k), unordered
+        best_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        best_ids = np.concatenate([best_ids, top + start], axis=1)
+        keep = np.argsort(-best_scores, axis=1, kind="stable")[:, :k]  # (Q, <= 2k) sorted
         best_scores = np.take_along_axis(best_scores, keep, axis=1)
         best_ids = np.take_along_axis(best_ids, keep, axis=1)
     return best_ids
