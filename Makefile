@@ -25,7 +25,7 @@ CNN_ARGS      ?= --batch-size 16
 RESNET_ARGS   ?=
 TRAIN_ARGS  ?=
 
-.PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench clean
+.PHONY: help install wrk test lint demo-data prepare devset train evaluate archive serve stop status demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ demo-data: $(DATA_RAW)/Products.csv ## write the synthetic marketplace export to
 prepare: $(STAMP) ## clean the export in DATA_RAW into DATA (data/demo/clean)
 	$(PY) -m training.prepare --products $(DATA_RAW)/Products.csv --images $(DATA_RAW)/Images.csv \
 		--image-dir $(DATA_RAW)/images --out $(DATA)
+
+devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 images) -> data/devset/clean
+	$(PY) -m training.devset --out data/devset
 
 train: $(STAMP) ## train MODEL=cnn|resnet50 on DATA into RUN (runs/MODEL); EPOCHS=, TRAIN_ARGS= to adjust
 	$(PY) -m training.train --model $(MODEL) --data $(DATA) --out $(RUN) --epochs $(EPOCHS) \
