@@ -9,7 +9,7 @@ Two stages, both deterministic unless stated:
    than a black frame the model could learn as a feature). ``training.prepare`` writes this result
    to disk; the TorchServe handler computes it per request.
 2. **Tensor presets**: :class:`EvalPreset` (no randomness; evaluation and serving) and
-   :class:`TrainPreset` (random flip + slight affine distortion; training samples only).
+   :class:`TrainPreset` (random augmentation, see :data:`AUGMENTATIONS`; training samples only).
 
 Both presets start with :func:`clean_image`, which is a no-op on an already-clean picture, so
 "cleaned file -> EvalPreset" (training) and "raw bytes -> load_image -> EvalPreset" (serving) give
@@ -155,15 +155,50 @@ class EvalPreset:
         return self.transforms(clean_image(img, self.image_size))  # (3, S, S)
 
 
-class TrainPreset:
-    """Training preprocessing: :class:`EvalPreset` plus a random flip and a slight affine warp."""
+# Training augmentation levels, weakest first; the recipes in training/recipes.py pick one.
+#   flip:   a random horizontal flip only (what a plain trainer does).
+#   affine: flip + a slight affine warp (the original recipe's augmentation, kept for --recipe seed).
+#   crop:   RandomResizedCrop + flip.
+#   strong: RandomResizedCrop + flip + TrivialAugmentWide (torchvision's reference recipe uses the
+#           same trio). Which one a recipe uses is measured in README "Training recipes".
+AUGMENTATIONS = ("flip", "affine", "crop", "strong")
+# RandomResizedCrop's area range: torchvision's 0.08 lower bound suits 224-px ImageNet photos;
+# our 128-px pictures are already tightly framed, and crops below a third of the area cut the
+# object out.
+CROP_SCALE = (0.35, 1.0)
 
-    def __init__(self, image_size: int = IMAGE_SIZE, hflip_prob: float = 0.5) -> None:
+
+def _augmentation(image_size: int, augment: str, hflip_prob: float) -> list:
+    flip = v2.RandomHorizontalFlip(p=hflip_prob)
+    if augment == "flip":
+        return [flip]
+    if augment == "affine":
+        # Slight: listing photos are roughly framed; a stronger warp would erase the object.
+        return [flip, v2.RandomAffine(degrees=8, translate=(0.05, 0.05), scale=(0.9, 1.1),
+                                      fill=PAD_COLOUR)]
+    crop = v2.RandomResizedCrop(image_size, scale=CROP_SCALE, antialias=True)
+    if augment == "crop":
+        return [crop, flip]
+    if augment == "strong":
+        return [crop, flip, v2.TrivialAugmentWide(fill=PAD_COLOUR)]
+    raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+
+
+class TrainPreset:
+    """Training preprocessing: :func:`clean_image`, random augmentation, then as :class:`EvalPreset`.
+
+    Args:
+        image_size: side of the output tensor.
+        hflip_prob: probability of the horizontal flip.
+        augment: one of :data:`AUGMENTATIONS` (default ``affine``, the original recipe's).
+    """
+
+    def __init__(self, image_size: int = IMAGE_SIZE, hflip_prob: float = 0.5,
+                 augment: str = "affine") -> None:
         self.image_size = image_size
+        self.augment = augment
         self.transforms = v2.Compose([
-            v2.RandomHorizontalFlip(p=hflip_prob),
-            # Slight: listing photos are roughly framed; a stronger warp would erase the object.
-            v2.RandomAffine(degrees=8, translate=(0.05, 0.05), scale=(0.9, 1.1), fill=PAD_COLOUR),
+            *_augmentation(image_size, augment, hflip_prob),
             *_to_normalized_tensor(),
         ])
 

@@ -1,5 +1,6 @@
 """The training loop's parts shared by ``training.train`` and ``training.evaluate``: the device,
-seeding, data loaders, one training epoch and one evaluation pass.
+seeding, data loaders, one training epoch and one evaluation pass (each also under torchrun:
+see :mod:`training.distributed`).
 """
 
 import os
@@ -10,10 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from common.cli import UserError
+from training import distributed, progress
+from training.distributed import SINGLE, Dist
 from training.pretrained import keep_frozen_batchnorm_eval
 
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -45,43 +47,69 @@ def seed_everything(seed: int) -> None:
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
-                generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader; shuffled (with ``generator``) when a generator is given."""
+                generator: torch.Generator | None = None,
+                sampler: Sampler | None = None) -> DataLoader:
+    """A DataLoader; shuffled by ``generator`` or ordered by ``sampler`` when one is given."""
     shuffle = generator is not None
+    n = len(sampler) if sampler is not None else len(dataset)
     # A last batch of one sample breaks batch norm in train mode ("more than 1 value per channel").
-    drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
+    drop_last = (shuffle or sampler is not None) and n % batch_size == 1 and n > 1
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda", drop_last=drop_last)
+                      sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                      drop_last=drop_last)
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    device: torch.device, desc: str) -> dict:
-    """One pass over ``loader``; returns mean loss, accuracy, image count and seconds."""
+def epoch_loader(dataset: Dataset, cfg: dict, device: torch.device, epoch: int,
+                 dist_info: Dist = SINGLE) -> DataLoader:
+    """The training loader of ``epoch``, seeded so epoch k is the same with or without a resume.
+
+    Under torchrun a DistributedSampler gives each process its shard of one seeded permutation.
+    """
+    seed = epoch_seed(cfg["seed"], epoch)
+    seed_everything((seed + dist_info.rank) % 2**32)  # each process augments differently
+    if not dist_info.enabled:
+        return make_loader(dataset, cfg["batch_size"], cfg["workers"], device,
+                           generator=torch.Generator().manual_seed(seed))
+    sampler = DistributedSampler(dataset, dist_info.world, dist_info.rank, seed=cfg["seed"])
+    sampler.set_epoch(epoch)
+    return make_loader(dataset, cfg["batch_size"], cfg["workers"], device, sampler=sampler)
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, loader: DataLoader,
+                    device: torch.device, desc: str, dist_info: Dist = SINGLE) -> dict:
+    """One pass over ``loader``, stepping the schedule every batch; returns mean loss, accuracy,
+    image count (all processes together) and seconds."""
     model.train()
     keep_frozen_batchnorm_eval(model)
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=None)
-    for images, labels in bar:
+    bar = progress.BatchProgress(len(loader), desc, dist_info.is_main)
+    for images, labels in loader:
         images = images.to(device, non_blocking=True)  # (B, 3, S, S)
         labels = labels.to(device, non_blocking=True)  # (B,)
         logits = model(images)  # (B, num_classes)
-        loss = F.cross_entropy(logits, labels)
+        loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         total_loss += loss.item() * labels.size(0)
         correct += (logits.argmax(dim=1) == labels).sum().item()
         seen += labels.size(0)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        bar.update(total_loss / seen, seen)
+    bar.close()
     seconds = time.perf_counter() - started
+    total_loss, correct, seen = distributed.sum_all([total_loss, correct, seen], dist_info, device)
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "images": seen, "seconds": seconds}
+            "images": int(seen), "seconds": seconds}
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
-    """Mean loss, accuracy, true and predicted labels of ``model`` over ``loader``."""
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
+             dist_info: Dist = SINGLE) -> dict:
+    """Mean loss, accuracy, true and predicted labels of ``model`` over ``loader``; under
+    torchrun over every process's shard together."""
     model.eval()
     total_loss, y_true, y_pred = 0.0, [], []
     for images, labels in loader:
@@ -90,6 +118,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
         y_true += labels.tolist()
         y_pred += logits.argmax(dim=1).tolist()
+    [total_loss] = distributed.sum_all([total_loss], dist_info, device)
+    y_true = distributed.gather_lists(y_true, dist_info)
+    y_pred = distributed.gather_lists(y_pred, dist_info)
     n = len(y_true)
     accuracy = sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / n if n else 0.0
     return {"loss": total_loss / n if n else 0.0, "accuracy": accuracy,

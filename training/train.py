@@ -2,16 +2,20 @@
 
     python -m training.train --model cnn --data data/demo/clean --out runs/cnn --epochs 6
     python -m training.train --model cnn --data data/demo/clean --resume runs/cnn/checkpoint.pt --epochs 10
+    torchrun --nproc_per_node=2 -m training.train --model cnn --data data/demo/clean --out runs/cnn
 
-SGD with a step learning-rate schedule and cross-entropy on logits. Every epoch writes an atomic
-checkpoint (model, optimizer, scheduler, epoch, best validation accuracy, model arguments, config)
-and, when validation accuracy improves, ``model.pt``. The end of a run writes ``metrics.json``
-(test metrics of the best-validation model). See ``get_args_parser`` for the options.
+``--recipe`` (:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
+augmentation; ``--recipe seed`` is the original. Every epoch writes an atomic checkpoint (model,
+optimizer, scheduler, epoch, best validation accuracy, model arguments, config) and, when
+validation accuracy improves, ``model.pt``; early stopping ends a run whose validation accuracy
+stopped improving. The end of a run writes ``metrics.json`` (test metrics of the best-validation
+model). Under ``torchrun`` see :mod:`training.distributed`. See ``get_args_parser`` for the options.
 """
 
 import argparse
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +27,13 @@ from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
 from aicore.models import ARCHITECTURES, MODEL_FILE, build_model, model_args, save_trained
 from aicore.presets import EvalPreset, TrainPreset
 from common.atomic import atomic_write_bytes, atomic_write_text
-from common.cli import UserError, non_negative_float, positive_int, run
+from common.cli import UserError, positive_int, run
 from common.dataset_format import CleanDataset, read_clean_dir
+from training import distributed, progress, recipes
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
 from training.dataset import MarketplaceImageDataset
-from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_seed, evaluate, make_loader,
+from training.distributed import SINGLE, Dist
+from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, evaluate, make_loader,
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.report import compute_metrics, confusion_figure, format_report
@@ -55,20 +61,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="total epochs, counting those of a resumed run (default: 10)")
     parser.add_argument("--batch-size", type=positive_int, default=32,
                         help="training batch size (default: 32)")
-    parser.add_argument("--lr", type=non_negative_float, default=0.08,
-                        help="initial SGD learning rate (default: 0.08)")
-    parser.add_argument("--step-size", type=positive_int, default=3,
-                        help="epochs between learning-rate decays (default: 3)")
-    parser.add_argument("--gamma", type=non_negative_float, default=0.5,
-                        help="learning-rate decay factor every --step-size epochs (default: 0.5)")
-    parser.add_argument("--momentum", type=non_negative_float, default=0.0,
-                        help="SGD momentum. 0 because on the demo data at lr 0.08 momentum 0.9 "
-                             "(a ~10x larger effective step) made the CNN's loss bounce instead "
-                             "of fall: after 10 epochs, mean test accuracy over 3 seeds 0.20 vs "
-                             "0.27 without momentum (default: 0.0)")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=0.0,
-                        help="SGD weight decay (L2); 5e-4 made no measurable difference in 6 "
-                             "demo epochs (default: 0.0)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the split, the initial weights, shuffling and augmentation "
                              "(default: 0)")
@@ -91,6 +83,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "quick runs (default: all)")
     parser.add_argument("--image-size", type=positive_int, default=None,
                         help="side in pixels the model sees (default: the dataset's image_size)")
+    recipes.add_arguments(parser)
     return parser
 
 
@@ -110,26 +103,34 @@ class RunState:
     best_val_acc: float = -1.0  # below any accuracy, so epoch 1 always writes model.pt
     best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
-    resumed_from: dict | None = None  # the checkpoint, holding the optimizer/scheduler states
+    resumed_from: dict | None = None  # the checkpoint, holding the optimizer state
+    dist: Dist = SINGLE  # this process's rank under torchrun
 
 
 def main(args: argparse.Namespace) -> dict:
     """Train (or resume), write the run directory, print a summary and return the metrics."""
     started = time.perf_counter()
     _check_args(args)
-    state = resume_run(args) if args.resume else start_run(args)
-    device = resolve_device(state.config["device"])
-    state.model.to(device)
-    state.optimizer, state.scheduler = make_optimizer(state.model, state.config)
-    if state.resumed_from is not None:  # after model.to(device): the state follows the params
-        state.optimizer.load_state_dict(state.resumed_from["optimizer"])
-        state.scheduler.load_state_dict(state.resumed_from["scheduler"])
-    with SummaryWriter(log_dir=str(state.run_dir), purge_step=state.start_epoch) as writer:
-        if state.start_epoch == 1:
-            writer.add_text("config", f"```\n{json.dumps(state.config, indent=2)}\n```")
-        speed = fit(state, device, writer)
-        metrics = finish(state, device, writer, speed, time.perf_counter() - started)
-    print_summary(state, metrics)
+    dist_info = distributed.from_env()
+    device = distributed.setup(dist_info, resolve_device(args.device))
+    try:
+        state = resume_run(args, dist_info) if args.resume else start_run(args, dist_info)
+        state.model.to(device)
+        state.optimizer = recipes.make_optimizer(state.model, state.config)
+        if state.resumed_from is not None:  # after model.to(device): the state follows the params
+            state.optimizer.load_state_dict(state.resumed_from["optimizer"])
+        writer = (SummaryWriter(log_dir=str(state.run_dir), purge_step=state.start_epoch)
+                  if dist_info.is_main else nullcontext())
+        with writer:
+            if state.start_epoch == 1 and dist_info.is_main:
+                writer.add_text("config", f"```\n{json.dumps(state.config, indent=2)}\n```")
+            speed = fit(state, device, writer)
+            metrics = (finish(state, device, writer, speed, time.perf_counter() - started)
+                       if dist_info.is_main else {})
+    finally:
+        distributed.teardown(dist_info)
+    if dist_info.is_main:
+        print_summary(state, metrics)
     return metrics
 
 
@@ -144,10 +145,16 @@ def _check_args(args: argparse.Namespace) -> None:
                        "cannot learn useful features")
     if args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    if not args.resume and (problem := recipes.check(recipes.resolve(vars(args)))):
+        raise UserError(problem)
 
 
-def start_run(args: argparse.Namespace) -> RunState:
-    """Check the inputs, draw the split, build the model, then create the run directory."""
+def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
+    """Check the inputs, draw the split, build the model, then create the run directory.
+
+    Under torchrun every process checks and builds the same (seeded) things; rank 0 alone
+    writes, after a barrier, so no process sees the directory another one has just created.
+    """
     run_dir = args.out
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         hint = (f"use --resume {run_dir / CHECKPOINT_FILE} to continue it"
@@ -167,9 +174,11 @@ def start_run(args: argparse.Namespace) -> RunState:
         load_imagenet_weights(model)
     if config["freeze_backbone"]:
         freeze_backbone(model)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_files(run_dir, config, split)
-    return RunState(run_dir, config, data, split, model, margs)
+    distributed.barrier(dist_info)
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_files(run_dir, config, split)
+    return RunState(run_dir, config, data, split, model, margs, dist=dist_info)
 
 
 def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
@@ -178,7 +187,7 @@ def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
     config.pop("resume", None)
     config["image_size"] = args.image_size or data.image_size
     config["num_classes"] = len(data.class_names)
-    return config
+    return recipes.resolve(config)
 
 
 def write_run_files(run_dir: Path, config: dict, split: dict[str, list[str]]) -> None:
@@ -188,7 +197,7 @@ def write_run_files(run_dir: Path, config: dict, split: dict[str, list[str]]) ->
     save_split(split, config["seed"], run_dir / SPLIT_FILE)
 
 
-def resume_run(args: argparse.Namespace) -> RunState:
+def resume_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
     """Rebuild a run from its checkpoint (model from the saved ``model_args``, not from flags)."""
     ckpt = load_checkpoint(args.resume)
     run_dir = args.resume.parent
@@ -199,7 +208,7 @@ def resume_run(args: argparse.Namespace) -> RunState:
     if args.out is not None and args.out.resolve() != run_dir.resolve():
         raise UserError(f"--resume continues in {run_dir}, but --out is {args.out}; "
                        "drop --out or make it the checkpoint's directory")
-    config = _resumed_config(ckpt["config"], args)
+    config = recipes.resolve(_resumed_config(ckpt["config"], args, dist_info.is_main))
     data = read_clean_dir(Path(config["data"]))
     try:
         saved_names = read_index_to_name(run_dir / INDEX_TO_NAME_FILE)
@@ -212,14 +221,15 @@ def resume_run(args: argparse.Namespace) -> RunState:
     model.load_state_dict(ckpt["model"])
     if config["freeze_backbone"]:
         freeze_backbone(model)
-    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    if dist_info.is_main:
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return RunState(run_dir, config, data, load_split(run_dir / SPLIT_FILE), model, margs,
                     start_epoch=int(ckpt["epoch"]) + 1, best_val_acc=float(ckpt["best_val_acc"]),
                     best_epoch=int(ckpt.get("best_epoch", 0)), history=list(ckpt.get("history", [])),
-                    resumed_from=ckpt)
+                    resumed_from=ckpt, dist=dist_info)
 
 
-def _resumed_config(saved: dict, args: argparse.Namespace) -> dict:
+def _resumed_config(saved: dict, args: argparse.Namespace, tell: bool = True) -> dict:
     """The checkpoint's config with the options a resume may change taken from ``args``."""
     defaults = get_args_parser().parse_args(["--model", args.model, "--data", "."])
     config = dict(saved)
@@ -230,44 +240,39 @@ def _resumed_config(saved: dict, args: argparse.Namespace) -> dict:
             config[key] = str(value) if isinstance(value, Path) else value
             continue
         value = str(value) if isinstance(value, Path) else value
-        if key in saved and value != saved[key] and value != getattr(defaults, key, value):
+        if tell and key in saved and value != saved[key] and value != getattr(defaults, key, value):
             print(f"note: --{key.replace('_', '-')} {value} ignored: a resumed run keeps its "
                   f"checkpoint's {saved[key]}")
     return config
 
 
-def make_optimizer(model: nn.Module, config: dict
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
-    """SGD over the trainable parameters only, and the step learning-rate schedule."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config["lr"], momentum=config["momentum"],
-                                weight_decay=config["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
-                                                gamma=config["gamma"])
-    return optimizer, scheduler
-
-
-def fit(state: RunState, device: torch.device, writer: SummaryWriter) -> float:
+def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> float:
     """Train from ``state.start_epoch`` to the configured epochs; return training images/s."""
-    cfg = state.config
+    cfg, dist_info = state.config, state.dist
     train_ids = limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])
-    train_ds = MarketplaceImageDataset(state.data, train_ids, TrainPreset(cfg["image_size"]))
+    train_ds = MarketplaceImageDataset(state.data, train_ids,
+                                       TrainPreset(cfg["image_size"], augment=cfg["augment"]))
     val_ds = MarketplaceImageDataset(state.data, state.split["val"], EvalPreset(cfg["image_size"]))
-    val_loader = make_loader(val_ds, cfg["batch_size"], cfg["workers"], device)
+    val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg["batch_size"],
+                             cfg["workers"], device)
+    steps = len(epoch_loader(train_ds, cfg, device, state.start_epoch, dist_info))
+    state.scheduler = recipes.make_scheduler(state.optimizer, cfg, steps,
+                                             step=(state.start_epoch - 1) * steps)
+    net = distributed.wrap(state.model, dist_info, device)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
     images, seconds = 0, 0.0
-    if state.start_epoch > cfg["epochs"]:
+    if state.start_epoch > cfg["epochs"] and dist_info.is_main:
         print(f"note: the checkpoint has already trained {state.start_epoch - 1} epochs; "
               f"only evaluating (pass --epochs above {state.start_epoch - 1} to train more)")
-    for epoch in range(state.start_epoch, cfg["epochs"] + 1):
-        seed = epoch_seed(cfg["seed"], epoch)
-        seed_everything(seed)  # so epoch k is the same whether or not the run was resumed
-        loader = make_loader(train_ds, cfg["batch_size"], cfg["workers"], device,
-                             generator=torch.Generator().manual_seed(seed))
+    for epoch in progress.epochs(state.start_epoch, cfg["epochs"], dist_info.is_main):
+        if stopped_early(state):
+            break
+        loader = epoch_loader(train_ds, cfg, device, epoch, dist_info)
         lr = state.optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(state.model, state.optimizer, loader, device,
-                                f"epoch {epoch}/{cfg['epochs']}")
-        val = evaluate(state.model, val_loader, device)
-        state.scheduler.step()
+        train = train_one_epoch(net, criterion, state.optimizer, state.scheduler, loader, device,
+                                f"epoch {epoch}/{cfg['epochs']}", dist_info)
+        # The plain module, not DDP: shards may differ by a batch, DDP's forward would wait.
+        val = evaluate(state.model, val_loader, device, dist_info)
         images, seconds = images + train["images"], seconds + train["seconds"]
         end_epoch(state, epoch, lr, train, val, writer)
     if seconds:
@@ -276,23 +281,39 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter) -> float:
     return sum(speeds) / len(speeds) if speeds else 0.0
 
 
+def stopped_early(state: RunState) -> bool:
+    """True once ``patience`` epochs passed without a better validation accuracy."""
+    patience = state.config["patience"]
+    last = state.history[-1]["epoch"] if state.history else state.start_epoch - 1
+    if not patience or last - state.best_epoch < patience:
+        return False
+    if state.dist.is_main:
+        progress.log(f"early stop: no better validation accuracy for {patience} epochs since "
+                     f"epoch {state.best_epoch}")
+    return True
+
+
 def end_epoch(state: RunState, epoch: int, lr: float, train: dict, val: dict,
-              writer: SummaryWriter) -> None:
-    """Log the epoch, keep the best model and write the checkpoint."""
+              writer: SummaryWriter | None) -> None:
+    """Log the epoch, keep the best model and write the checkpoint (rank 0 only writes)."""
     row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_accuracy":
            train["accuracy"], "val_loss": val["loss"], "val_accuracy": val["accuracy"],
            "train_images_per_second": train["images"] / train["seconds"]}
     state.history.append(row)
+    improved = val["accuracy"] > state.best_val_acc
+    if improved:
+        state.best_val_acc, state.best_epoch = val["accuracy"], epoch
+    if not state.dist.is_main:
+        return
     for name in ("loss", "accuracy"):
         writer.add_scalar(f"{name}/train", row[f"train_{name}"], epoch)
         writer.add_scalar(f"{name}/val", row[f"val_{name}"], epoch)
     writer.add_scalar("learning_rate", lr, epoch)
     writer.flush()
-    print(f"epoch {epoch}/{state.config['epochs']}: lr {lr:.4g}  train loss {train['loss']:.4f} "
-          f"acc {train['accuracy']:.4f}  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  "
-          f"({row['train_images_per_second']:.1f} images/s)", flush=True)
-    if val["accuracy"] > state.best_val_acc:
-        state.best_val_acc, state.best_epoch = val["accuracy"], epoch
+    progress.log(f"epoch {epoch}/{state.config['epochs']}: lr {lr:.4g}  train loss "
+                 f"{train['loss']:.4f} acc {train['accuracy']:.4f}  val loss {val['loss']:.4f} "
+                 f"acc {val['accuracy']:.4f}  ({row['train_images_per_second']:.1f} images/s)")
+    if improved:
         save_trained(state.run_dir, state.model, state.data.class_names, state.model_args,
                      write_bytes=atomic_write_bytes)
     save_checkpoint(state, epoch)

@@ -215,9 +215,10 @@ def test_eval_preset_is_deterministic_and_normalised():
     assert torch.allclose(first[:, 0, 0], white, atol=1e-5)
 
 
-def test_train_preset_is_random_but_shaped_like_eval():
+@pytest.mark.parametrize("augment", ["flip", "affine", "crop", "strong"])
+def test_train_preset_is_random_but_shaped_like_eval(augment):
     torch.manual_seed(0)
-    preset = TrainPreset(SIZE)
+    preset = TrainPreset(SIZE, augment=augment)
     img = _upright_photo()  # asymmetric: a flip or warp changes the tensor
 
     outputs = [preset(img) for _ in range(6)]
@@ -225,3 +226,18 @@ def test_train_preset_is_random_but_shaped_like_eval():
     assert all(t.shape == (3, SIZE, SIZE) for t in outputs)
     assert any(not torch.equal(outputs[0], t) for t in outputs[1:])
     assert not torch.equal(outputs[0], EvalPreset(SIZE)(img))
+
+
+def test_train_preset_flip_only_gives_the_picture_or_its_mirror():
+    torch.manual_seed(0)
+    img = _upright_photo()
+    plain = EvalPreset(SIZE)(img)
+    outputs = [TrainPreset(SIZE, augment="flip")(img) for _ in range(8)]
+
+    assert all(torch.equal(t, plain) or torch.equal(t, plain.flip(-1)) for t in outputs)
+    assert any(torch.equal(t, plain.flip(-1)) for t in outputs)
+
+
+def test_train_preset_refuses_an_unknown_augmentation():
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TrainPreset(SIZE, augment="heavy")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 import psutil
 import pytest
+import torch
 from handler import archive
 from common.properties import read_properties
 from common.torchserve import READY
@@ -84,6 +85,20 @@ def test_predict_via_proxy_matches_direct(stack):
     proxied = e2e.predict_proxy(stack, "resnet50", data, "photo.jpg").json()
     assert proxied["category"] == direct["category"]
     assert proxied["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-6)
+
+
+def test_served_resnet50_is_fine_tuned_from_the_placed_weights_file(stack, runs, categories):
+    """The pretrained path end to end: the file placed in $TORCH_HOME -> --pretrained ->
+    fine-tuned model.pt -> resnet50.mar -> TorchServe answers."""
+    imagenet = torch.load(runs["resnet50"].parent.parent / "imagenet.pt", weights_only=True)
+    trained = torch.load(runs["resnet50"] / "model.pt", weights_only=True)
+    assert json.loads((runs["resnet50"] / "config.json").read_text())["pretrained"] is True
+    moved = trained["conv1.weight"] - imagenet["conv1.weight"]
+    assert 0 < moved.abs().max() < 0.05 * imagenet["conv1.weight"].abs().max()  # fine-tuned
+    assert trained["fc.weight"].shape == (len(categories), 2048)
+    response = e2e.predict_direct(stack, "resnet50", e2e.photo_jpeg())
+    assert response.status_code == 200
+    assert_full_table(response.json(), categories)
 
 
 def test_models_show_run_version_and_configured_batching(stack, runs):

@@ -2,12 +2,15 @@
 and a scan for processes a serving stack left behind."""
 
 import io
+import os
 import socket
 from pathlib import Path
 
 import psutil
 import requests
+import torch
 from PIL import Image
+from torchvision.models import resnet50 as tv_resnet50
 
 from handler import archive
 from common.torchserve import bearer, read_key_file
@@ -18,12 +21,28 @@ from tests.support.data import make_clean_dataset
 from training import train
 
 
+PRETRAINED_FILE = "resnet50-11ad3fa6.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V2 file
+
+
+def place_resnet50_weights(torch_home: Path, seed: int = 7) -> dict[str, torch.Tensor]:
+    """A random but correctly keyed ImageNet ResNet-50 state_dict, placed where ``--pretrained``
+    looks: ``$TORCH_HOME/hub/checkpoints/resnet50-11ad3fa6.pth``. Returns the state_dict."""
+    torch.manual_seed(seed)
+    state = tv_resnet50(weights=None).state_dict()
+    cached = torch_home / "hub" / "checkpoints" / PRETRAINED_FILE
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, cached)
+    return state
+
+
 def train_runs(root: Path) -> dict[str, Path]:
     """Two short but real training runs on a tiny cleaned dataset: ``{"cnn": dir, "resnet50": dir}``.
 
-    The CNN trains one epoch at 128 px on every training image; ResNet-50 one epoch on 8 images
-    at 64 px (its forward/backward pass is ~100x the CNN's; the size also proves the handler takes
-    the image size from model_args.json).
+    The CNN trains one epoch at 128 px on every training image; ResNet-50 is the pretrained path:
+    ``--pretrained`` loads a weights file this function builds and places in a private
+    ``$TORCH_HOME`` (no network), then fine-tunes one epoch on 8 images at 64 px (its
+    forward/backward pass is ~100x the CNN's; the size also proves the handler takes the image
+    size from model_args.json). The weights file's state_dict is kept as ``root/imagenet.pt``.
     """
     data = make_clean_dataset(root / "clean", num_classes=13, products_per_class=3,
                               images_per_product=1, size=128)
@@ -31,9 +50,19 @@ def train_runs(root: Path) -> dict[str, Path]:
     common = ["--data", str(data), "--epochs", "1", "--workers", "0", "--batch-size", "8"]
     train.main(train.get_args_parser().parse_args(
         ["--model", "cnn", "--out", str(runs["cnn"]), *common]))
-    train.main(train.get_args_parser().parse_args(
-        ["--model", "resnet50", "--out", str(runs["resnet50"]), "--limit-train", "8",
-         "--image-size", "64", *common]))
+    torch_home = root / "torch"
+    torch.save(place_resnet50_weights(torch_home), root / "imagenet.pt")
+    saved = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(torch_home)
+    try:
+        train.main(train.get_args_parser().parse_args(
+            ["--model", "resnet50", "--pretrained", "--out", str(runs["resnet50"]),
+             "--limit-train", "8", "--image-size", "64", *common]))
+    finally:
+        if saved is None:
+            os.environ.pop("TORCH_HOME")
+        else:
+            os.environ["TORCH_HOME"] = saved
     return runs
 
 

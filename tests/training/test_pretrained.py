@@ -10,14 +10,14 @@ from aicore.models import build_model
 from common.cli import UserError
 from training.pretrained import (freeze_backbone, keep_frozen_batchnorm_eval,
                                  load_imagenet_weights, weights_cache_path)
-from training.train import make_optimizer
+from training.recipes import RECIPES, make_optimizer
 
 
 
 WEIGHTS_FILE = "resnet50-11ad3fa6.pth"
 
 
-CONFIG = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "step_size": 3, "gamma": 0.5}
+CONFIG = RECIPES["seed"]
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_freeze_backbone_trains_only_fc() -> None:
     freeze_backbone(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
-    optimizer, _ = make_optimizer(model, CONFIG)
+    optimizer = make_optimizer(model, CONFIG)
     assert {id(p) for p in optimizer.param_groups[0]["params"]} == \
         {id(model.fc.weight), id(model.fc.bias)}
 
@@ -90,7 +90,7 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics() -> None:
     torch.manual_seed(0)
     model = build_model("resnet50", num_classes=3)
     freeze_backbone(model)
-    optimizer, _ = make_optimizer(model, CONFIG)
+    optimizer = make_optimizer(model, CONFIG)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     keep_frozen_batchnorm_eval(model)
