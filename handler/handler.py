@@ -23,7 +23,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 
 import torch
 from ts.context import Context
@@ -31,7 +30,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from aicore.models import load_trained
 from aicore.presets import EvalPreset, ImageDecodeError, load_image
-from common.torchserve import ENV_TORCH_THREADS
+from common.handling import prediction, torch_threads_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ logger = logging.getLogger(__name__)
 # threads fell from ~24 to ~3 images/s whenever another process took a core (its threads wait for
 # each other), while single-threaded workers degrade gracefully. `python -m serving.ctl start
 # --torch-threads N` and the Docker image set the variable.
-DEFAULT_TORCH_THREADS = 1
+# (common.handling.torch_threads_from_env reads it; every handler shares it.)
 # Where an image may be: TorchServe names a raw body "body" and a multipart field by its name.
 IMAGE_FIELDS = ("data", "image", "file", "body")
 JSON_CONTENT_TYPE = "application/json"
@@ -150,14 +149,6 @@ class ImageClassifierHandler(BaseHandler):
         return responses
 
 
-def prediction(probabilities: torch.Tensor, class_names: list[str]) -> dict:
-    """``(C,)`` probabilities -> ``{"category": top name, "probabilities": {name: p, ...}}``."""
-    values = probabilities.tolist()
-    top = max(range(len(values)), key=values.__getitem__)
-    return {"category": class_names[top],
-            "probabilities": dict(zip(class_names, values, strict=True))}
-
-
 def request_image_bytes(row: dict) -> bytes:
     """Find the image in one request and return its encoded bytes.
 
@@ -217,17 +208,3 @@ def decode_base64(text: str) -> bytes:
         raise ImageDecodeError(
             f"not an image: {len(text)} characters of text that are not valid base64 ({exc})"
         ) from None
-
-
-def torch_threads_from_env() -> int:
-    """Torch threads for this worker from ``AICORE_TORCH_THREADS`` (default 1).
-
-    Raises:
-        ValueError: if the variable is set to anything but a positive integer.
-    """
-    raw = os.environ.get(ENV_TORCH_THREADS, "").strip()
-    if not raw:
-        return DEFAULT_TORCH_THREADS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{ENV_TORCH_THREADS}={raw!r} must be a positive integer")
-    return int(raw)

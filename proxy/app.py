@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from proxy.admission import Admission, AdmissionMiddleware
 from proxy.errors import TorchServeError
+from proxy.listing_routes import router as listing_router
 from proxy.routes import router, size_admission
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
@@ -24,8 +25,10 @@ logger = logging.getLogger(__name__)
 SIZING_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
-Classifies marketplace listing photos into their root category by forwarding them to TorchServe
-(models `cnn` and `resnet50`). Every error answers `{"detail": "..."}` saying what to change.
+Classifies marketplace listings into their root category by forwarding them to TorchServe:
+photos (`POST /predict/image`, models `cnn` and `resnet50`), title + description
+(`POST /predict/text`, model `text`) and photo + text (`POST /predict/listing`, model `listing`).
+Every error answers `{"detail": "..."}` saying what to change.
 """
 
 
@@ -98,5 +101,6 @@ def create_app(
     app.add_exception_handler(TorchServeError, torchserve_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
+    app.include_router(listing_router)
     return app
 

@@ -144,20 +144,28 @@ class TorchServeClient:
             UnexpectedAnswer: TorchServe said so.
             TorchServeUnreachable, TorchServeTimeout, KeyRejected: see :meth:`_request`.
         """
+        # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies as
+        # fields; the handler wants the raw bytes.
+        return await self.predict_request(
+            model, len(image), content=image, headers={"Content-Type": "application/octet-stream"})
+
+    async def predict_request(self, model: str, size: int, **body: object) -> Prediction:
+        """:meth:`predict` with any body (``content=``, ``json=``, ``files=``); ``size`` (bytes
+        sent) goes into the too-large message. Same retries and errors."""
         self.budget.deposit()
         deadline = time.monotonic() + self._settings.read_timeout_s
-        response = await self._try_predict(model, image)
+        response = await self._try_predict(model, body)
         if isinstance(response, WorkerDied):
             remaining = deadline - time.monotonic()
             if remaining < MIN_RETRY_S or not self.budget.withdraw():
                 raise response
             logger.warning("%s; retrying once (%.1f s left)", response.detail, remaining)
             response = await self._try_predict(
-                model, image, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
+                model, body, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
             if isinstance(response, WorkerDied):
                 raise response
         if response.status_code != 200:
-            raise await self._prediction_error(model, len(image), response)
+            raise await self._prediction_error(model, size, response)
         try:
             return Prediction.model_validate_json(response.content)
         except ValidationError:
@@ -198,16 +206,14 @@ class TorchServeClient:
             for name, entries in zip(names, described, strict=True)
         }
 
-    async def _try_predict(self, model: str, image: bytes,
+    async def _try_predict(self, model: str, body: dict[str, object],
                            timeout: httpx.Timeout | None = None) -> httpx.Response | WorkerDied:
         """One attempt: TorchServe's answer, or the :class:`WorkerDied` that may be retried."""
         extra = {} if timeout is None else {"timeout": timeout}
-        # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies as
-        # fields; the handler wants the raw bytes.
         try:
             response = await self._request(
-                "POST", "inference", f"/predictions/{quote(model, safe='')}", content=image,
-                headers={"Content-Type": "application/octet-stream"}, retry_dropped=False, **extra,
+                "POST", "inference", f"/predictions/{quote(model, safe='')}",
+                retry_dropped=False, **body, **extra,
             )
         except WorkerDied as exc:
             return exc

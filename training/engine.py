@@ -50,8 +50,10 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.d
     shuffle = generator is not None
     # A last batch of one sample breaks batch norm in train mode ("more than 1 value per channel").
     drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
+    # Text and multimodal datasets batch variable-length feature ids with their own collate.
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda", drop_last=drop_last)
+                      num_workers=workers, pin_memory=device.type == "cuda", drop_last=drop_last,
+                      collate_fn=getattr(dataset, "collate", None))
 
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
@@ -63,7 +65,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     started = time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=None)
     for images, labels in bar:
-        images = images.to(device, non_blocking=True)  # (B, 3, S, S)
+        images = images.to(device, non_blocking=True)  # (B, 3, S, S), or a text/listing batch
         labels = labels.to(device, non_blocking=True)  # (B,)
         logits = model(images)  # (B, num_classes)
         loss = F.cross_entropy(logits, labels)
@@ -85,7 +87,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     model.eval()
     total_loss, y_true, y_pred = 0.0, [], []
     for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)  # (B, 3, S, S), (B,)
+        images, labels = images.to(device), labels.to(device)  # (B, 3, S, S) or a batch, (B,)
         logits = model(images)  # (B, num_classes)
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
         y_true += labels.tolist()
