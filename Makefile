@@ -34,7 +34,7 @@ CNN_ARGS      ?= --batch-size 16
 RESNET_ARGS   ?=
 TRAIN_ARGS  ?=
 
-.PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench clean
+.PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench bench-text clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -130,6 +130,9 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN
 
 bench: $(STAMP) wrk ## measure raw / TorchServe / proxy / baseline throughput (MODEL=resnet50|cnn, QUICK=1)
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick)
+
+bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s
+	$(PY) -m bench.text
 
 clean: ## remove generated data, runs, archives, runtime files and benchmark output (keeps .venv)
 	-$(PY) -m serving.ctl stop 2>/dev/null
