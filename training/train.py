@@ -256,7 +256,7 @@ def make_optimizer(model: nn.Module, config: dict
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
     """SGD (Adagrad for text models) over the trainable parameters, and the step lr schedule."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if config["model"] in TEXT_ARCHS:
+    if config.get("model") in TEXT_ARCHS:  # an image model's config may not name it
         optimizer = text_optimizer(model, config)
     else:
         optimizer = torch.optim.SGD(params, lr=config["lr"], momentum=config["momentum"],
