@@ -1,9 +1,9 @@
 """What every TorchServe handler shares (packed into each ``.mar`` with ``common``); pure Python.
 
 - :func:`prediction`: the answer body ``{"category", "probabilities"}``;
-- :func:`wants_embedding`: does this request ask for the listing's embedding
-  (``POST /predictions/<model>?embedding=true``; TorchServe hands URL query parameters to the
-  handler as fields of the request's row);
+- :func:`wants_embedding`: does this request ask for the listing's embedding: a form field
+  ``embedding=true`` or a JSON body's ``"embedding": true``. (Measured with the real TorchServe
+  0.12: a URL query parameter, ``?embedding=true``, never reaches the handler.)
 - :func:`torch_threads_from_env`: the torch threads of one worker;
 - :class:`RequestError` (a request answered with 400 and this message) and :class:`Listing` (a
   request the listing handler accepted). TorchServe's loader wants exactly one class in a handler
@@ -50,7 +50,7 @@ def prediction(probabilities: Sequence[float] | torch.Tensor, class_names: list[
 
 
 def wants_embedding(row: dict) -> bool:
-    """True when the request carries ``embedding=true`` (query parameter or form field).
+    """True when the request carries ``embedding=true`` (form field or JSON body key).
 
     Accepts ``true/1/yes/on`` and ``false/0/no/off`` (any case), as text, bytes or a boolean.
 
@@ -58,6 +58,9 @@ def wants_embedding(row: dict) -> bool:
         RequestError: for any other value, naming the accepted ones.
     """
     value = row.get(EMBEDDING_PARAM)
+    body = row.get("body")
+    if value is None and isinstance(body, dict):  # a JSON body's own "embedding": true
+        value = body.get(EMBEDDING_PARAM)
     if value is None or isinstance(value, bool):
         return bool(value)
     if isinstance(value, (bytes, bytearray)):

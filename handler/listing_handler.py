@@ -11,8 +11,9 @@ Per request (TorchServe hands over a batch of up to ``batchSize``):
   or the same two as form fields;
 - ``listing.mar``: multipart form fields ``title``, ``description`` and an optional ``image`` file
   (or the JSON body above, for a listing without a photo);
-- ``?embedding=true`` adds ``"embedding": [floats]``: the listing's L2-normalised embedding
-  (:func:`aicore.models.embed`, the layer before the head);
+- ``"embedding": true`` in the JSON body, or a form field ``embedding=true``, adds
+  ``"embedding": [floats]``, the listing's L2-normalised embedding (:func:`aicore.models.embed`, the
+  layer before the head; TorchServe 0.12 does not pass URL query parameters to handlers);
 - output: ``{"category", "probabilities"}`` as JSON; a request that is empty (no text and no photo),
   has a non-string field, a field over its cap (:data:`aicore.text.MAX_TITLE_CHARS`,
   :data:`aicore.text.MAX_DESCRIPTION_CHARS`) or a photo that cannot be decoded gets

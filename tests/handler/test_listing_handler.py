@@ -114,8 +114,10 @@ def test_text_bad_request_gets_its_own_400(text_handler, text_dir, row, message)
 
 def test_embedding_on_request_is_the_models_unit_embedding(text_handler, text_dir):
     bodies, codes = handle(text_handler, text_dir, [{"body": dict(LISTING), "embedding": b"true"},
-                                                    {"body": dict(LISTING), "embedding": "false"}])
-    assert codes == [200, 200]
+                                                    {"body": dict(LISTING), "embedding": "false"},
+                                                    {"body": {**LISTING, "embedding": True}}])
+    assert codes == [200, 200, 200]
+    assert bodies[2]["embedding"] == pytest.approx(bodies[0]["embedding"])
     model, _, _ = load_trained(text_dir)
     batch = collate_ids([model.featurizer.encode(LISTING["title"], LISTING["description"])])
     expected = embed(model, batch)[0]
