@@ -21,7 +21,9 @@ from aicore.presets import IMAGE_SIZE
 
 MODEL_FILE = "model.pt"
 MODEL_ARGS_FILE = "model_args.json"
-ARCHITECTURES = ("cnn", "resnet50")
+IMAGE_ARCHITECTURES = ("cnn", "resnet50")
+# text and multimodal read listing text: aicore.text_models.
+ARCHITECTURES = (*IMAGE_ARCHITECTURES, "text", "multimodal")
 
 
 class MarketplaceCNN(nn.Module):
@@ -79,11 +81,13 @@ def build_resnet50(num_classes: int) -> nn.Module:
     return model
 
 
-def encode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def encode(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
     """The layer before a model's classification head, ``(B, ...) -> (B, D)``.
 
-    Every architecture of :data:`ARCHITECTURES` answers: ours through an ``encode`` method,
-    torchvision's ResNet through its own layers up to the global average pool (``fc`` skipped).
+    ``x`` is the model's own input: an image tensor ``(B, 3, S, S)``, an
+    :class:`aicore.text.TextBatch` (text) or an :class:`aicore.text_models.ListingBatch`
+    (multimodal). Every architecture of :data:`ARCHITECTURES` answers: ours through an ``encode``
+    method, torchvision's ResNet through its own layers up to the global average pool.
     """
     if isinstance(model, ResNet):
         x = model.maxpool(model.relu(model.bn1(model.conv1(x))))  # (B, 64, S/4, S/4)
@@ -92,7 +96,7 @@ def encode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.encode(x)
 
 
-def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def embed(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
     """A listing's embedding: :func:`encode` scaled to unit L2 norm, ``(B, D)``.
 
     Inner products of embeddings are cosine similarities, which is what listing search ranks by.
@@ -100,12 +104,27 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.normalize(encode(model, x), dim=1)
 
 
-def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> nn.Module:
+def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE,
+                **options: object) -> nn.Module:
     """Build an untrained model; the keyword arguments are what ``model_args.json`` stores.
 
+    ``options`` are the text settings of the text and multimodal models (``text``: the
+    featuriser's, ``dim``/``text_dim``/``fusion_dim``, ``image_arch``; see
+    :mod:`aicore.text_models`); the image models take none.
+
     Raises:
-        ValueError: for an unknown ``arch``.
+        ValueError: for an unknown ``arch`` or options it does not take.
     """
+    if arch in ("text", "multimodal"):
+        from aicore import text_models  # it builds its image encoder with this function
+
+        if arch == "text":
+            return text_models.TextClassifier(num_classes, **options)
+        image_arch = str(options.pop("image_arch", "cnn"))
+        image_model = build_model(image_arch, num_classes, image_size)
+        return text_models.MultimodalClassifier(num_classes, image_arch, image_model, **options)
+    if options:
+        raise ValueError(f"model {arch!r} takes no options, got {sorted(options)}")
     if arch == "cnn":
         return MarketplaceCNN(num_classes, image_size)
     if arch == "resnet50":
@@ -113,9 +132,9 @@ def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> nn
     raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
-def model_args(arch: str, num_classes: int, image_size: int = IMAGE_SIZE) -> dict:
-    """The constructor arguments saved with every trained model."""
-    return {"arch": arch, "num_classes": num_classes, "image_size": image_size}
+def model_args(arch: str, num_classes: int, image_size: int = IMAGE_SIZE, **options: object) -> dict:
+    """The constructor arguments saved with every trained model (``options``: see build_model)."""
+    return {"arch": arch, "num_classes": num_classes, "image_size": image_size, **options}
 
 
 def save_trained(model_dir: Path, model: nn.Module, class_names: list[str], margs: dict,
@@ -164,7 +183,10 @@ def load_trained(model_dir: Path, device: str | torch.device = "cpu") -> tuple[n
     if args.get("num_classes") != len(names):
         raise ValueError(f"{model_dir}: model_args.json says {args.get('num_classes')} classes but "
                          f"index_to_name.json names {len(names)}")
-    model = build_model(**args)
+    try:
+        model = build_model(**args)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{model_dir / MODEL_ARGS_FILE} does not describe a model: {exc}") from None
     state = torch.load(model_dir / MODEL_FILE, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)

@@ -4,8 +4,10 @@
 index read it. A cleaned directory holds::
 
     images/<image_id>.png   every image, cleaned to image_size x image_size RGB
-    manifest.csv            image_id, product_id, category, path (relative to the directory)
-    products.csv            (export only) the cleaned products, price as float64, root_category
+    manifest.csv            image_id, product_id, category, path (relative to the directory;
+                            empty in a text-only dataset: one row per product, image_id=product_id)
+    products.csv            (export only) the cleaned products, price as float64, root_category,
+                            and each listing's text (product_name, product_description)
     report.json, report.txt rows kept and dropped by reason
     dataset.json            {"image_size", "source", "num_images", "categories"}; written last,
                             so its presence marks a complete set
@@ -115,7 +117,8 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 
 def _check_files_exist(root: Path, paths: Iterable[str]) -> None:
-    missing = [p for p in paths if not (root / p).is_file()]
+    # An empty path is a product without a photo (a text-only dataset from Products.csv alone).
+    missing = [p for p in paths if p and not (root / p).is_file()]
     if missing:
         raise UserError(f"{len(missing)} image(s) listed in {root / MANIFEST_FILE} are missing, "
                         f"e.g. {root / missing[0]}")

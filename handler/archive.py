@@ -1,8 +1,10 @@
-"""Pack trained runs into TorchServe model archives: ``model_store/cnn.mar`` and ``resnet50.mar``.
+"""Pack trained runs into TorchServe model archives: ``model_store/{cnn,resnet50,text,listing}.mar``.
 
 ``make archive`` calls :func:`main`; tests call :func:`build_archive`. Each ``.mar`` holds
 
-- ``handler.py`` (:mod:`handler.handler`), the entry point TorchServe imports in the worker;
+- the handler TorchServe imports in the worker: ``handler.py`` (:mod:`handler.handler`) for the
+  image models, ``listing_handler.py`` (:mod:`handler.listing_handler`) for ``text`` and
+  ``listing`` (the multimodal model);
 - ``model.pt`` (the best-validation ``state_dict``), ``model_args.json`` and ``index_to_name.json``
   exactly as training wrote them;
 - the ``aicore`` package, so the worker preprocesses and builds the model with the very code
@@ -37,28 +39,43 @@ HANDLER_FILE = Path(__file__).with_name("handler.py")
 # The packages every worker imports besides the handler: the shared core and the small shared
 # layer (the handler reads the TorchServe contract, e.g. its environment variable, from it).
 PACKED_PACKAGES = (Path(aicore.__file__).parent, Path(common.__file__).parent)
+LISTING_HANDLER_FILE = Path(__file__).with_name("listing_handler.py")
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
+# Archive name -> the architecture its run must hold (model_args.json "arch").
+ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "listing": "multimodal"}
+HANDLERS = {"cnn": HANDLER_FILE, "resnet50": HANDLER_FILE, "text": LISTING_HANDLER_FILE,
+            "listing": LISTING_HANDLER_FILE}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Build model_store/cnn.mar and model_store/resnet50.mar from trained runs.")
+        description="Build model_store/{cnn,resnet50,text,listing}.mar from trained runs.")
     parser.add_argument("--cnn-run", type=Path, default=Path("runs/cnn"),
                         help="training run directory of the CNN (default: runs/cnn)")
     parser.add_argument("--resnet-run", type=Path, default=Path("runs/resnet50"),
                         help="training run directory of ResNet-50 (default: runs/resnet50)")
+    parser.add_argument("--text-run", type=Path, default=Path("runs/text"),
+                        help="training run directory of the text model (default: runs/text)")
+    parser.add_argument("--listing-run", type=Path, default=Path("runs/multimodal"),
+                        help="training run directory of the multimodal model, served as "
+                             "listing.mar (default: runs/multimodal)")
+    parser.add_argument("--models", nargs="+", choices=tuple(ARCHIVES), default=tuple(ARCHIVES),
+                        metavar="NAME", help="which archives to build, of "
+                        f"{', '.join(ARCHIVES)} (default: all)")
     parser.add_argument("--out", type=Path, default=Path("model_store"),
                         help="model store the .mar files are written to (default: model_store)")
     return parser
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    """Build both archives; return their paths.
+    """Build the archives of ``args.models``; return their paths.
 
     Raises:
         UserError: if a run directory is missing or incomplete (nothing is written then).
     """
-    runs = {"cnn": args.cnn_run, "resnet50": args.resnet_run}
+    all_runs = {"cnn": args.cnn_run, "resnet50": args.resnet_run, "text": args.text_run,
+                "listing": args.listing_run}
+    runs = {name: run_dir for name, run_dir in all_runs.items() if name in args.models}
     for name, run_dir in runs.items():  # check both before writing anything
         check_run(run_dir, name)
     built = []
@@ -76,7 +93,7 @@ def check_run(run_dir: Path, name: str) -> None:
         UserError: naming the missing directory or file and the command that makes it.
     """
     run_dir = Path(run_dir)
-    arch = name  # an archive is named after the architecture its run holds
+    arch = ARCHIVES.get(name, name)
     how = f"train it with `make train MODEL={arch}` (or pass another run directory)"
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} for {name}.mar does not exist: {how}")
@@ -118,7 +135,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path) -> Path:
         extra = stage_extra_files(run_dir, tmp / "extra")
         config = ModelArchiverConfig(
             model_name=name,
-            handler=str(HANDLER_FILE),
+            handler=str(HANDLERS[name]),
             version=archive_version(run_dir),
             serialized_file=str(run_dir / MODEL_FILE),
             extra_files=str(extra),

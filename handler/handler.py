@@ -11,7 +11,7 @@ Per request (TorchServe hands the handler a batch of up to ``batchSize`` request
   ``image``, ``file`` or the first binary field) or base64 text, bare or as ``{"data": "<b64>"}``;
 - output: ``{"category": <top name>, "probabilities": {<every category>: p}}`` as
   ``application/json``; the probabilities are a softmax over all categories and sum to 1;
-- a multipart form field ``embedding=true`` beside the image (:func:`aicore.serving.wants_embedding`;
+- a multipart form field ``embedding=true`` beside the image (:func:`common.handling.wants_embedding`;
   ``curl -F data=@photo.jpg -F embedding=true``) adds ``"embedding": [floats]``, the image's
   L2-normalised embedding (:func:`aicore.models.embed`, the layer before the head) -- the vector
   listing search indexes and queries with. A URL query parameter ``?embedding=true`` does NOT
@@ -28,7 +28,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 
 import torch
 from ts.context import Context
@@ -36,8 +35,8 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from aicore.models import embed, load_trained
 from aicore.presets import EvalPreset, ImageDecodeError, load_image
-from aicore.serving import EMBEDDING_PARAM, RequestError, wants_embedding
-from common.torchserve import ENV_TORCH_THREADS
+from common.handling import (EMBEDDING_PARAM, RequestError, prediction, torch_threads_from_env,
+                             wants_embedding)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ logger = logging.getLogger(__name__)
 # threads fell from ~24 to ~3 images/s whenever another process took a core (its threads wait for
 # each other), while single-threaded workers degrade gracefully. `python -m serving.ctl start
 # --torch-threads N` and the Docker image set the variable.
-DEFAULT_TORCH_THREADS = 1
+# (common.handling.torch_threads_from_env reads it; every handler shares it.)
 # Where an image may be: TorchServe names a raw body "body" and a multipart field by its name.
 IMAGE_FIELDS = ("data", "image", "file", "body")
 JSON_CONTENT_TYPE = "application/json"
@@ -172,14 +171,6 @@ class ImageClassifierHandler(BaseHandler):
         return responses
 
 
-def prediction(probabilities: torch.Tensor, class_names: list[str]) -> dict:
-    """``(C,)`` probabilities -> ``{"category": top name, "probabilities": {name: p, ...}}``."""
-    values = probabilities.tolist()
-    top = max(range(len(values)), key=values.__getitem__)
-    return {"category": class_names[top],
-            "probabilities": dict(zip(class_names, values, strict=True))}
-
-
 def request_image_bytes(row: dict) -> bytes:
     """Find the image in one request and return its encoded bytes.
 
@@ -239,17 +230,3 @@ def decode_base64(text: str) -> bytes:
         raise ImageDecodeError(
             f"not an image: {len(text)} characters of text that are not valid base64 ({exc})"
         ) from None
-
-
-def torch_threads_from_env() -> int:
-    """Torch threads for this worker from ``AICORE_TORCH_THREADS`` (default 1).
-
-    Raises:
-        ValueError: if the variable is set to anything but a positive integer.
-    """
-    raw = os.environ.get(ENV_TORCH_THREADS, "").strip()
-    if not raw:
-        return DEFAULT_TORCH_THREADS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{ENV_TORCH_THREADS}={raw!r} must be a positive integer")
-    return int(raw)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from proxy.admission import Admission, AdmissionMiddleware
 from proxy.errors import TorchServeError
+from proxy.listing_routes import router as listing_router
 from proxy.routes import router, size_admission
 from proxy.search_routes import make_holder, search_error
 from proxy.search_routes import router as search_router
@@ -27,8 +28,10 @@ logger = logging.getLogger(__name__)
 SIZING_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
-Classifies marketplace listing photos into their root category by forwarding them to TorchServe
-(models `cnn` and `resnet50`). Every error answers `{"detail": "..."}` saying what to change.
+Classifies marketplace listings into their root category by forwarding them to TorchServe:
+photos (`POST /predict/image`, models `cnn` and `resnet50`), title + description
+(`POST /predict/text`, model `text`) and photo + text (`POST /predict/listing`, model `listing`).
+Every error answers `{"detail": "..."}` saying what to change.
 """
 
 
@@ -105,5 +108,6 @@ def create_app(
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
     app.include_router(search_router)
+    app.include_router(listing_router)
     return app
 

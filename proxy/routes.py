@@ -97,10 +97,13 @@ async def predict_image(
 ) -> PredictResponse:
     """Send the image to TorchServe and return its category with every category's probability."""
     name = model or settings.default_model
-    if name not in settings.models:
+    if name not in settings.image_models:
+        route = {settings.text_model: "POST /predict/text",
+                 settings.listing_model: "POST /predict/listing"}.get(name)
+        hint = f"; {name!r} reads listing text: use {route}" if route else ""
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"Unknown model {name!r}: choose one of {', '.join(settings.models)}",
+            f"Unknown model {name!r}: choose one of {', '.join(settings.image_models)}{hint}",
         )
     data = await read_upload(image, settings.max_upload_bytes)
     prediction = await torchserve.predict(name, data)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     models: Annotated[list[str], NoDecode] = Field(
         ["cnn", "resnet50"], description="models the proxy serves (comma-separated in the env)"
     )
+    text_model: str = Field("text", description="model POST /predict/text sends listings to")
+    listing_model: str = Field(
+        "listing", description="model POST /predict/listing sends listings (photo + text) to"
+    )
     renew_expired_keys: bool = Field(
         True,
         description="when TorchServe keeps rejecting a re-read key (its keys expire after "
@@ -108,6 +112,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @property
+    def image_models(self) -> list[str]:
+        """The served models POST /predict/image accepts (the text and listing models read text)."""
+        return [name for name in self.models if name not in (self.text_model, self.listing_model)]
 
     @model_validator(mode="after")
     def _check_default_model(self) -> Self:

@@ -146,21 +146,36 @@ class TorchServeClient:
             UnexpectedAnswer: TorchServe said so.
             TorchServeUnreachable, TorchServeTimeout, KeyRejected: see :meth:`_request`.
         """
+        if embedding:
+            # A form field, not ?embedding=true: TorchServe 0.12 does not hand URL query
+            # parameters to the handler (measured), multipart fields it does.
+            body: dict = {"files": {"data": ("image", image, "application/octet-stream")},
+                          "data": {"embedding": "true"}}
+        else:
+            # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies
+            # as fields; the handler wants the raw bytes.
+            body = {"content": image, "headers": {"Content-Type": "application/octet-stream"}}
+        return await self.predict_request(model, len(image), embedding=embedding, **body)
+
+    async def predict_request(self, model: str, size: int, embedding: bool = False,
+                              **body: object) -> Prediction:
+        """:meth:`predict` with any body (``content=``, ``json=``, ``files=``); ``size`` (bytes
+        sent) goes into the too-large message; ``embedding``: the body asks for the embedding,
+        which the answer must then carry. Same retries and errors."""
         self.budget.deposit()
         deadline = time.monotonic() + self._settings.read_timeout_s
-        response = await self._try_predict(model, image, embedding=embedding)
+        response = await self._try_predict(model, body)
         if isinstance(response, WorkerDied):
             remaining = deadline - time.monotonic()
             if remaining < MIN_RETRY_S or not self.budget.withdraw():
                 raise response
             logger.warning("%s; retrying once (%.1f s left)", response.detail, remaining)
             response = await self._try_predict(
-                model, image, embedding=embedding,
-                timeout=httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
+                model, body, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
             if isinstance(response, WorkerDied):
                 raise response
         if response.status_code != 200:
-            raise await self._prediction_error(model, len(image), response)
+            raise await self._prediction_error(model, size, response)
         try:
             prediction = Prediction.model_validate_json(response.content)
         except ValidationError:
@@ -208,23 +223,14 @@ class TorchServeClient:
             for name, entries in zip(names, described, strict=True)
         }
 
-    async def _try_predict(self, model: str, image: bytes, timeout: httpx.Timeout | None = None,
-                           embedding: bool = False) -> httpx.Response | WorkerDied:
+    async def _try_predict(self, model: str, body: dict[str, object],
+                           timeout: httpx.Timeout | None = None) -> httpx.Response | WorkerDied:
         """One attempt: TorchServe's answer, or the :class:`WorkerDied` that may be retried."""
-        extra: dict = {} if timeout is None else {"timeout": timeout}
-        if embedding:
-            # A form field, not ?embedding=true: TorchServe 0.12 does not hand URL query
-            # parameters to the handler (measured), multipart fields it does.
-            extra.update(files={"data": ("image", image, "application/octet-stream")},
-                         data={"embedding": "true"})
-        else:
-            # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies
-            # as fields; the handler wants the raw bytes.
-            extra.update(content=image, headers={"Content-Type": "application/octet-stream"})
+        extra = {} if timeout is None else {"timeout": timeout}
         try:
             response = await self._request(
                 "POST", "inference", f"/predictions/{quote(model, safe='')}",
-                retry_dropped=False, **extra,
+                retry_dropped=False, **body, **extra,
             )
         except WorkerDied as exc:
             return exc

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO_ROOT
+from tests.support.listing_models import write_model_dir
 
 from common.properties import read_properties_text
 from tests.support.models import make_run
@@ -53,6 +54,8 @@ def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive.main(archive.get_args_parser().parse_args([
         "--cnn-run", str(make_run(runs / "cnn")),
         "--resnet-run", str(make_run(runs / "resnet50", arch="resnet50", image_size=32)),
+        "--text-run", str(write_model_dir(runs / "text", "text", ["a", "b"])),
+        "--listing-run", str(write_model_dir(runs / "multimodal", "multimodal", ["a", "b"])),
         "--out", str(context / "model_store")]))
     for name in ("config.properties", "serving/log4j2.xml", ".dockerignore"):
         (context / name).parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +67,7 @@ def test_copy_sources_exist_after_make_archive(build_context):
     sources = copy_sources()
 
     assert "model_store/cnn.mar" in sources and "model_store/resnet50.mar" in sources
+    assert "model_store/text.mar" in sources and "model_store/listing.mar" in sources
     for source in sources:
         assert (build_context / source).is_file(), f"COPY {source}: not in the build context"
 

@@ -22,6 +22,7 @@ import io
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from PIL import Image
 from aicore.categories import CATEGORY_SEPARATOR, ROOT_CATEGORIES
 from common.cli import UserError, run
 from training.demo_draw import category_style, draw_listing_photo
+from training.demo_text import listing_text
 from training.export import IMAGE_COLUMNS, PRODUCT_COLUMNS
 
 # Sub-category paths under each root, as the marketplace writes them.
@@ -131,14 +133,21 @@ def _price(rng: np.random.Generator) -> str:
 
 
 def _product_row(rng: np.random.Generator, category_path: str, price: str) -> list[str]:
-    leaf = category_path.split(CATEGORY_SEPARATOR)[-1]
     location = str(rng.choice(LOCATIONS))
     adjective = str(rng.choice(ADJECTIVES))
-    name = f"{leaf} - {adjective.lower()} | in {location} | Gumtree"
     # Real descriptions hold bare carriage returns; a default CSV reader splits the row there.
     sep = "\r" if rng.random() < 0.3 else " "
-    description = f"{adjective} {leaf.lower()}.{sep}Collection only from {location.split(',')[0]}."
-    return [_uuid(rng), name, category_path, description, price, location]
+    product_id = _uuid(rng)
+    # The text has its own generator (seeded by the product id, itself drawn from --seed), so the
+    # photos come out the same whatever the text module draws.
+    text_rng = np.random.default_rng(zlib.crc32(product_id.encode()))
+    root = category_path.split(CATEGORY_SEPARATOR)[0].strip()
+    if root in ROOT_CATEGORIES:
+        name, description = listing_text(text_rng, root, adjective, location, price, sep)
+    else:  # a row with a broken category path: prepare drops it anyway
+        name = f"{adjective} | in {location} | Gumtree"
+        description = f"{adjective}.{sep}Collection only from {location.split(',')[0]}."
+    return [product_id, name, category_path, description, price, location]
 
 
 def _category_path(rng: np.random.Generator, root: str) -> str:

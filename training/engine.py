@@ -54,9 +54,10 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.d
     n = len(sampler) if sampler is not None else len(dataset)
     # A last batch of one sample breaks batch norm in train mode ("more than 1 value per channel").
     drop_last = (shuffle or sampler is not None) and n % batch_size == 1 and n > 1
+    # Text and multimodal datasets batch variable-length feature ids with their own collate.
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-                      drop_last=drop_last)
+                      drop_last=drop_last, collate_fn=getattr(dataset, "collate", None))
 
 
 def epoch_loader(dataset: Dataset, cfg: dict, device: torch.device, epoch: int,
@@ -86,7 +87,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     started = time.perf_counter()
     bar = progress.BatchProgress(len(loader), desc, dist_info.is_main)
     for images, labels in loader:
-        images = images.to(device, non_blocking=True)  # (B, 3, S, S)
+        images = images.to(device, non_blocking=True)  # (B, 3, S, S), or a text/listing batch
         labels = labels.to(device, non_blocking=True)  # (B,)
         logits = model(images)  # (B, num_classes)
         loss = criterion(logits, labels)
@@ -113,7 +114,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
     model.eval()
     total_loss, y_true, y_pred = 0.0, [], []
     for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)  # (B, 3, S, S), (B,)
+        images, labels = images.to(device), labels.to(device)  # (B, 3, S, S) or a batch, (B,)
         logits = model(images)  # (B, num_classes)
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
         y_true += labels.tolist()

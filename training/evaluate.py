@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from aicore.models import load_trained
-from aicore.presets import EvalPreset
 from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import read_clean_dir
-from training.dataset import MarketplaceImageDataset
+from training.listing_data import build_dataset
 from training.engine import DEFAULT_WORKERS, evaluate, make_loader, resolve_device
 from training.report import compute_metrics, format_report
 from training.split import SPLIT_FILE, SPLITS, load_split
@@ -59,7 +58,7 @@ def main(args: argparse.Namespace) -> dict:
     ids = load_split(args.run / SPLIT_FILE)[args.split]
     if not ids:
         raise UserError(f"{args.run / SPLIT_FILE} has no {args.split} images")
-    dataset = MarketplaceImageDataset(data, ids, EvalPreset(margs["image_size"]))
+    dataset = build_dataset(data, ids, model, margs, augment=None)
     result = evaluate(model, make_loader(dataset, args.batch_size, args.workers, device), device)
     metrics = compute_metrics(result["y_true"], result["y_pred"], class_names)
     metrics.update(split=args.split, loss=result["loss"], run=str(args.run), arch=margs["arch"])

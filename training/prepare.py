@@ -2,6 +2,7 @@
 
     python -m training.prepare --products Products.csv --images Images.csv --image-dir images/ --out CLEAN
     python -m training.prepare --image-folder ROOT --out CLEAN
+    python -m training.prepare --products Products.csv --out CLEAN     (text only, no images)
 
 The export's tables are cleaned by :mod:`training.export`; ``--image-folder`` reads torchvision's
 ImageFolder layout (``ROOT/<category>/**/<image>``, the folder name is the category). Every image
@@ -43,6 +44,7 @@ from common.cli import UserError, run
 from common.dataset_format import (DATASET_FILE, IMAGE_SUFFIXES, IMAGES_DIR, PRODUCTS_FILE,
                                    REPORT_JSON, REPORT_TXT, image_path, write_clean_dir)
 from training.prepare_report import SOURCE_NAMES, build_report, format_report, nothing_usable
+from training.prepare_text import prepare_products
 from training.export import (IMAGE_COLUMNS, PRODUCT_COLUMNS, REQUIRED_IMAGE_COLUMNS,
                              REQUIRED_PRODUCT_COLUMNS, clean_image_rows, clean_products,
                              read_export_csv)
@@ -88,7 +90,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     source.add_argument("--image-folder", type=Path, metavar="ROOT",
                         help="a folder tree ROOT/<category>/<image files> instead of an export")
     parser.add_argument("--images", type=Path, metavar="CSV",
-                        help="the export's Images.csv (with --products)")
+                        help="the export's Images.csv (with --products; without it and "
+                             "--image-dir, a text-only dataset of the products is written: "
+                             "training.prepare_text)")
     parser.add_argument("--image-dir", type=Path, metavar="DIR",
                         help="the export's folder of <Images.id>.jpg files (with --products)")
     parser.add_argument("--out", type=Path, required=True, metavar="CLEAN",
@@ -105,9 +109,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.products is not None and (args.images is None or args.image_dir is None):
-        raise UserError("--products needs --images (Images.csv) and --image-dir (the folder of "
-                       "<id>.jpg files) as well")
+    if args.products is not None and (args.images is None) != (args.image_dir is None):
+        raise UserError("--products needs both --images (Images.csv) and --image-dir (the folder "
+                        "of <id>.jpg files), or neither for a text-only dataset")
     if args.image_folder is not None and (args.images is not None or args.image_dir is not None):
         raise UserError("--images and --image-dir belong to an export (--products); "
                        "--image-folder reads categories from folder names alone")
@@ -315,8 +319,10 @@ def main(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     _check_args(args)
     out = Path(args.out)
-    source = "export" if args.products is not None else "folder"
+    source = "folder" if args.products is None else "export" if args.images else "products"
     check_existing_output(out, args.size, source)
+    if source == "products":
+        return prepare_products(args.products, out, args.size)
     collected = collect_export(args.products, args.images, args.image_dir) \
         if source == "export" else collect_folder(args.image_folder)
     statuses, failures = clean_images(collected.jobs, out, args.size, args.max_pixels,

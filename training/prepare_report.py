@@ -14,7 +14,7 @@ from common.cli import UserError
 if TYPE_CHECKING:  # prepare imports this module: only its types are needed here
     from training.prepare import Collected, Job
 UNREADABLE = "unreadable image file"
-SOURCE_NAMES = {"export": "export", "folder": "image folder"}
+SOURCE_NAMES = {"export": "export", "folder": "image folder", "products": "products table"}
 
 
 def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job],

@@ -28,6 +28,7 @@ from torch import nn
 
 from aicore.presets import AUGMENTATIONS
 from common.cli import non_negative_float, positive_int
+from training.text_runs import TEXT_ARCHS, text_optimizer, text_recipe
 
 RECIPES: dict[str, dict] = {
     "default": {  # momentum/nesterov/step_size/gamma apply only if --optimizer/--schedule change
@@ -47,7 +48,7 @@ RECIPES: dict[str, dict] = {
     },
 }
 RECIPE_OPTIONS = tuple(RECIPES["default"])
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "adagrad")
 SCHEDULES = ("cosine", "step", "constant")
 # The first warm-up step starts at this fraction of the peak learning rate, not at 0 (a step of
 # size 0 would be wasted).
@@ -97,10 +98,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve(config: dict) -> dict:
     """``config`` with each recipe option left at ``None`` taken from ``config["recipe"]``.
 
-    A config written before recipes existed (no ``recipe`` key) was trained with ``seed``.
+    A config written before recipes existed (no ``recipe`` key) was trained with ``seed``. The
+    text and multimodal models keep the recipe's augmentation and early stopping but take their
+    optimiser from :func:`training.text_runs.text_recipe` (Adagrad for sparse n-gram features).
     """
     config = dict(config)
-    recipe = RECIPES[config.setdefault("recipe", "seed")]
+    recipe = dict(RECIPES[config.setdefault("recipe", "seed")])
+    if config.get("model") in TEXT_ARCHS:
+        recipe.update(text_recipe(config["model"]))
     for key, value in recipe.items():
         if config.get(key) is None:
             config[key] = value
@@ -133,6 +138,8 @@ def make_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     if wd > 0:
         groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": wd},
                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if config["optimizer"] == "adagrad":
+        return text_optimizer(model, config)
     if config["optimizer"] == "adamw":
         return torch.optim.AdamW(groups, lr=config["lr"])
     return torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"],
@@ -162,6 +169,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: dict, steps_per_epo
                    step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step schedule placed at ``step`` (the steps already taken by a resumed run)."""
     for group in optimizer.param_groups:
-        group["initial_lr"] = config["lr"]  # LambdaLR scales this; a resume must not use a decayed lr
+        # LambdaLR scales initial_lr; a resume must not start from a decayed lr. A group with a
+        # peak of its own (the multimodal model's embedding table) keeps it.
+        group["initial_lr"] = group.get("peak_lr", config["lr"])
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch),
                                              last_epoch=step - 1)

@@ -25,19 +25,21 @@ from torch.utils.tensorboard import SummaryWriter
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
 from aicore.models import ARCHITECTURES, MODEL_FILE, build_model, model_args, save_trained
-from aicore.presets import EvalPreset, TrainPreset
+from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import CleanDataset, read_clean_dir
 from training import distributed, progress, recipes
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
-from training.dataset import MarketplaceImageDataset
+from training.listing_data import build_dataset
 from training.distributed import SINGLE, Dist
 from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, evaluate, make_loader,
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.report import compute_metrics, confusion_figure, format_report
 from training.split import SPLIT_FILE, limit_ids, load_split, save_split, split_dataset
+from training.text_runs import (check_text_args, init_image_encoder,
+                                text_model_options, text_reference)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -84,6 +86,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=positive_int, default=None,
                         help="side in pixels the model sees (default: the dataset's image_size)")
     recipes.add_arguments(parser)
+    parser.add_argument("--image-arch", choices=("cnn", "resnet50"), default="cnn",
+                        help="multimodal only: the image encoder's architecture (default: cnn)")
+    parser.add_argument("--image-init", type=Path, default=None, metavar="RUN",
+                        help="multimodal only: start the image encoder from the model.pt of a "
+                             "finished image run of --image-arch (default: random)")
+    parser.add_argument("--buckets", type=positive_int, default=DEFAULT_BUCKETS,
+                        help="text and multimodal: rows of the hashed n-gram embedding table "
+                             f"(default: {DEFAULT_BUCKETS})")
     return parser
 
 
@@ -145,6 +155,7 @@ def _check_args(args: argparse.Namespace) -> None:
                        "cannot learn useful features")
     if args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    check_text_args(args)
     if not args.resume and (problem := recipes.check(recipes.resolve(vars(args)))):
         raise UserError(problem)
 
@@ -165,13 +176,16 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
     config = resolved_config(args, data)
     split = split_dataset(data.manifest, config["seed"], data.class_names)
     seed_everything(config["seed"])  # the initial weights depend on the seed only
-    margs = model_args(config["model"], len(data.class_names), config["image_size"])
+    margs = model_args(config["model"], len(data.class_names), config["image_size"],
+                       **text_model_options(config))
     try:
         model = build_model(**margs)
     except ValueError as exc:  # an image size too small for the CNN
         raise UserError(f"--image-size {config['image_size']}: {exc}") from None
     if config["pretrained"]:
         load_imagenet_weights(model)
+    if config["image_init"]:
+        init_image_encoder(model, Path(config["image_init"]), config["image_arch"])
     if config["freeze_backbone"]:
         freeze_backbone(model)
     distributed.barrier(dist_info)
@@ -250,9 +264,10 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
     """Train from ``state.start_epoch`` to the configured epochs; return training images/s."""
     cfg, dist_info = state.config, state.dist
     train_ids = limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])
-    train_ds = MarketplaceImageDataset(state.data, train_ids,
-                                       TrainPreset(cfg["image_size"], augment=cfg["augment"]))
-    val_ds = MarketplaceImageDataset(state.data, state.split["val"], EvalPreset(cfg["image_size"]))
+    train_ds = build_dataset(state.data, train_ids, state.model, state.model_args,
+                             augment=cfg["augment"])
+    val_ds = build_dataset(state.data, state.split["val"], state.model, state.model_args,
+                           augment=None)
     val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg["batch_size"],
                              cfg["workers"], device)
     steps = len(epoch_loader(train_ds, cfg, device, state.start_epoch, dist_info))
@@ -340,7 +355,8 @@ def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: 
     cfg = state.config
     best = torch.load(state.run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
     state.model.load_state_dict(best)
-    test_ds = MarketplaceImageDataset(state.data, state.split["test"], EvalPreset(cfg["image_size"]))
+    test_ds = build_dataset(state.data, state.split["test"], state.model, state.model_args,
+                            augment=None)
     test = evaluate(state.model, make_loader(test_ds, cfg["batch_size"], cfg["workers"], device),
                     device)
     test_metrics = compute_metrics(test["y_true"], test["y_pred"], state.data.class_names)
@@ -352,6 +368,8 @@ def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: 
         "class_names": state.data.class_names, "counts": split_counts(state),
         "history": state.history, "train_images_per_second": speed, "wall_time_s": wall,
     }
+    if state.model_args["arch"] == "text":  # how far from the classic baseline, same split
+        metrics["tfidf_logreg"] = text_reference(state.data, state.split)
     atomic_write_text(state.run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     writer.add_figure("confusion_matrix/test", confusion_figure(
         test_metrics["confusion_matrix"], state.data.class_names, "test confusion matrix"),

@@ -204,9 +204,83 @@ def test_proxy_answers_503_while_torchserve_is_down(stack):
     assert up.status_code == 200, up.text
 
 
+LISTING = {"title": "cnn item 1 | in Leeds | Gumtree", "description": "A cnn thing 😊 &amp; more"}
+
+
+def test_text_model_direct_and_embedding_on_request(stack, categories):
+    plain = e2e.predict_listing_direct(stack, "text", json=LISTING)
+    assert plain.status_code == 200, plain.text
+    assert_full_table(plain.json(), categories)
+    assert "embedding" not in plain.json()
+    # TorchServe 0.12 does not hand URL query parameters to the handler: the body asks
+    asked = e2e.predict_listing_direct(stack, "text", json={**LISTING, "embedding": True})
+    assert asked.status_code == 200, asked.text
+    embedding = asked.json()["embedding"]
+    assert len(embedding) == 64
+    assert sum(v * v for v in embedding) == pytest.approx(1.0, abs=1e-4)
+    assert asked.json()["probabilities"] == pytest.approx(plain.json()["probabilities"])
+
+
+@pytest.mark.parametrize("parts", ["photo+text", "photo only", "text only"])
+def test_listing_model_direct_with_or_without_photo(stack, categories, parts):
+    files = {}
+    if "photo" in parts:
+        files["image"] = ("photo.jpg", e2e.photo_jpeg())
+    if "text" in parts:
+        files["title"] = (None, LISTING["title"])
+    files["embedding"] = (None, "true")
+    response = e2e.predict_listing_direct(stack, "listing", files=files)
+    assert response.status_code == 200, response.text
+    assert_full_table(response.json(), categories)
+    assert len(response.json()["embedding"]) == 128
+
+
+def test_text_and_listing_via_proxy_match_direct(stack, categories):
+    text = e2e.predict_listing_proxy(stack, "text", json=LISTING)
+    assert text.status_code == 200, text.text
+    assert text.json()["model"] == "text"
+    direct = e2e.predict_listing_direct(stack, "text", json=LISTING).json()
+    assert text.json()["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-6)
+
+    photo = e2e.photo_jpeg()
+    listing = e2e.predict_listing_proxy(stack, "listing", files={"image": ("p.jpg", photo)},
+                                        data=LISTING)
+    assert listing.status_code == 200, listing.text
+    assert listing.json()["model"] == "listing"
+    direct = e2e.predict_listing_direct(stack, "listing", files={
+        "image": ("p.jpg", photo), "title": (None, LISTING["title"]),
+        "description": (None, LISTING["description"])}).json()
+    assert listing.json()["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-6)
+    assert_full_table(listing.json(), categories)
+
+
+@pytest.mark.parametrize(("route", "body", "reason"), [
+    ("text", {"json": {"title": "", "description": "<br> 😊"}}, "empty listing"),
+    ("text", {"json": {"title": "x" * 1001}}, "the limit is 1000"),
+    ("listing", {"data": {"title": ""}}, "empty listing"),
+    ("listing", {"files": {"image": ("p.jpg", b"not an image")}, "data": {"title": "sofa"}},
+     "field 'image': not an image"),
+])
+def test_bad_listing_via_proxy_is_400_with_the_reason(stack, route, body, reason):
+    response = e2e.predict_listing_proxy(stack, route, **body)
+    assert response.status_code == 400, response.text
+    assert reason in response.json()["detail"]
+
+
+def test_mixed_text_batch_answers_each_request(stack, categories):
+    good, bad = LISTING, {"title": "", "description": ""}
+    requests_ = [("good", good), ("bad", bad)] * 8
+    with concurrent.futures.ThreadPoolExecutor(len(requests_)) as pool:
+        answers = list(pool.map(
+            lambda r: (r[0], e2e.predict_listing_direct(stack, "text", json=r[1])), requests_))
+    for kind, response in answers:
+        assert response.status_code == (200 if kind == "good" else 400), response.text
+    assert e2e.predict_listing_direct(stack, "text", json=good).status_code == 200
+
+
 def test_stop_leaves_no_process_and_is_safe_twice(stack, capsys):
     running = e2e.stack_processes(stack)
-    assert len(running) >= 5  # JVM, 3 workers, proxy
+    assert len(running) >= 7  # JVM, 5 workers, proxy
 
     ctl.stop(stack)
     ctl.stop(stack)

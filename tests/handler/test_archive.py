@@ -18,6 +18,7 @@ from tests.support.models import make_run
 from aicore.models import MODEL_ARGS_FILE, MODEL_FILE
 from handler import archive
 from common.cli import UserError, run
+from tests.support.listing_models import write_model_dir
 
 CATEGORIES = sorted(ROOT_CATEGORIES[:4])
 
@@ -148,7 +149,7 @@ def test_build_archive_refuses_wrong_architecture(tmp_path, cnn_run):
 
 def test_main_reports_missing_run_in_one_line_and_exits_2(tmp_path, cnn_run, capsys):
     argv = ["--cnn-run", str(cnn_run), "--resnet-run", str(tmp_path / "runs" / "resnet50"),
-            "--out", str(tmp_path / "store")]
+            "--models", "cnn", "resnet50", "--out", str(tmp_path / "store")]
 
     with pytest.raises(SystemExit) as exit_info:
         run(archive.main, archive.get_args_parser(), argv)
@@ -163,7 +164,8 @@ def test_main_reports_missing_run_in_one_line_and_exits_2(tmp_path, cnn_run, cap
 def test_main_builds_both_archives(tmp_path, cnn_run, capsys):
     resnet_run = make_run(tmp_path / "resnet50", arch="resnet50", image_size=32)
     args = archive.get_args_parser().parse_args(
-        ["--cnn-run", str(cnn_run), "--resnet-run", str(resnet_run), "--out", str(tmp_path / "s")])
+        ["--cnn-run", str(cnn_run), "--resnet-run", str(resnet_run), "--models", "cnn", "resnet50",
+         "--out", str(tmp_path / "s")])
 
     built = archive.main(args)
 
@@ -171,3 +173,25 @@ def test_main_builds_both_archives(tmp_path, cnn_run, capsys):
     assert read_manifest(built[1])["model"]["modelVersion"] == archive.archive_version(resnet_run)
     assert archive.archive_version(resnet_run) in capsys.readouterr().out
 
+
+
+def test_main_builds_text_and_listing_archives_with_the_listing_handler(tmp_path, cnn_run):
+    text_run = write_model_dir(tmp_path / "text", "text", CATEGORIES)
+    listing_run = write_model_dir(tmp_path / "multimodal", "multimodal", CATEGORIES, image_arch="cnn")
+    args = archive.get_args_parser().parse_args(
+        ["--text-run", str(text_run), "--listing-run", str(listing_run), "--cnn-run", str(cnn_run),
+         "--models", "text", "listing", "--out", str(tmp_path / "s")])
+
+    built = archive.main(args)
+
+    assert [p.name for p in built] == ["text.mar", "listing.mar"]
+    for mar in built:
+        assert read_manifest(mar)["model"]["handler"] == "listing_handler.py"
+        with zipfile.ZipFile(mar) as z:
+            assert {"aicore/text.py", "aicore/text_models.py", "common/handling.py"} <= set(z.namelist())
+
+
+def test_listing_archive_refuses_a_text_run(tmp_path):
+    text_run = write_model_dir(tmp_path / "text", "text", CATEGORIES)
+    with pytest.raises(UserError, match=r"holds a 'text' model, but listing.mar must hold 'multimodal'"):
+        archive.build_archive(text_run, "listing", tmp_path / "store")

@@ -29,9 +29,19 @@ def _picture(rng: np.random.Generator, hue: float, size: int) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
+def _product(product_id: str, category: str, index: int) -> dict[str, str]:
+    """A products.csv row as prepare writes it; the text names the category (learnable), every
+    third description is empty."""
+    word = category.split(" ")[0].strip(",").lower()
+    return {"id": product_id, "product_name": f"{word} item {index} | in Leeds | Gumtree",
+            "category": f"{category} / Things", "root_category": category,
+            "product_description": "" if index % 3 == 2 else f"A {word} thing, barely used.",
+            "price": "5.0", "location": "Leeds, West Yorkshire"}
+
+
 def make_clean_dataset(root: Path, num_classes: int = 3, products_per_class: int = 6,
                        images_per_product: int = 2, size: int = 48, seed: int = 0) -> Path:
-    """Write ``root/{images/*.png, manifest.csv, dataset.json}`` and return ``root``.
+    """Write ``root/{images/*.png, manifest.csv, products.csv, dataset.json}``; return ``root``.
 
     Class names are the first ``num_classes`` real root categories (commas and ampersands
     included, so CSV quoting is exercised); ids are unique per image and per product.
@@ -40,10 +50,11 @@ def make_clean_dataset(root: Path, num_classes: int = 3, products_per_class: int
     (root / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = sorted(ROOT_CATEGORIES[:num_classes])
-    rows = []
+    rows, products = [], []
     for c, name in enumerate(names):
         for p in range(products_per_class):
             product_id = f"prod-{c:02d}-{p:03d}"
+            products.append(_product(product_id, name, p))
             for i in range(images_per_product):
                 image_id = f"img-{c:02d}-{p:03d}-{i}"
                 path = f"images/{image_id}.png"
@@ -54,6 +65,10 @@ def make_clean_dataset(root: Path, num_classes: int = 3, products_per_class: int
         writer = csv.DictWriter(f, fieldnames=["image_id", "product_id", "category", "path"])
         writer.writeheader()
         writer.writerows(rows)
+    with open(root / "products.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(products[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(products)
     info = {"image_size": size, "source": "export", "num_images": len(rows), "categories": names}
     (root / "dataset.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return root

@@ -36,17 +36,22 @@ def place_resnet50_weights(torch_home: Path, seed: int = 7) -> dict[str, torch.T
 
 
 def train_runs(root: Path) -> dict[str, Path]:
-    """Two short but real training runs on a tiny cleaned dataset: ``{"cnn": dir, "resnet50": dir}``.
+    """Short but real training runs on a tiny cleaned dataset: served model name (``cnn``,
+    ``resnet50``, ``text``, ``listing``) -> run directory.
 
     The CNN trains one epoch at 128 px on every training image; ResNet-50 is the pretrained path:
     ``--pretrained`` loads a weights file this function builds and places in a private
     ``$TORCH_HOME`` (no network), then fine-tunes one epoch on 8 images at 64 px (its
     forward/backward pass is ~100x the CNN's; the size also proves the handler takes the image
     size from model_args.json). The weights file's state_dict is kept as ``root/imagenet.pt``.
+    The text model trains one epoch, the multimodal model one epoch on 8 listings with its image
+    encoder started from the CNN run.
     """
     data = make_clean_dataset(root / "clean", num_classes=13, products_per_class=3,
                               images_per_product=1, size=128)
-    runs = {"cnn": root / "runs" / "cnn", "resnet50": root / "runs" / "resnet50"}
+    # keyed by the served model's name: the multimodal run is served as "listing"
+    runs = {name: root / "runs" / name for name in ("cnn", "resnet50", "text")}
+    runs["listing"] = root / "runs" / "multimodal"
     common = ["--data", str(data), "--epochs", "1", "--workers", "0", "--batch-size", "8"]
     train.main(train.get_args_parser().parse_args(
         ["--model", "cnn", "--out", str(runs["cnn"]), *common]))
@@ -63,13 +68,20 @@ def train_runs(root: Path) -> dict[str, Path]:
             os.environ.pop("TORCH_HOME")
         else:
             os.environ["TORCH_HOME"] = saved
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "text", "--out", str(runs["text"]), "--buckets", "4096", *common]))
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "multimodal", "--out", str(runs["listing"]), "--buckets", "4096",
+         "--image-init", str(runs["cnn"]), "--limit-train", "8", *common]))
     return runs
 
 
 def build_store(runs: dict[str, Path], out: Path) -> Path:
     """``make archive`` for ``runs`` into ``out``; returns ``out``."""
     archive.main(archive.get_args_parser().parse_args(
-        ["--cnn-run", str(runs["cnn"]), "--resnet-run", str(runs["resnet50"]), "--out", str(out)]))
+        ["--cnn-run", str(runs["cnn"]), "--resnet-run", str(runs["resnet50"]),
+         "--text-run", str(runs["text"]), "--listing-run", str(runs["listing"]),
+         "--out", str(out)]))
     return out
 
 
@@ -146,3 +158,17 @@ def predict_proxy(stack: ctl.Stack, model: str, data: bytes, filename: str) -> r
     with http() as session:
         return session.post(f"{stack.proxy_url}/predict/image", params={"model": model},
                             files={"image": (filename, data)}, timeout=60)
+
+
+def predict_listing_direct(stack: ctl.Stack, model: str, params: dict | None = None,
+                           **body: object) -> requests.Response:
+    """POST a listing to TorchServe: ``json=`` for the text model, ``files=`` for a form."""
+    with http() as session:
+        return session.post(f"{stack.inference_url}/predictions/{model}", params=params,
+                            headers=auth(stack), timeout=60, **body)
+
+
+def predict_listing_proxy(stack: ctl.Stack, route: str, **body: object) -> requests.Response:
+    """POST to the proxy's /predict/text (``json=``) or /predict/listing (``files=``/``data=``)."""
+    with http() as session:
+        return session.post(f"{stack.proxy_url}/predict/{route}", timeout=60, **body)

@@ -230,10 +230,13 @@ def test_prepare_missing_input_names_it(tiny_export, tmp_path, remove, message):
         main(_export_args(tiny_export, tmp_path / "clean"))
 
 
-def test_prepare_products_without_images_flag_is_an_error(tmp_path):
-    args = get_args_parser().parse_args(["--products", "P.csv", "--out", str(tmp_path)])
+def test_prepare_products_with_images_but_no_image_dir_is_an_error(tmp_path):
+    # --products alone is a text-only dataset (tests/training/test_text_train.py); half an export
+    # is a mistake
+    args = get_args_parser().parse_args(["--products", "P.csv", "--images", "I.csv", "--out",
+                                         str(tmp_path)])
 
-    with pytest.raises(UserError, match="--products needs --images"):
+    with pytest.raises(UserError, match="--products needs both --images"):
         main(args)
 
 

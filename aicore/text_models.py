@@ -1,0 +1,119 @@
+"""The text model (fastText-style) and the image + text (multimodal) model.
+
+Both read a listing's text as the hashed feature ids of :class:`aicore.text.TextFeaturizer`; the
+featuriser's settings are part of the model's constructor arguments (``model_args.json``
+``"text"``), so training and serving hash identically. Each model takes one batch object
+(:class:`aicore.text.TextBatch`, :class:`ListingBatch`) and has an ``encode`` method: the layer
+before the head, which :func:`aicore.models.embed` scales to unit length.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from aicore.text import TextBatch, TextFeaturizer
+
+DEFAULT_TEXT_DIM = 64
+DEFAULT_FUSION_DIM = 128
+# Size of each image architecture's encoding (aicore.models.encode): the CNN's 64-d layer before
+# its head, ResNet-50's 2048-d global average pool.
+IMAGE_ENCODING_DIMS = {"cnn": 64, "resnet50": 2048}
+
+
+class ListingBatch(NamedTuple):
+    """A batch of listings, each with or without a photo and with or without text."""
+
+    images: torch.Tensor  # (B, 3, S, S); any values where has_image is 0
+    has_image: torch.Tensor  # (B,) float: 1 when the listing has a photo
+    ids: torch.Tensor  # (N,) int64 text feature ids, as TextBatch
+    offsets: torch.Tensor  # (B,) int64
+
+    @property
+    def text(self) -> TextBatch:
+        return TextBatch(self.ids, self.offsets)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "ListingBatch":
+        return ListingBatch(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+
+def make_featurizer(text: dict | None) -> TextFeaturizer:
+    """The featuriser saved in ``model_args.json`` (defaults when ``None``)."""
+    return TextFeaturizer(**(text or {}))
+
+
+class TextEncoder(nn.Module):
+    """Mean of the listing's feature embeddings (fastText's hidden layer), ``(B, dim)``.
+
+    A listing without tokens is an empty bag and encodes to zeros.
+    """
+
+    def __init__(self, buckets: int, dim: int) -> None:
+        super().__init__()
+        # Sparse gradients: a batch touches a few thousand of the table's rows, so SGD updates
+        # those instead of all of them (a dense step over 2^18 x 64 floats is ~20x slower).
+        self.bag = nn.EmbeddingBag(buckets, dim, mode="mean", sparse=True)
+        nn.init.uniform_(self.bag.weight, -1.0 / dim, 1.0 / dim)  # fastText's initialisation
+        self.dim = dim
+
+    def forward(self, batch: TextBatch) -> torch.Tensor:  # -> (B, dim)
+        return self.bag(batch.ids, batch.offsets)
+
+
+class TextClassifier(nn.Module):
+    """fastText: hashed n-gram embeddings averaged, then one linear layer to the classes."""
+
+    def __init__(self, num_classes: int, text: dict | None = None,
+                 dim: int = DEFAULT_TEXT_DIM) -> None:
+        super().__init__()
+        self.featurizer = make_featurizer(text)
+        self.encoder = TextEncoder(self.featurizer.buckets, dim)
+        self.head = nn.Linear(dim, num_classes)  # logits
+
+    def encode(self, batch: TextBatch) -> torch.Tensor:  # -> (B, dim)
+        return self.encoder(batch)
+
+    def forward(self, batch: TextBatch) -> torch.Tensor:  # -> (B, num_classes)
+        return self.head(self.encode(batch))
+
+
+class MultimodalClassifier(nn.Module):
+    """Image encoder + text encoder, concatenated and fused into one classification head.
+
+    The image encoder is a whole image model of :mod:`aicore.models` (its own head unused), so the
+    ``model.pt`` of a finished image run loads into ``self.image`` unchanged. A listing without a
+    photo has its image encoding zeroed, one without text encodes to zeros on the text side; two
+    indicator inputs (has photo, has text) tell the fusion layer which parts are missing.
+    """
+
+    def __init__(self, num_classes: int, image_arch: str, image_model: nn.Module,
+                 text: dict | None = None, text_dim: int = DEFAULT_TEXT_DIM,
+                 fusion_dim: int = DEFAULT_FUSION_DIM) -> None:
+        super().__init__()
+        if image_arch not in IMAGE_ENCODING_DIMS:
+            raise ValueError(f"unknown image_arch {image_arch!r}; choose one of "
+                             f"{', '.join(IMAGE_ENCODING_DIMS)}")
+        self.featurizer = make_featurizer(text)
+        self.image = image_model
+        self.text = TextEncoder(self.featurizer.buckets, text_dim)
+        image_dim = IMAGE_ENCODING_DIMS[image_arch]
+        # LayerNorm per modality: the CNN's ReLU features and the text mean live on very
+        # different scales; normalised, neither drowns the other at the start of training.
+        self.image_norm = nn.LayerNorm(image_dim)
+        self.text_norm = nn.LayerNorm(text_dim)
+        self.fuse = nn.Sequential(nn.Linear(image_dim + text_dim + 2, fusion_dim),
+                                  nn.ReLU(inplace=True))
+        self.head = nn.Linear(fusion_dim, num_classes)  # logits
+
+    def encode(self, batch: ListingBatch) -> torch.Tensor:  # -> (B, fusion_dim)
+        from aicore.models import encode as encode_image  # aicore.models builds this class
+
+        has_image = batch.has_image.unsqueeze(1)  # (B, 1)
+        image = self.image_norm(encode_image(self.image, batch.images)) * has_image  # (B, Di)
+        has_text = (batch.offsets.diff(append=batch.offsets.new_tensor([batch.ids.numel()])) > 0
+                    ).to(image.dtype).unsqueeze(1)  # (B, 1): the bag is not empty
+        text = self.text_norm(self.text(batch.text)) * has_text  # (B, Dt)
+        return self.fuse(torch.cat([image, text, has_image, has_text], dim=1))
+
+    def forward(self, batch: ListingBatch) -> torch.Tensor:  # -> (B, num_classes)
+        return self.head(self.encode(batch))

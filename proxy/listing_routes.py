@@ -1,0 +1,109 @@
+"""The proxy's listing routes: classify a listing by its text, or by its photo and text.
+
+- ``POST /predict/text``: JSON ``{"title", "description"}`` -> TorchServe's text model;
+- ``POST /predict/listing``: multipart with an optional ``image`` file and ``title`` /
+  ``description`` form fields -> TorchServe's listing (image + text) model.
+
+Both answer ``{"category", "probabilities", "model"}`` with the error contract of
+``/predict/image``: the handler's reasons for refusing a listing (empty, a field over its cap, an
+undecodable photo) come back as 400 with its message; TorchServe down 503, slow 504, odd 502.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.routes import PREDICT_ERRORS, AppSettings, TorchServe, _error
+from proxy.schemas import PredictResponse
+from proxy.upload import read_upload
+
+router = APIRouter()
+
+# The handler's caps (aicore.text.MAX_TITLE_CHARS / MAX_DESCRIPTION_CHARS); it refuses longer
+# fields with 400 and says so. Stated here for the docs only; the handler is the one that checks.
+TITLE_CAP, DESCRIPTION_CAP = 1_000, 20_000
+LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
+    **PREDICT_ERRORS,
+    400: _error("The listing is empty, a field is too long, or the photo cannot be decoded",
+                "empty listing: it has no words to read; send a title or a description"),
+    404: _error("The text or listing model is not served",
+                "TorchServe has no model 'text' registered (...): build it with `make archive` "
+                "and restart with `make serve`; GET /models lists what is served"),
+}
+
+
+class TextListing(BaseModel):
+    """A listing's text. Either field may be empty, not both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"title": "Dyson V8 cordless hoover - barely used | in Leeds",
+             "description": "Barely used, comes with 2 attachments. £80 ono. Collection only."},
+            {"title": "Ikea desk lamp", "description": ""},
+        ]},
+    )
+
+    title: str = Field("", description=f"the listing's title (at most {TITLE_CAP} characters)")
+    description: str = Field(
+        "", description=f"the listing's description (at most {DESCRIPTION_CAP} characters)"
+    )
+
+
+@router.post(
+    "/predict/text",
+    response_model=PredictResponse,
+    responses=LISTING_ERRORS,
+    summary="Classify a listing by its title and description",
+    tags=["predict"],
+)
+async def predict_text(listing: TextListing, torchserve: TorchServe,
+                       settings: AppSettings) -> PredictResponse:
+    """Send the text to TorchServe's text model; returns its category and every probability.
+
+    Example: `curl -H 'Content-Type: application/json' -d '{"title": "Ikea desk lamp",
+    "description": "barely used"}' http://127.0.0.1:8000/predict/text`
+    """
+    payload = listing.model_dump()
+    size = len(payload["title"]) + len(payload["description"])
+    prediction = await torchserve.predict_request(settings.text_model, size, json=payload)
+    return PredictResponse(category=prediction.category,
+                           probabilities=prediction.probabilities, model=settings.text_model)
+
+
+@router.post(
+    "/predict/listing",
+    response_model=PredictResponse,
+    responses=LISTING_ERRORS,
+    summary="Classify a listing by its photo and text (either may be missing)",
+    tags=["predict"],
+)
+async def predict_listing(
+    torchserve: TorchServe,
+    settings: AppSettings,
+    image: Annotated[UploadFile | None, File(description="the listing photo (optional)")] = None,
+    title: Annotated[str, Form(description=f"the title (at most {TITLE_CAP} characters)")] = "",
+    description: Annotated[
+        str, Form(description=f"the description (at most {DESCRIPTION_CAP} characters)")
+    ] = "",
+) -> PredictResponse:
+    """Send photo and text to TorchServe's listing model (image + text in one head).
+
+    Example: `curl -F image=@photo.jpg -F title='Ikea desk lamp' -F description='barely used'
+    http://127.0.0.1:8000/predict/listing`
+    """
+    # Form parts without a file name: TorchServe hands them to the handler as text fields.
+    files: dict[str, tuple[str | None, bytes | str, str]] = {
+        "title": (None, title, "text/plain; charset=utf-8"),
+        "description": (None, description, "text/plain; charset=utf-8"),
+    }
+    size = len(title) + len(description)
+    # A browser form with no file chosen sends an empty part without a file name: no photo.
+    if image is not None and (image.filename or image.size):
+        data = await read_upload(image, settings.max_upload_bytes)
+        files["image"] = ("image", data, "application/octet-stream")
+        size += len(data)
+    prediction = await torchserve.predict_request(settings.listing_model, size, files=files)
+    return PredictResponse(category=prediction.category,
+                           probabilities=prediction.probabilities, model=settings.listing_model)
