@@ -219,7 +219,7 @@ function renderPrediction(result) {
     const item = document.createElement("li");
     item.dataset.category = category;
     item.dataset.probability = String(probability);
-    if (category === result.category) item.classList.add("top");
+    if (category === result.category) item.classList.add("best");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = category;
@@ -304,16 +304,19 @@ function remember(id) {
   sessionStorage.setItem(VIEWED_KEY, JSON.stringify(ids));
 }
 
-// The search answer is a list of listings, or an object holding one under "results".
+// The search answer is a list of listings, or an object holding one under "hits" or "results".
 function listingsOf(body) {
   if (Array.isArray(body)) return body;
-  return body.results || body.listings || body.items || [];
+  return body.hits || body.results || body.listings || [];
 }
+
+// The retrievers that found a listing, said the way a buyer understands them.
+const RETRIEVER_WORDS = { dense: "looks or reads like what you asked for", lexical: "has your words" };
 
 function whyText(why) {
   if (!why) return "";
-  if (Array.isArray(why)) return why.join(", ");
-  if (typeof why === "object") return Object.entries(why).map(([k, v]) => `${k}: ${v}`).join(", ");
+  if (Array.isArray(why)) return why.map((w) => RETRIEVER_WORDS[w] || w).join("; ");
+  if (typeof why === "object") return Object.entries(why).map(([k, v]) => `${k}: ${v}`).join("; ");
   return String(why);
 }
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from serving import ctl
 from tests import e2e_utils as e2e
@@ -66,6 +66,10 @@ def open_page(page: Page, stack: ctl.Stack) -> None:
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
 
 
+def sell_panel(page: Page) -> Locator:
+    return page.locator("#panel-sell")  # the Buy panel has a "Photo" control too
+
+
 def read_bars(page: Page) -> dict[str, tuple[float, float]]:
     """``{category: (probability, bar width in % of its track)}`` as the page shows them."""
     return page.eval_on_selector_all("#sell-bars li", """items => Object.fromEntries(items.map(li => [
@@ -82,8 +86,8 @@ def read_bars(page: Page) -> dict[str, tuple[float, float]]:
 def test_sell_photo_shows_a_bar_per_category(page, stack, categories, model):
     photo = e2e.photo_jpeg()
     open_page(page, stack)
-    page.get_by_label("Model").select_option(model)
-    page.get_by_label("Photo").set_input_files(
+    sell_panel(page).get_by_label("Model").select_option(model)
+    sell_panel(page).get_by_label("Photo").set_input_files(
         files=[{"name": "chair.jpg", "mimeType": "image/jpeg", "buffer": photo}])
     page.get_by_role("button", name="Suggest a category").click()
 
@@ -135,7 +139,7 @@ def test_sell_fits_a_phone_width_window(browser, stack):
     page = browser.new_page(width=360, height=740)
     try:
         open_page(page, stack)
-        page.get_by_label("Photo").set_input_files(
+        sell_panel(page).get_by_label("Photo").set_input_files(
             files=[{"name": "p.png", "mimeType": "image/png", "buffer": e2e.logo_png()}])
         page.get_by_role("button", name="Suggest a category").click()
         expect(page.locator("#sell-result")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
@@ -152,7 +156,8 @@ def test_sell_fits_a_phone_width_window(browser, stack):
 ])
 def test_sell_explains_a_bad_photo(page, stack, name, mime, data, message):
     open_page(page, stack)
-    page.get_by_label("Photo").set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
+    sell_panel(page).get_by_label("Photo").set_input_files(
+        files=[{"name": name, "mimeType": mime, "buffer": data}])
     page.get_by_role("button", name="Suggest a category").click()
 
     error = page.get_by_role("alert")
@@ -200,8 +205,8 @@ def test_redoc_renders_offline(page, stack):
 
 def test_sell_says_when_the_service_is_down(page, stack):
     open_page(page, stack)
-    page.get_by_label("Model").select_option("cnn")
-    page.get_by_label("Photo").set_input_files(
+    sell_panel(page).get_by_label("Model").select_option("cnn")
+    sell_panel(page).get_by_label("Photo").set_input_files(
         files=[{"name": "logo.png", "mimeType": "image/png", "buffer": e2e.logo_png()}])
     assert ctl.stop_torchserve(stack)
     try:

@@ -109,3 +109,20 @@ def test_docs_load_their_assets_from_the_proxy(client, path, asset):
 def test_swagger_ui_never_calls_the_online_validator(client):
     page = client.get("/docs").text
     assert re.search(r'"validatorUrl"\s*:\s*null', page)
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/redoc"])
+def test_html_pages_may_load_only_from_the_proxy(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    policy = dict(part.strip().split(" ", 1) for part in
+                  response.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'"
+    for directive in ("script-src", "style-src", "img-src", "connect-src", "worker-src"):
+        assert "http" not in policy[directive] and "*" not in policy[directive], policy[directive]
+
+
+def test_json_answers_carry_no_page_policy(client):
+    response = client.get("/capabilities")
+    assert response.status_code == 200
+    assert "content-security-policy" not in response.headers
