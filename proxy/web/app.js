@@ -208,9 +208,9 @@ async function predict(model, photo, title, description) {
   return call(path, { method: "POST", body: form });
 }
 
-function renderPrediction(result) {
+function renderPrediction(result, note = "") {
   $("sell-category").textContent = result.category;
-  $("sell-model-used").textContent = `Model: ${result.model}`;
+  $("sell-model-used").textContent = `Model: ${result.model}${note}`;
   const bars = $("sell-bars");
   bars.replaceChildren();
   const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
@@ -275,9 +275,10 @@ function setUpSell() {
     const description = $("sell-description").value.trim();
     try {
       checkPhoto(photo);
-      const model = chooseModel($("sell-model").value, Boolean(photo), Boolean(title || description));
+      const hasText = Boolean(title || description);
+      const model = chooseModel($("sell-model").value, Boolean(photo), hasText);
       const result = await busy($("sell-submit"), "Classifying…", () => predict(model, photo, title, description));
-      renderPrediction(result);
+      renderPrediction(result, hasText && model.kind === "image" ? " (it reads the photo only: the title and description were not used)" : "");
     } catch (caught) {
       $("sell-result").hidden = true;
       showError(error, caught);
@@ -378,9 +379,10 @@ async function search() {
     throw new UserMessage("Type what you are looking for, choose a photo, or pick a category.");
   }
   if (!photo) return call(`/search?${params}`);
+  // The filters travel both in the URL and in the form: the route reads whichever it declares.
   const form = new FormData();
   form.append("image", photo);
-  if (params.has("q")) form.append("q", params.get("q"));
+  for (const [name, value] of params) form.append(name, value);
   return call(`/search?${params}`, { method: "POST", body: form });
 }
 

@@ -104,6 +104,26 @@ def test_sell_photo_shows_a_bar_per_category(page, stack, categories, model):
     expect(page.locator("#sell-model-used")).to_have_text(f"Model: {model}")
 
 
+def test_sell_takes_a_dropped_photo(page, stack, categories):
+    open_page(page, stack)
+    # A drop as the browser delivers it: a DataTransfer holding the file, dropped on the zone.
+    page.evaluate("""bytes => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"}));
+        document.getElementById("drop-zone").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", list(e2e.logo_png()))
+    expect(page.locator("#sell-preview")).to_be_visible()
+    assert page.locator("#sell-photo").evaluate("input => input.files[0].name") == "dropped.png"
+    page.locator("#sell-title").fill("Blue logo sticker")
+    page.get_by_role("button", name="Suggest a category").click()
+
+    expect(page.locator("#sell-result")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    assert sorted(read_bars(page)) == sorted(categories)
+    # Only image models are served: the page says the title was not read.
+    expect(page.locator("#sell-model-used")).to_contain_text("the title and description were not used")
+
+
 def test_sell_lists_the_served_models(page, stack):
     open_page(page, stack)
     options = page.locator("#sell-model option").evaluate_all("os => os.map(o => o.value)")
