@@ -60,6 +60,7 @@ def main(args: argparse.Namespace) -> None:
         save_small(page, args.out / "sell.png", full_page=True)
         phone = browser.new_page(width=360, height=740)
         sell(phone, args.url, args.photo, args.model)
+        phone.locator("#sell-result").evaluate("result => result.scrollIntoView()")  # the bars
         save_small(phone, args.out / "sell-phone.png")
         page.goto(f"{args.url}/docs")
         expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)
