@@ -1,7 +1,7 @@
 """The page at ``/``, its files, ``GET /capabilities`` and the offline ``/docs`` and ``/redoc``,
 through FastAPI's TestClient (no TorchServe needed: none of these routes calls it).
 
-The browser tests (``test_browser.py``) prove the same pages really render in Chromium.
+The browser tests (``tests/e2e/test_browser.py``) prove the same pages really render in Chromium.
 """
 
 import re

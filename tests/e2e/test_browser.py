@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from serving import ctl
-from tests import e2e_utils as e2e
+from serving import ctl, ready
+from serving import process as serving_process
+from tests.support import REPO_ROOT, e2e
 from tests.support.browser import Browser, chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 START_TIMEOUT_S = 180.0
 ANSWER_TIMEOUT_MS = 60_000  # the first answer of a fresh ResNet-50 worker on a busy 2-core CPU
-FAILURES = ctl.REPO_ROOT / "build" / "browser-failures"
+FAILURES = REPO_ROOT / "build" / "browser-failures"
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +229,7 @@ def test_sell_says_when_the_service_is_down(page, stack):
     sell_panel(page).get_by_label("Model").select_option("cnn")
     sell_panel(page).get_by_label("Photo").set_input_files(
         files=[{"name": "logo.png", "mimeType": "image/png", "buffer": e2e.logo_png()}])
-    assert ctl.stop_torchserve(stack)
+    assert serving_process.stop_torchserve(stack)
     try:
         page.get_by_role("button", name="Suggest a category").click()
         error = page.get_by_role("alert")
@@ -236,5 +237,5 @@ def test_sell_says_when_the_service_is_down(page, stack):
         expect(error).to_contain_text("The service is busy or not ready.")
         expect(error).to_contain_text("TorchServe is not reachable")
     finally:
-        process = ctl.start_torchserve(stack)
-        ctl.wait_torchserve(stack, process, START_TIMEOUT_S)
+        process = serving_process.start_torchserve(stack)
+        ready.wait_torchserve(stack, process, START_TIMEOUT_S)
