@@ -59,7 +59,7 @@ def test_every_form_control_has_a_label():
     assert set(controls) - labelled == set()
 
 
-def test_capabilities_without_search_or_text_models(client):
+def test_capabilities_with_search_and_no_text_models(client):
     response = client.get("/capabilities")
     assert response.status_code == 200
     body = response.json()
@@ -67,7 +67,7 @@ def test_capabilities_without_search_or_text_models(client):
         "default_model": "cnn",
         "max_upload_bytes": 4096,
         "categories": list(ROOT_CATEGORIES),
-        "search": False,
+        "search": True,  # proxy.search_routes is included by create_app
         "predict": {"image": True, "text": False, "listing": False},
     }
 
