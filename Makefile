@@ -39,7 +39,7 @@ TRAIN_ARGS  ?=
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
 
-.PHONY: help install wrk test lint demo-data prepare devset train evaluate archive serve stop status demo bench bench-text clean index
+.PHONY: help install wrk chromium test lint demo-data prepare devset train evaluate archive serve stop status demo bench bench-text clean index
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,7 +50,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) wrk ## create .venv and install the project with its pinned dependencies
+install: $(STAMP) wrk chromium ## create .venv and install the project with its pinned dependencies
 
 # wrk (a C load generator, Debian package) drives the benchmarks and their smoke test.
 wrk:
@@ -58,7 +58,13 @@ wrk:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
 		else sudo apt-get install -y wrk; fi; }
 
-test: $(STAMP) wrk ## run the whole test suite (unit + end-to-end with real TorchServe and proxy)
+# Chromium (Debian package) is the real browser the web page and /docs tests drive, headless.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package) for the browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else sudo apt-get install -y chromium; fi; }
+
+test: $(STAMP) wrk chromium ## run the whole test suite (unit + end-to-end with real TorchServe and proxy)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff over the code, hadolint over Dockerfile.serve
@@ -143,7 +149,8 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN
 	curl -s -F image=@$(DATA_RAW)/samples/Home-and-Garden.png -F q=garden \
 		'http://127.0.0.1:8000/search?k=5&near=London' | $(PY) -m json.tool | head -40
 	@echo
-	@echo "Proxy docs: http://127.0.0.1:8000/docs   (services keep running; 'make stop' ends them)"
+	@echo "Open http://127.0.0.1:8000/ (Sell a photo) and http://127.0.0.1:8000/docs (the API)"
+	@echo "(services keep running; 'make stop' ends them)"
 
 # --- benchmarks ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from proxy.admission import Admission, AdmissionMiddleware
 from proxy.errors import TorchServeError
@@ -22,6 +23,7 @@ from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import UploadLimitMiddleware
 from search import SearchError
+from proxy.webpage import add_web
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +88,16 @@ def create_app(
                                "keeps its default size until GET /health", SIZING_TIMEOUT_S)
             yield
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the fastapi-offline
+    # package ships, served by this app; FastAPI's own pages fetch them from a CDN and stay blank
+    # on a machine without internet. validatorUrl=None: Swagger UI would otherwise send the schema
+    # to validator.swagger.io.
+    app = FastAPIOffline(
         title="FacebookPro AICore proxy",
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     admission = Admission(settings.models, settings.admission_in_flight_batches,
@@ -109,5 +116,6 @@ def create_app(
     app.include_router(router)
     app.include_router(search_router)
     app.include_router(listing_router)
+    add_web(app)
     return app
 

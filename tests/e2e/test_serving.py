@@ -36,16 +36,8 @@ def model_store(serving_model_store: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
-    stack = e2e.make_stack(tmp_path_factory.mktemp("serve"), model_store)
-    try:
-        ctl.start(stack, START_TIMEOUT_S)
+    with e2e.running_stack(tmp_path_factory.mktemp("serve"), model_store, START_TIMEOUT_S) as stack:
         yield stack
-    finally:
-        ctl.stop(stack)
-        leftovers = e2e.stack_processes(stack)
-        for process in leftovers:  # never leave a server behind, even after a failure
-            process.kill()
-        assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ and a scan for processes a serving stack left behind."""
 import io
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -102,6 +104,21 @@ def free_ports(count: int) -> list[int]:
 def make_stack(runtime_dir: Path, model_store: Path) -> ctl.Stack:
     """A stack on free ports using the repository's config.properties and log config."""
     return stack_on_free_ports(runtime_dir, model_store)
+
+
+@contextmanager
+def running_stack(runtime_dir: Path, model_store: Path, timeout_s: float) -> Iterator[ctl.Stack]:
+    """:func:`make_stack`, started; stopped on exit, and no process of it may be left behind."""
+    stack = make_stack(runtime_dir, model_store)
+    try:
+        ctl.start(stack, timeout_s)
+        yield stack
+    finally:
+        ctl.stop(stack)
+        leftovers = stack_processes(stack)
+        for process in leftovers:  # never leave a server behind, even after a failure
+            process.kill()
+        assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
 
 
 def stack_processes(stack: ctl.Stack) -> list[psutil.Process]:
