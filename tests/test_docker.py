@@ -53,7 +53,7 @@ def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive.main(archive.get_args_parser().parse_args([
         "--cnn-run", str(make_run(runs / "cnn")),
         "--resnet-run", str(make_run(runs / "resnet50", arch="resnet50", image_size=32)),
-        "--out", str(context / "model_store")]))
+        "--out", str(context / "model_store"), "--runtime", "eager"]))
     for name in ("config.properties", "serving/log4j2.xml", ".dockerignore"):
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, context / name)
