@@ -27,6 +27,10 @@ TRAIN_ARGS  ?=
 # Listing search: the index of DATA embedded by SEARCH_RUN (the CNN: 64-d, the better demo model).
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
+# Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
+# (onnx-int8, then onnx-fp32, then eager); README "Runtimes".
+RUNTIME     ?= auto
+BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
 .PHONY: help install wrk test lint demo-data prepare train evaluate archive serve stop status demo bench clean index
 
@@ -82,8 +86,8 @@ train: $(STAMP) ## train MODEL=cnn|resnet50 on DATA into RUN (runs/MODEL); EPOCH
 evaluate: $(STAMP) ## re-compute the test metrics of RUN (runs/MODEL) on DATA
 	$(PY) -m training.evaluate --run $(RUN) --data $(DATA)
 
-archive: $(STAMP) ## build model_store/cnn.mar and resnet50.mar from CNN_RUN and RESNET_RUN
-	$(PY) -m handler.archive --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --out model_store
+archive: $(STAMP) ## build model_store/cnn.mar and resnet50.mar from CNN_RUN and RESNET_RUN (RUNTIME=auto|eager|onnx-fp32|onnx-int8)
+	$(PY) -m handler.archive --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --out model_store --runtime $(RUNTIME)
 
 # --- listing search ------------------------------------------------------------------------------
 
@@ -103,7 +107,7 @@ status: $(STAMP) ## say what is running
 	$(PY) -m serving.ctl status
 
 demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt ## demo data -> trained models -> archives -> TorchServe + proxy -> predictions
-	$(PY) -m handler.archive --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --out model_store
+	$(PY) -m handler.archive --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --out model_store --runtime $(RUNTIME)
 	$(PY) -m serving.ctl start
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model resnet50
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model cnn
@@ -117,8 +121,9 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt ## demo da
 
 # --- benchmarks ----------------------------------------------------------------------------------
 
-bench: $(STAMP) wrk ## measure raw / TorchServe / proxy / baseline throughput (MODEL=resnet50|cnn, QUICK=1)
-	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick)
+bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by side, search (MODEL=, QUICK=1, BENCH_RUNTIMES=)
+	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick) \
+		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
 
 clean: ## remove generated data, runs, archives, runtime files and benchmark output (keeps .venv)

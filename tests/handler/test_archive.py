@@ -163,7 +163,8 @@ def test_main_reports_missing_run_in_one_line_and_exits_2(tmp_path, cnn_run, cap
 def test_main_builds_both_archives(tmp_path, cnn_run, capsys):
     resnet_run = make_run(tmp_path / "resnet50", arch="resnet50", image_size=32)
     args = archive.get_args_parser().parse_args(
-        ["--cnn-run", str(cnn_run), "--resnet-run", str(resnet_run), "--out", str(tmp_path / "s"), "--runtime", "eager"])
+        ["--cnn-run", str(cnn_run), "--resnet-run", str(resnet_run), "--out", str(tmp_path / "s"),
+         "--runtime", "eager"])
 
     built = archive.main(args)
 
