@@ -2,11 +2,12 @@
 
 import json
 from pathlib import Path
+
 import pytest
+
 from bench import run as bench_run
 from bench import runtimes as bench_runtimes
 from bench import stages
-
 
 
 def test_multipart_body_is_parsed_by_fastapi_as_the_image_field(tmp_path: Path):

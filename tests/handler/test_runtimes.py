@@ -11,10 +11,10 @@ import torch
 from aicore.runtime import EAGER, ONNX_FILE, ONNX_FP32, ONNX_INT8, load_runtime, read_record
 from handler import archive, runtimes
 from handler.handler import ImageClassifierHandler
-from tests.fixtures_data import make_clean_dataset
-from tests.test_handler import make_context
+from common.cli import UserError
+from tests.support.data import make_clean_dataset
+from tests.support.handler import make_context
 from training import train
-from training.cli import CLIError
 
 IMAGE_SIZE = 48
 
@@ -131,7 +131,7 @@ def test_gate_failure_stops_build_and_names_a_passing_runtime(cnn_run, tmp_path,
 
     monkeypatch.setattr(runtimes, "gate", int8_disagrees)
 
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(UserError) as error:
         archive.build_archive(cnn_run, "cnn", tmp_path / "store", ONNX_INT8)
 
     message = str(error.value)
@@ -166,5 +166,5 @@ def test_gate_result_thresholds():
 
 
 def test_build_without_dataset_says_how_to_pass_it(cnn_run, tmp_path):
-    with pytest.raises(CLIError, match=r"manifest.csv is missing.*--data \(DATA=\)"):
+    with pytest.raises(UserError, match=r"manifest.csv is missing.*--data \(DATA=\)"):
         archive.build_archive(cnn_run, "cnn", tmp_path / "store", ONNX_FP32, data_dir=tmp_path / "nope")
