@@ -54,7 +54,7 @@ def test_build_archive_packs_handler_model_labels_and_shared_packages(mar, cnn_r
               for p in package.glob("*.py")}
     assert {"aicore/__init__.py", "aicore/presets.py", "aicore/models.py",
             "common/torchserve.py"} <= packed
-    assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json",
+    assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json", "runtime.json",
                      "MAR-INF/MANIFEST.json", *packed}  # no metrics.json, no __pycache__
 
 
@@ -65,8 +65,8 @@ def test_build_archive_manifest_names_handler_and_run_version(mar, cnn_run):
     assert model["handler"] == "handler.py"
     assert model["serializedFile"] == MODEL_FILE
     digest = hashlib.sha256((cnn_run / MODEL_FILE).read_bytes()).hexdigest()
-    assert re.fullmatch(r"\d{8}-[0-9a-f]{8}", model["modelVersion"])
-    assert model["modelVersion"].endswith(digest[:8])
+    assert re.fullmatch(r"\d{8}-[0-9a-f]{8}-eager", model["modelVersion"])
+    assert model["modelVersion"].split("-")[1] == digest[:8]
     assert model["modelVersion"] == archive.archive_version(cnn_run, "eager")
 
 
