@@ -38,6 +38,10 @@ TRAIN_ARGS  ?=
 # Listing search: the index of DATA embedded by SEARCH_RUN (the CNN: 64-d, the better demo model).
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
+# Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
+# (onnx-int8, then onnx-fp32, then eager); README "Runtimes".
+RUNTIME     ?= auto
+BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
 .PHONY: help install wrk chromium test lint demo-data prepare devset train evaluate archive serve stop status demo bench bench-text clean index
 
@@ -116,8 +120,8 @@ evaluate: $(STAMP) ## re-compute the test metrics of RUN (runs/MODEL) on DATA
 ARCHIVE_RUNS = --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --text-run $(TEXT_RUN) \
 	--listing-run $(LISTING_RUN)
 
-archive: $(STAMP) ## build model_store/{cnn,resnet50,text,listing}.mar from CNN_RUN, RESNET_RUN, TEXT_RUN, LISTING_RUN
-	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store
+archive: $(STAMP) ## build model_store/{cnn,resnet50,text,listing}.mar from CNN_RUN, RESNET_RUN, TEXT_RUN, LISTING_RUN (RUNTIME=auto|eager|onnx-fp32|onnx-int8)
+	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
 
 # --- listing search ------------------------------------------------------------------------------
 
@@ -137,7 +141,7 @@ status: $(STAMP) ## say what is running
 	$(PY) -m serving.ctl status
 
 demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 4 trained models -> archives -> TorchServe + proxy -> predictions
-	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store
+	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
 	$(PY) -m serving.ctl start
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model resnet50
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model cnn
@@ -154,8 +158,9 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN
 
 # --- benchmarks ----------------------------------------------------------------------------------
 
-bench: $(STAMP) wrk ## measure raw / TorchServe / proxy / baseline throughput (MODEL=resnet50|cnn, QUICK=1)
-	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick)
+bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by side, search (MODEL=, QUICK=1, BENCH_RUNTIMES=)
+	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick) \
+		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
 
 bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s

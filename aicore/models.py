@@ -60,6 +60,10 @@ class MarketplaceCNN(nn.Module):
         """The activations before the head: the 64-d layer feeding the last Linear."""
         return self.classifier[:-1](self.features(x))
 
+    def head(self) -> nn.Module:
+        """The last Linear, 64 -> num_classes: :meth:`encode` followed by it is :meth:`forward`."""
+        return self.classifier[-1]
+
 
 def _cnn_side(image_size: int) -> int:
     """Spatial side after the three convolutions: floor((n + 2p - k) / s) + 1 each."""
@@ -94,6 +98,17 @@ def encode(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
         x = model.layer4(model.layer3(model.layer2(model.layer1(x))))  # (B, 2048, S/32, S/32)
         return torch.flatten(model.avgpool(x), 1)  # (B, 2048)
     return model.encode(x)
+
+
+def head(model: nn.Module) -> nn.Module:
+    """A model's classification head: ``model(x) == head(model)(encode(model, x))``.
+
+    Lets a caller that needs both the embedding and the logits (the served runtimes) run the
+    backbone once.
+    """
+    if isinstance(model, ResNet):
+        return model.fc
+    return model.head()
 
 
 def embed(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:

@@ -44,11 +44,10 @@ def _worker(model_dir: str, images: list[bytes], batch_size: int, threads: int, 
     handler = _handler(Path(model_dir), batch_size)
     if forward_only:
         size = handler.image_size
-        tensor = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+        tensor = torch.randn(batch_size, 3, size, size)
 
         def step(_: int) -> None:
-            with torch.inference_mode():
-                torch.softmax(handler.model(tensor), dim=1)  # (B, C)
+            torch.softmax(handler.runtime(tensor).logits, dim=1)  # (B, C), the archive's runtime
     else:
         batches = [[{"body": images[(i + j) % len(images)]} for j in range(batch_size)]
                    for i in range(len(images))]

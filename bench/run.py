@@ -14,6 +14,9 @@ One run, one machine, one set of photo-sized test images (``bench/images.py``):
 7. **overload** and **fault** — ``bench/faults.py``: goodput and admitted p99 at 1x/4x/12x the
    saturating concurrency, the proxy CPU per refused request, and every status while workers are
    killed mid-run.
+8. **runtimes** (``--runtimes``) — one archive per runtime built from the training run, side by side:
+   forward-only and in-process handler images/s, TorchServe req/s at the top concurrency with p50/p99,
+   and the accuracy gate's agreement with eager fp32 (:mod:`bench.runtimes`).
 
 Load comes from wrk (C, one thread; its CPU use is reported). Every measurement is bounded in time
 and request count and targets loopback only. Results: ``bench/out/results.json`` + ``results.md``.
@@ -30,7 +33,8 @@ from pathlib import Path
 
 import requests
 
-from bench import faults, raw
+from aicore.runtime import RUNTIMES
+from bench import faults, raw, runtimes, stages
 from bench.closedloop import build_request
 from bench.images import content_type, make_bench_images
 from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
@@ -70,6 +74,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", default=",".join(LAYERS),
                         help="what to measure, for tuning one layer at a time; ratios need the "
                              f"first four (default: {','.join(LAYERS)})")
+    parser.add_argument("--runtimes", default="",
+                        help=f"comma-separated runtimes to compare side by side ({', '.join(RUNTIMES)}); "
+                             "each is built from --run (default: none)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="training run the --runtimes archives are built from (default: runs/MODEL)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out",
                         help="where results and runtime files go (default: bench/out)")
     return parser
@@ -281,6 +290,8 @@ def main(args: argparse.Namespace) -> dict:
         "raw": {}, "torchserve": [], "proxy": [], "baseline": [], "ratios": {},
     }
     if "raw" in layers:
+        print("stages: decode / clean / tensor / forward / JSON per image ...", flush=True)
+        results["stages"] = stages.measure_stages(model_dir, images)
         results["raw"] = measure_raw(model_dir, images, settings, args.torch_threads,
                                      3.0 if args.quick else 10.0)
     if layers & {"torchserve", "proxy", "overhead", "overload", "fault"}:
@@ -289,6 +300,8 @@ def main(args: argparse.Namespace) -> dict:
         results.update(extra)
     if "baseline" in layers:
         results["baseline"] = measure_baseline(model_dir, images, levels, duration, args.out)
+    if args.runtimes:
+        results["runtimes"] = measure_runtimes(args, images, settings, levels, duration)
     if {"raw", "torchserve", "proxy", "baseline"} <= layers:
         results["ratios"] = ratios(results["raw"], results["torchserve"], results["proxy"],
                                    results["baseline"], levels)
@@ -300,15 +313,50 @@ def main(args: argparse.Namespace) -> dict:
     return results
 
 
+def measure_runtimes(args: argparse.Namespace, images: list[Path], settings: dict, levels: list[int],
+                     duration: float) -> list[dict]:
+    """Build and measure one archive per runtime of ``--runtimes`` (:mod:`bench.runtimes`)."""
+    wanted = [r for r in args.runtimes.split(",") if r]
+    unknown = sorted(set(wanted) - set(RUNTIMES))
+    if unknown:
+        raise UserError(f"unknown --runtimes {unknown}: choose from {', '.join(RUNTIMES)}")
+    run_dir = args.run or REPO_ROOT / "runs" / args.model
+    top = [max(levels)]
+
+    def serve(store: Path) -> list[dict]:
+        ts, _ = measure_served(argparse.Namespace(**{**vars(args), "model_store": store}), images, top,
+                               duration, {"torchserve"})
+        return ts
+
+    measured, failed = [], []
+    for runtime in wanted:
+        try:
+            measured.append(runtimes.measure_runtime(run_dir, args.model, runtime, args, images, settings,
+                                                     top, duration, serve))
+        except UserError as exc:  # the accuracy gate refused it: say so, measure the others
+            print(f"runtime {runtime}: not measured: {exc}", flush=True)
+            failed.append({"runtime": runtime, "failed": str(exc)})
+    return runtimes.with_ratios(measured) + failed
+
+
 def write_results(results: dict, out: Path) -> None:
     """``results.json`` (+ ``results.md``) for the latest run, and a per-model copy of each."""
     text = json.dumps(results, indent=2) + "\n"
     for name in ("results.json", f"results-{results['model']}.json"):
         (out / name).write_text(text)
-    if results["ratios"] or "overload" in results or "fault" in results:
+    has_main = results["ratios"] or "overload" in results or "fault" in results
+    text = markdown(results) if has_main else ""
+    if results.get("stages"):
+        text += "\n".join(["", "Handler stages (median ms per image, 1 thread):",
+                           *stages.markdown(results["stages"])]) + "\n"
+    measured = [r for r in results.get("runtimes", []) if "failed" not in r]
+    if measured:
+        text += "\n".join(runtimes.markdown(measured)) + "\n"
+        text += "".join(f"\n{r['runtime']}: {r['failed']}\n" for r in results["runtimes"] if "failed" in r)
+    if text:
         for name in ("results.md", f"results-{results['model']}.md"):
-            (out / name).write_text(markdown(results))
-        print("\n" + markdown(results))
+            (out / name).write_text(text)
+        print("\n" + text)
 
 
 if __name__ == "__main__":

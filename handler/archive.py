@@ -8,10 +8,13 @@
 - ``model.pt`` (the best-validation ``state_dict``), ``model_args.json`` and ``index_to_name.json``
   exactly as training wrote them;
 - the ``aicore`` package, so the worker preprocesses and builds the model with the very code
-  training used (the unpacked archive is on the worker's ``sys.path``).
+  training used (the unpacked archive is on the worker's ``sys.path``);
+- ``runtime.json`` and, for an ONNX runtime, ``model.onnx`` (``--runtime``; :mod:`handler.runtimes`
+  exports, calibrates and checks the accuracy gate on the run's test split).
 
-The archive version is ``<date>-<hash>``: the UTC date ``model.pt`` was written and the first 8 hex
-digits of its SHA-256, so ``GET /models/<name>`` names the weights being served. Archives are rebuilt
+The archive version is ``<date>-<hash>-<runtime>``: the UTC date ``model.pt`` was written, the
+first 8 hex digits of its SHA-256 and the runtime, so ``GET /models/<name>`` names the weights and
+the runtime being served (``?customized=true`` adds the whole ``runtime.json``). Archives are rebuilt
 on every call (a few seconds) and moved into place atomically.
 """
 
@@ -32,6 +35,9 @@ from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, load_trained
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
 from common.cli import UserError, run
+from aicore.runtime import EAGER
+from handler.runtimes import AUTO, CHOICES, GateError, SplitError, prepare_runtime
+from handler.split_images import run_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,9 @@ LISTING_HANDLER_FILE = Path(__file__).with_name("listing_handler.py")
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
 # Archive name -> the architecture its run must hold (model_args.json "arch").
 ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "listing": "multimodal"}
+# The text and listing archives run eager PyTorch: their featuriser and EmbeddingBag are not
+# exported and gated by handler.runtimes (README, "Runtimes").
+EAGER_ONLY = ("text", "listing")
 HANDLERS = {"cnn": HANDLER_FILE, "resnet50": HANDLER_FILE, "text": LISTING_HANDLER_FILE,
             "listing": LISTING_HANDLER_FILE}
 
@@ -64,6 +73,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         f"{', '.join(ARCHIVES)} (default: all)")
     parser.add_argument("--out", type=Path, default=Path("model_store"),
                         help="model store the .mar files are written to (default: model_store)")
+    parser.add_argument("--runtime", choices=CHOICES, default=AUTO,
+                        help="inference runtime inside the archives; auto = the fastest that passes "
+                             "the accuracy gate on the run's test split (default: auto)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="cleaned dataset the runs were trained on, for the accuracy gate and "
+                             "int8 calibration (default: the 'data' of each run's config.json)")
     return parser
 
 
@@ -80,10 +95,19 @@ def main(args: argparse.Namespace) -> list[Path]:
         check_run(run_dir, name)
     built = []
     for name, run_dir in runs.items():
-        path = build_archive(run_dir, name, args.out)
-        print(f"{path}  version {archive_version(run_dir)}  from {run_dir}")
+        path, record = build_archive(run_dir, name, args.out, args.runtime, args.data)
+        print(f"{path}  version {archive_version(run_dir, record['runtime'])}  from {run_dir}"
+              f"{gate_summary(record)}")
         built.append(path)
     return built
+
+
+def gate_summary(record: dict) -> str:
+    gate = record.get("accuracy_gate")
+    if not gate:
+        return ""
+    return (f"  (agreement with eager {gate['top1_agreement_with_eager']:.1%}, test accuracy "
+            f"{gate['test_accuracy']:.3f} vs {gate['eager_test_accuracy']:.3f})")
 
 
 def check_run(run_dir: Path, name: str) -> None:
@@ -110,33 +134,50 @@ def check_run(run_dir: Path, name: str) -> None:
                        f"{name}.mar must hold {arch!r}")
 
 
-def archive_version(run_dir: Path) -> str:
-    """``<YYYYMMDD>-<sha8>``: when the run's ``model.pt`` was written (UTC) and its SHA-256 prefix."""
+def archive_version(run_dir: Path, runtime: str) -> str:
+    """``<YYYYMMDD>-<sha8>-<runtime>``: when the run's ``model.pt`` was written (UTC), its SHA-256
+    prefix and the runtime that serves it."""
     weights = Path(run_dir) / MODEL_FILE
     digest = hashlib.sha256()
     with weights.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     written = datetime.fromtimestamp(weights.stat().st_mtime, tz=UTC)
-    return f"{written:%Y%m%d}-{digest.hexdigest()[:8]}"
+    return f"{written:%Y%m%d}-{digest.hexdigest()[:8]}-{runtime}"
 
 
-def build_archive(run_dir: Path, name: str, out_dir: Path) -> Path:
-    """Pack the run in ``run_dir`` into ``out_dir/<name>.mar`` and return that path.
+def build_archive(run_dir: Path, name: str, out_dir: Path, runtime: str = AUTO,
+                  data_dir: Path | None = None) -> tuple[Path, dict]:
+    """Pack the run in ``run_dir`` into ``out_dir/<name>.mar`` with ``runtime``.
+
+    Args:
+        data_dir: the cleaned dataset the run was trained on (default: its ``config.json``'s);
+            not read for ``runtime="eager"``.
+
+    Returns:
+        The archive's path and its ``runtime.json`` record.
 
     Raises:
-        UserError: if ``run_dir`` is not a finished run (see :func:`check_run`).
+        UserError: if ``run_dir`` is not a finished run (see :func:`check_run`), its dataset cannot
+            be read, or the runtime fails the accuracy gate (nothing is written then).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_run(run_dir, name)
+    if name in EAGER_ONLY:  # no optimised runtime is built and gated for them yet (README)
+        runtime = EAGER
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
         tmp = Path(tmp)
         extra = stage_extra_files(run_dir, tmp / "extra")
+        try:
+            data = data_dir if data_dir is not None or runtime == "eager" else run_data_dir(run_dir)
+            record = prepare_runtime(runtime, run_dir, extra, data)
+        except (GateError, SplitError) as exc:
+            raise UserError(f"{name}.mar: {exc}") from None
         config = ModelArchiverConfig(
             model_name=name,
             handler=str(HANDLERS[name]),
-            version=archive_version(run_dir),
+            version=archive_version(run_dir, record["runtime"]),
             serialized_file=str(run_dir / MODEL_FILE),
             extra_files=str(extra),
             export_path=str(tmp),
@@ -147,7 +188,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path) -> Path:
         target = out_dir / f"{name}.mar"
         (tmp / f"{name}.mar").replace(target)  # atomic: a reader never sees half an archive
     logger.info("wrote %s", target)
-    return target
+    return target, record
 
 
 def stage_extra_files(run_dir: Path, extra: Path) -> Path:

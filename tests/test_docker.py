@@ -56,7 +56,7 @@ def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--resnet-run", str(make_run(runs / "resnet50", arch="resnet50", image_size=32)),
         "--text-run", str(write_model_dir(runs / "text", "text", ["a", "b"])),
         "--listing-run", str(write_model_dir(runs / "multimodal", "multimodal", ["a", "b"])),
-        "--out", str(context / "model_store")]))
+        "--out", str(context / "model_store"), "--runtime", "eager"]))
     for name in ("config.properties", "serving/log4j2.xml", ".dockerignore"):
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, context / name)

@@ -2,9 +2,12 @@
 
 import json
 from pathlib import Path
-import pytest
-from bench import run as bench_run
 
+import pytest
+
+from bench import run as bench_run
+from bench import runtimes as bench_runtimes
+from bench import stages
 
 
 def test_multipart_body_is_parsed_by_fastapi_as_the_image_field(tmp_path: Path):
@@ -81,3 +84,41 @@ def test_bench_tiny_run_writes_every_field(serving_model_store: Path, tmp_path: 
     report = (out / "results.md").read_text()
     assert report.startswith("# Benchmark: cnn")
     assert "overload ratio" in report and "refusal:" in report and "fault:" in report
+    assert [r["image"] for r in results["stages"]] == results["images"]
+    for row in results["stages"]:
+        assert all(row[stage] > 0 for stage in stages.STAGES), row
+        assert max(row["decoded_size"]) >= 128  # the JPEG draft never decodes below the model's size
+
+
+def test_runtime_ratios_are_relative_to_eager():
+    measured = [{"runtime": "eager", "forward_ips": 10.0, "handler_ips": 8.0, "torchserve_rps": 5.0},
+                {"runtime": "onnx-int8", "forward_ips": 40.0, "handler_ips": 16.0, "torchserve_rps": 9.0}]
+
+    results = bench_runtimes.with_ratios(measured)
+
+    assert results[1]["forward_ips_over_eager"] == 4.0
+    assert results[1]["handler_ips_over_eager"] == 2.0
+    assert results[1]["torchserve_rps_over_eager"] == 1.8
+    assert results[0]["forward_ips_over_eager"] == 1.0
+
+
+@pytest.mark.e2e
+def test_bench_compares_runtimes_side_by_side(serving_runs: dict[str, Path], serving_model_store: Path,
+                                              tmp_path: Path):
+    out = tmp_path / "bench"
+    args = bench_run.get_args_parser().parse_args(
+        ["--model", "cnn", "--quick", "--duration", "1", "--concurrency", "2", "--layers", "raw",
+         "--runtimes", "eager,onnx-fp32", "--run", str(serving_runs["cnn"]),
+         "--model-store", str(serving_model_store), "--out", str(out)])
+
+    bench_run.main(args)
+
+    results = json.loads((out / "results.json").read_text())
+    assert [r["runtime"] for r in results["runtimes"]] == ["eager", "onnx-fp32"]
+    for r in results["runtimes"]:
+        assert r["forward_ips"] > 0 and r["handler_ips"] > 0 and r["torchserve_rps"] > 0
+        assert r["errors"] == 0 and r["concurrency"] == 2
+        assert 0 < r["p50_ms"] <= r["p99_ms"]
+    assert results["runtimes"][1]["agreement"] >= 0.99
+    assert results["runtimes"][1]["record"]["engine"] == "onnxruntime"
+    assert "| onnx-fp32 |" in (out / "results.md").read_text()

@@ -4,11 +4,15 @@ moved) and the real proxy, started by serving.ctl; real image bytes over loopbac
 import concurrent.futures
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
 import psutil
 import pytest
 import torch
+
+from aicore.runtime import RUNTIME_FILE, RUNTIMES
 from handler import archive
 from common.properties import read_properties
 from common.torchserve import READY
@@ -102,9 +106,29 @@ def test_models_show_run_version_and_configured_batching(stack, runs):
             assert response.status_code == 200
             [description] = response.json()
             configured = next(iter(snapshot["models"][name].values()))
-            assert description["modelVersion"] == archive.archive_version(run_dir)
+            runtime = archived_runtime(stack.model_store / f"{name}.mar")["runtime"]
+            assert description["modelVersion"] == archive.archive_version(run_dir, runtime)
             for setting in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers"):
                 assert description[setting] == configured[setting], setting
+
+
+def archived_runtime(mar: Path) -> dict:
+    with zipfile.ZipFile(mar) as z:
+        return json.loads(z.read(RUNTIME_FILE))
+
+
+def test_models_customized_shows_runtime_record(stack):
+    """`GET /models/<name>?customized=true` carries the archive's runtime.json from the worker."""
+    with e2e.http() as session:
+        for name in ("cnn", "resnet50"):
+            response = session.get(f"{stack.management_url}/models/{name}", params={"customized": "true"},
+                                   headers=e2e.auth(stack, "management"), timeout=30)
+            assert response.status_code == 200
+            [description] = response.json()
+            shown = description["customizedMetadata"]
+            shown = json.loads(shown) if isinstance(shown, str) else shown
+            assert shown == archived_runtime(stack.model_store / f"{name}.mar")
+            assert shown["runtime"] in RUNTIMES and shown["engine_version"]
 
 
 def worker_pids(stack: ctl.Stack, model: str) -> list[int]:

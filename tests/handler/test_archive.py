@@ -30,7 +30,7 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mar(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return archive.build_archive(cnn_run, "cnn", tmp_path_factory.mktemp("model_store"))
+    return archive.build_archive(cnn_run, "cnn", tmp_path_factory.mktemp("model_store"), "eager")[0]
 
 
 def read_manifest(mar: Path) -> dict:
@@ -55,7 +55,7 @@ def test_build_archive_packs_handler_model_labels_and_shared_packages(mar, cnn_r
               for p in package.glob("*.py")}
     assert {"aicore/__init__.py", "aicore/presets.py", "aicore/models.py",
             "common/torchserve.py"} <= packed
-    assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json",
+    assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json", "runtime.json",
                      "MAR-INF/MANIFEST.json", *packed}  # no metrics.json, no __pycache__
 
 
@@ -66,25 +66,25 @@ def test_build_archive_manifest_names_handler_and_run_version(mar, cnn_run):
     assert model["handler"] == "handler.py"
     assert model["serializedFile"] == MODEL_FILE
     digest = hashlib.sha256((cnn_run / MODEL_FILE).read_bytes()).hexdigest()
-    assert re.fullmatch(r"\d{8}-[0-9a-f]{8}", model["modelVersion"])
-    assert model["modelVersion"].endswith(digest[:8])
-    assert model["modelVersion"] == archive.archive_version(cnn_run)
+    assert re.fullmatch(r"\d{8}-[0-9a-f]{8}-eager", model["modelVersion"])
+    assert model["modelVersion"].split("-")[1] == digest[:8]
+    assert model["modelVersion"] == archive.archive_version(cnn_run, "eager")
 
 
 def test_archive_version_changes_with_weights(tmp_path):
-    first = archive.archive_version(make_run(tmp_path / "a", seed=1))
-    second = archive.archive_version(make_run(tmp_path / "b", seed=2))
+    first = archive.archive_version(make_run(tmp_path / "a", seed=1), "eager")
+    second = archive.archive_version(make_run(tmp_path / "b", seed=2), "eager")
     assert first != second
     assert first.split("-")[0] == second.split("-")[0]  # same day, different weights
 
 
 def test_build_archive_replaces_previous_archive(tmp_path, cnn_run):
     out = tmp_path / "store"
-    archive.build_archive(make_run(tmp_path / "old", seed=5), "cnn", out)
+    archive.build_archive(make_run(tmp_path / "old", seed=5), "cnn", out, "eager")
 
-    mar = archive.build_archive(cnn_run, "cnn", out)
+    mar, _ = archive.build_archive(cnn_run, "cnn", out, "eager")
 
-    assert read_manifest(mar)["model"]["modelVersion"] == archive.archive_version(cnn_run)
+    assert read_manifest(mar)["model"]["modelVersion"] == archive.archive_version(cnn_run, "eager")
 
 
 LOAD_IN_WORKER = textwrap.dedent("""
@@ -165,13 +165,13 @@ def test_main_builds_both_archives(tmp_path, cnn_run, capsys):
     resnet_run = make_run(tmp_path / "resnet50", arch="resnet50", image_size=32)
     args = archive.get_args_parser().parse_args(
         ["--cnn-run", str(cnn_run), "--resnet-run", str(resnet_run), "--models", "cnn", "resnet50",
-         "--out", str(tmp_path / "s")])
+         "--out", str(tmp_path / "s"), "--runtime", "eager"])
 
     built = archive.main(args)
 
     assert [p.name for p in built] == ["cnn.mar", "resnet50.mar"]
-    assert read_manifest(built[1])["model"]["modelVersion"] == archive.archive_version(resnet_run)
-    assert archive.archive_version(resnet_run) in capsys.readouterr().out
+    assert read_manifest(built[1])["model"]["modelVersion"] == archive.archive_version(resnet_run, "eager")
+    assert archive.archive_version(resnet_run, "eager") in capsys.readouterr().out
 
 
 
