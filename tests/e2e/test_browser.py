@@ -26,10 +26,13 @@ FAILURES = REPO_ROOT / "build" / "browser-failures"
 
 
 @pytest.fixture(scope="module")
-def stack(serving_model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
+def stack(serving_model_store: Path, search_index: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
     runtime_dir = tmp_path_factory.mktemp("serve-browser")
-    with e2e.running_stack(runtime_dir, serving_model_store, START_TIMEOUT_S) as stack:
-        yield stack
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AICORE_SEARCH_INDEX", str(search_index))  # the proxy inherits the environment
+        with e2e.running_stack(runtime_dir, serving_model_store, START_TIMEOUT_S) as stack:
+            yield stack
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +208,26 @@ def test_buy_tab_is_shown_exactly_when_the_proxy_has_search(page, stack):
         expect(page.get_by_role("tab", name="Buy")).to_be_visible()
     else:
         expect(page.locator("#tab-buy")).to_be_hidden()
+
+
+def test_buy_search_shows_the_ranked_listings_and_one_with_similar(page, stack):
+    open_page(page, stack)
+    page.get_by_role("tab", name="Buy").click()
+    page.locator("#buy-q").fill("sofa")
+    page.locator("#buy-submit").click()
+    cards = page.locator("#buy-results li.card")
+    expect(cards.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    with e2e.http() as session:
+        expected = session.get(f"{stack.proxy_url}/search", params={"q": "sofa", "k": 24},
+                               timeout=60).json()["results"]
+
+    assert expected, "the index holds sofas: the proxy must find them"
+    assert cards.locator(".title").all_inner_texts() == [hit["title"] for hit in expected]
+    assert "Why:" in cards.first.inner_text()
+    cards.first.locator("button").click()
+    expect(page.locator("#listing-detail")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#detail-body")).to_contain_text(expected[0]["title"])
+    expect(page.locator("#detail-similar li.card").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
 
 
 # --- API docs ------------------------------------------------------------------------------------

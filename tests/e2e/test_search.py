@@ -16,7 +16,6 @@ from search import build, evaluate, layout
 from search.engine import SearchEngine
 from serving import ctl
 from tests.support import e2e
-from tests.support.search_data import make_listings_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +23,8 @@ START_TIMEOUT_S = 180.0
 
 
 @pytest.fixture(scope="module")
-def index(serving_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The serving CNN's own dataset (same ids, so its split applies) with listing text, indexed."""
-    root = tmp_path_factory.mktemp("search_e2e")
-    data = make_listings_dataset(root / "clean", num_classes=13, products_per_class=3,
-                                 images_per_product=1, size=128)
-    build.main(build.get_args_parser().parse_args(
-        ["--data", str(data), "--run", str(serving_runs["cnn"]), "--out", str(root / "index"),
-         "--no-progress"]))
-    return root / "index"
+def index(search_index: Path) -> Path:
+    return search_index
 
 
 @pytest.fixture(scope="module")
