@@ -62,6 +62,7 @@ def _describe(stack: Stack, model: str) -> dict:
 
 @contextmanager
 def frozen(pids: list[int]) -> Iterator[None]:
+    """SIGSTOP the processes; SIGCONT them on the way out, whatever happened."""
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:

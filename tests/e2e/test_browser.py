@@ -29,10 +29,9 @@ FAILURES = REPO_ROOT / "build" / "browser-failures"
 def stack(serving_model_store: Path, search_index: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
     runtime_dir = tmp_path_factory.mktemp("serve-browser")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AICORE_SEARCH_INDEX", str(search_index))  # the proxy inherits the environment
-        with e2e.running_stack(runtime_dir, serving_model_store, START_TIMEOUT_S) as stack:
-            yield stack
+    with e2e.running_stack(runtime_dir, serving_model_store, START_TIMEOUT_S,
+                           {"AICORE_SEARCH_INDEX": str(search_index)}) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,16 @@ resumed), never timings. A frozen worker is always resumed, even when a test fai
 """
 
 import concurrent.futures
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
+from bench.faults import frozen
 from common.torchserve import READY
 from serving import ctl
 from tests.support import e2e
@@ -31,19 +29,11 @@ MODEL = "resnet50"  # 2 workers x batch 4 in config.properties
 
 @pytest.fixture(scope="module")
 def stack(serving_model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
-    stack = e2e.make_stack(tmp_path_factory.mktemp("faults"), serving_model_store)
-    with pytest.MonkeyPatch.context() as env:  # read by the proxy ctl.start launches
-        env.setenv("AICORE_READ_TIMEOUT_S", str(READ_TIMEOUT_S))
-        env.setenv("AICORE_ADMISSION_MAX_WAIT_S", "60")  # waiters outlast the frozen workers
-        try:
-            ctl.start(stack, START_TIMEOUT_S)
-            yield stack
-        finally:
-            ctl.stop(stack)
-            leftovers = e2e.stack_processes(stack)
-            for process in leftovers:
-                process.kill()
-            assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+    env = {"AICORE_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
+           "AICORE_ADMISSION_MAX_WAIT_S": "60"}  # waiters outlast the frozen workers
+    with e2e.running_stack(tmp_path_factory.mktemp("faults"), serving_model_store, START_TIMEOUT_S,
+                           env) as stack:
+        yield stack
 
 
 def workers(stack: ctl.Stack, model: str = MODEL) -> list[dict]:
@@ -63,18 +53,6 @@ def wait_all_ready(stack: ctl.Stack, timeout: float = 120) -> list[int]:
             return sorted(w["pid"] for w in found)
         time.sleep(0.3)
     raise AssertionError(f"{MODEL} workers not READY within {timeout} s: {workers(stack)}")
-
-
-@contextmanager
-def frozen(pids: list[int]) -> Iterator[None]:
-    """SIGSTOP the processes; SIGCONT them on the way out, whatever happened."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
 
 
 def post(stack: ctl.Stack, model: str = MODEL, timeout: float = 60) -> requests.Response:

@@ -30,18 +30,9 @@ def index(search_index: Path) -> Path:
 @pytest.fixture(scope="module")
 def stack(serving_model_store: Path, index: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
-    stack = e2e.make_stack(tmp_path_factory.mktemp("serve_search"), serving_model_store)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AICORE_SEARCH_INDEX", str(index))  # the proxy inherits the environment
-        try:
-            ctl.start(stack, START_TIMEOUT_S)
-            yield stack
-        finally:
-            ctl.stop(stack)
-            leftovers = e2e.stack_processes(stack)
-            for process in leftovers:
-                process.kill()
-            assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+    with e2e.running_stack(tmp_path_factory.mktemp("serve_search"), serving_model_store,
+                           START_TIMEOUT_S, {"AICORE_SEARCH_INDEX": str(index)}) as stack:
+        yield stack
 
 
 def listing_photo(index: Path, listing_id: str) -> bytes:

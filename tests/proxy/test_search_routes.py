@@ -42,13 +42,6 @@ class EmbeddingTorchServe:
             {"modelName": name, "modelVersion": self.version, "workers": []})
 
 
-@pytest.fixture(autouse=True)
-def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("AICORE_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def index_dir(search_index, tmp_path: Path) -> Path:
     shutil.copytree(search_index["index"], tmp_path / "index")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import pytest
 import requests
 import torch
 from PIL import Image
@@ -107,18 +108,26 @@ def make_stack(runtime_dir: Path, model_store: Path) -> ctl.Stack:
 
 
 @contextmanager
-def running_stack(runtime_dir: Path, model_store: Path, timeout_s: float) -> Iterator[ctl.Stack]:
-    """:func:`make_stack`, started; stopped on exit, and no process of it may be left behind."""
+def running_stack(runtime_dir: Path, model_store: Path, timeout_s: float,
+                  env: dict[str, str] | None = None) -> Iterator[ctl.Stack]:
+    """:func:`make_stack`, started; stopped on exit, and no process of it may be left behind.
+
+    ``env``: variables set while the stack starts (the proxy reads its ``AICORE_*`` settings from
+    the environment it inherits), restored afterwards.
+    """
     stack = make_stack(runtime_dir, model_store)
-    try:
-        ctl.start(stack, timeout_s)
-        yield stack
-    finally:
-        ctl.stop(stack)
-        leftovers = stack_processes(stack)
-        for process in leftovers:  # never leave a server behind, even after a failure
-            process.kill()
-        assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        try:
+            ctl.start(stack, timeout_s)
+            yield stack
+        finally:
+            ctl.stop(stack)
+            leftovers = stack_processes(stack)
+            for process in leftovers:  # never leave a server behind, even after a failure
+                process.kill()
+            assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
 
 
 def stack_processes(stack: ctl.Stack) -> list[psutil.Process]:
