@@ -324,7 +324,7 @@ def measure_runtimes(args: argparse.Namespace, images: list[Path], settings: dic
     top = [max(levels)]
 
     def serve(store: Path) -> list[dict]:
-        ts, _ = measure_served(argparse.Namespace(**{**vars(args), "model_store": store}), images, top,
+        ts, _, _ = measure_served(argparse.Namespace(**{**vars(args), "model_store": store}), images, top,
                                duration, {"torchserve"})
         return ts
 

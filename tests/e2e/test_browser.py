@@ -123,14 +123,17 @@ def test_sell_takes_a_dropped_photo(page, stack, categories):
 
     expect(page.locator("#sell-result")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     assert sorted(read_bars(page)) == sorted(categories)
-    # Only image models are served: the page says the title was not read.
-    expect(page.locator("#sell-model-used")).to_contain_text("the title and description were not used")
+    # A photo with a title goes to the served photo + text model, which reads both.
+    expect(page.locator("#sell-model-used")).to_have_text("Model: listing")
 
 
 def test_sell_lists_the_served_models(page, stack):
     open_page(page, stack)
     options = page.locator("#sell-model option").evaluate_all("os => os.map(o => o.value)")
-    assert options == ["", "cnn", "resnet50"]  # Automatic, then what GET /models says is served
+    with e2e.http() as session:
+        served = [m["name"] for m in session.get(f"{stack.proxy_url}/models", timeout=10).json()["models"]]
+    assert {"cnn", "resnet50", "text", "listing"} <= set(served)
+    assert options == ["", *served]  # Automatic, then what GET /models says is served
 
 
 def test_sell_works_with_the_keyboard_only(page, stack, categories):
