@@ -199,8 +199,9 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
                               engine: SearchEngine, model: str) -> None:
     """503 unless TorchServe serves the weights the index was built with.
 
-    The archive version ends with the first 8 hex digits of ``model.pt``'s SHA-256
-    (``handler.archive``); the index saved the full hash. Checked every ``VERSION_CHECK_S``.
+    The archive version is ``<date>-<sha8>-<runtime>`` (``handler.archive``): its second field is
+    the first 8 hex digits of ``model.pt``'s SHA-256; the index saved the full hash. Checked every
+    ``VERSION_CHECK_S``.
     """
     checked: dict = request.app.state.search_versions
     key = (model, engine.generation)
@@ -211,7 +212,7 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
     except TorchServeError:
         return  # the prediction call that follows reports TorchServe's state precisely
     expected = engine.meta["model_sha256"][:8]
-    if not version.endswith(expected):
+    if version.split("-")[1:2] != [expected]:
         raise IndexUnavailable(
             f"TorchServe serves {model!r} version {version}, but the index was built with the "
             f"weights {expected} from {engine.meta['run']}: rebuild the index from the served run "

@@ -67,6 +67,7 @@ def test_interrupted_build_leaves_the_live_index_alone(search_index, tmp_path, m
 def test_build_of_a_dataset_without_products_makes_each_image_a_listing(search_index, tmp_path):
     data = make_clean_dataset(tmp_path / "folder", num_classes=3, products_per_class=2,
                               images_per_product=1, size=48)
+    (data / "products.csv").unlink()  # as an image-folder dataset: no product records
 
     generation = run_build(data, search_index["run"], tmp_path / "index")
 
