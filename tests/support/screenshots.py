@@ -27,6 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="the proxy (default: http://127.0.0.1:8000)")
     parser.add_argument("--photo", type=Path, required=True, help="the photo the Sell picture classifies")
     parser.add_argument("--model", default="cnn", help="the model the Sell picture uses (default: cnn)")
+    parser.add_argument("--query", default="sofa", help="what the Buy picture searches for (default: sofa)")
     parser.add_argument("--out", type=Path, default=Path("docs/img"),
                         help="directory for the PNGs (default: docs/img)")
     return parser
@@ -52,6 +53,18 @@ def sell(page: Page, url: str, photo: Path, model: str) -> None:
     expect(page.locator("#sell-result")).to_be_visible(timeout=60_000)
 
 
+def buy(page: Page, url: str, query: str) -> None:
+    page.goto(f"{url}/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    page.get_by_role("tab", name="Buy").click()
+    page.locator("#buy-q").fill(query)
+    page.locator("#buy-submit").click()
+    expect(page.locator("#buy-results li.card").first).to_be_visible(timeout=60_000)
+    page.locator("#buy-count").scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('#buy-results img')].slice(0, 4)"
+                           ".every(img => img.complete && img.naturalWidth > 0)", timeout=30_000)
+
+
 def main(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile, chromium(Path(profile)) as browser:
@@ -62,6 +75,8 @@ def main(args: argparse.Namespace) -> None:
         sell(phone, args.url, args.photo, args.model)
         phone.locator("#sell-result").evaluate("result => result.scrollIntoView()")  # the bars
         save_small(phone, args.out / "sell-phone.png")
+        buy(page, args.url, args.query)
+        save_small(page, args.out / "buy.png")
         page.goto(f"{args.url}/docs")
         expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)
         save_small(page, args.out / "docs.png")
