@@ -39,6 +39,9 @@ PRODUCTS_FILE = "products.csv"
 REPORT_JSON = "report.json"
 REPORT_TXT = "report.txt"
 MANIFEST_COLUMNS = ("image_id", "product_id", "category", "path")
+# A training run's split (written by training.split, read by search.evaluate and the archive's
+# accuracy gate): {"seed", "train": [image ids], "val": [...], "test": [...]}, next to model.pt.
+SPLIT_FILE = "split.json"
 PREPARE_HINT = "create one with python -m training.prepare"
 
 

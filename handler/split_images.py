@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from common.dataset_format import MANIFEST_FILE
+from common.dataset_format import SPLIT_FILE, MANIFEST_FILE
 
-SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.json"
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.dataset_format import SPLIT_FILE
 from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
 from search import layout
@@ -32,7 +33,6 @@ from search.embedders import IMAGE, TEXT, load_embedder
 from search.engine import SearchEngine, SearchRequest
 from search.metrics import map_at_r, ndcg_at_k, percentiles_ms, precision_at_k
 
-SPLIT_FILE = "split.json"  # written by training next to the run's model
 K = 10
 MAX_DEPTH = 1000  # MAP@R ranks at most this many results per query
 DEFAULT_MAX_QUERIES = 500

@@ -17,11 +17,11 @@ from torch import nn
 from aicore.models import load_trained
 from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
-from common.dataset_format import read_clean_dir
+from common.dataset_format import SPLIT_FILE, read_clean_dir
 from training.listing_data import build_dataset
 from training.engine import DEFAULT_WORKERS, evaluate, make_loader, resolve_device
 from training.report import compute_metrics, format_report
-from training.split import SPLIT_FILE, SPLITS, load_split
+from training.split import SPLITS, load_split
 
 EVAL_METRICS_FILE = "eval_metrics.json"
 

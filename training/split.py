@@ -21,7 +21,6 @@ import pandas as pd
 from common.atomic import atomic_write_text
 from common.cli import UserError
 
-SPLIT_FILE = "split.json"
 SPLITS = ("train", "val", "test")
 FRACTIONS = {"val": 0.15, "test": 0.15}  # the rest, 70 %, trains
 MIN_PRODUCTS = len(SPLITS)  # one product per split

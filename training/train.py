@@ -28,7 +28,7 @@ from aicore.models import ARCHITECTURES, MODEL_FILE, build_model, model_args, sa
 from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
-from common.dataset_format import CleanDataset, read_clean_dir
+from common.dataset_format import SPLIT_FILE, CleanDataset, read_clean_dir
 from training import distributed, progress, recipes
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
 from training.listing_data import build_dataset
@@ -37,7 +37,7 @@ from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, eval
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.report import compute_metrics, confusion_figure, format_report
-from training.split import SPLIT_FILE, limit_ids, load_split, save_split, split_dataset
+from training.split import limit_ids, load_split, save_split, split_dataset
 from training.text_runs import (check_text_args, init_image_encoder,
                                 text_model_options, text_reference)
 
