@@ -16,6 +16,12 @@ Sizing, per model, from TorchServe's describe API (``GET /models/<name>``: worke
 An admitted request has at most 2 rounds of batches ahead of it: twice the work in the system at
 the saturating concurrency (workers x batchSize), so its latency stays within ~2x the latency at
 saturation however many clients push; everything beyond is refused at once.
+
+Every prediction route has its model's gate: ``/predict/image`` the model its ``?model=`` names
+(default ``AICORE_DEFAULT_MODEL``), ``/predict/text`` and ``/predict/listing`` the one model each
+serves (``AICORE_TEXT_MODEL``, ``AICORE_LISTING_MODEL``). With config.properties' workers and
+batch sizes: resnet50 2 x 4 -> 12 in flight + 4 waiting, cnn 2 x 8 -> 24 + 8, text 1 x 16 -> 24 + 8,
+listing 1 x 8 -> 12 + 4.
 """
 
 import asyncio
@@ -146,14 +152,18 @@ class AdmissionMiddleware:
     """Admit or refuse ``POST`` predictions before anything reads their body.
 
     ``routes`` maps a path to the model it uses when the query names none; the model comes from
-    the ``model`` query parameter. Requests for unknown models pass through (the route answers
-    404); everything else passes untouched.
+    the ``model`` query parameter. ``fixed_routes`` maps a path to the one model it serves, whatever
+    the query says (``/predict/text`` reads no ``?model=``, so a query must not pick another
+    model's gate). Requests for unknown models pass through (the route answers 404); everything
+    else passes untouched.
     """
 
-    def __init__(self, app: ASGIApp, admission: Admission, routes: dict[str, str]) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission, routes: dict[str, str],
+                 fixed_routes: dict[str, str] | None = None) -> None:
         self.app = app
         self.admission = admission
         self.routes = routes
+        self.fixed_routes = fixed_routes or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gate = self._gate(scope)
@@ -173,6 +183,9 @@ class AdmissionMiddleware:
     def _gate(self, scope: Scope) -> Gate | None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
+        fixed = self.fixed_routes.get(scope["path"])
+        if fixed is not None:
+            return self.admission.gates.get(fixed)
         default = self.routes.get(scope["path"])
         if default is None:
             return None

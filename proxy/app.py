@@ -109,7 +109,9 @@ def create_app(
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     if settings.admission:  # added last: runs first, before anything reads the body
         app.add_middleware(AdmissionMiddleware, admission=admission,
-                           routes={"/predict/image": settings.default_model})
+                           routes={"/predict/image": settings.default_model},
+                           fixed_routes={"/predict/text": settings.text_model,
+                                         "/predict/listing": settings.listing_model})
     app.add_exception_handler(TorchServeError, torchserve_error)
     app.add_exception_handler(SearchError, search_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -38,9 +38,11 @@ class ScriptedTorchServe:
     every model with ``statuses`` workers."""
 
     def __init__(self, *answers: Callable[[httpx.Request], httpx.Response] | dict | int,
-                 statuses: tuple[str, ...] = ("READY", "READY")) -> None:
+                 statuses: tuple[str, ...] = ("READY", "READY"),
+                 batch_sizes: dict[str, int] | None = None) -> None:
         self.answers = list(answers)
         self.statuses = list(statuses)
+        self.batch_sizes = batch_sizes or {}  # per model; 4 for the others
         self.predictions: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -48,7 +50,8 @@ class ScriptedTorchServe:
             return httpx.Response(200, json={"status": "Healthy"})
         if not request.url.path.startswith("/predictions/"):
             name = request.url.path.split("/")[2]
-            return httpx.Response(200, json=description(name, self.statuses))
+            return httpx.Response(200, json=description(name, self.statuses,
+                                                        self.batch_sizes.get(name, 4)))
         self.predictions.append(request)
         answer = self.answers[min(len(self.predictions), len(self.answers)) - 1]
         if callable(answer):
@@ -67,6 +70,28 @@ def client_for(settings: Settings, backend: ScriptedTorchServe) -> TestClient:
     return TestClient(create_app(settings, transport=httpx.MockTransport(backend)))
 
 
+@pytest.fixture
+def listing_settings(tmp_path) -> Settings:
+    """Settings serving the text and listing models too (as config.properties does)."""
+    return Settings(key_file=tmp_path / "k.json", models=["cnn", "resnet50", "text", "listing"])
+
+
+def post_listing(client: TestClient, route: str, **params: str) -> httpx.Response:
+    """One listing to ``/predict/text`` (JSON) or ``/predict/listing`` (form fields, no photo)."""
+    if route == "/predict/text":
+        return client.post(route, params=params, json={"title": "Ikea desk lamp"})
+    return client.post(route, params=params, data={"title": "Ikea desk lamp"})
+
+
+LISTING_ROUTES = {"/predict/text": "text", "/predict/listing": "listing"}
+
+
+def unbounded(request: httpx.Request) -> bytes:
+    """The body without its multipart boundary (httpx draws a new one for every send)."""
+    _, _, boundary = request.headers["content-type"].partition("boundary=")
+    return request.content.replace(boundary.encode(), b"") if boundary else request.content
+
+
 # --- retry on a dead worker, under the budget ---------------------------------------------------
 
 
@@ -81,6 +106,21 @@ def test_predict_retries_once_after_worker_died(settings, failure):
     assert response.json()["category"] == "Home & Garden"
     assert len(backend.predictions) == 2
     assert backend.predictions[1].content == backend.predictions[0].content  # the same image
+    assert budget.retries == 1
+
+
+@pytest.mark.parametrize("route", LISTING_ROUTES)
+@pytest.mark.parametrize("failure", [WORKER_DIED, dropped], ids=["worker-died", "dropped"])
+def test_predict_listing_routes_retry_once_after_worker_died(listing_settings, route, failure):
+    backend = ScriptedTorchServe(failure, 200)
+    with client_for(listing_settings, backend) as client:
+        response = post_listing(client, route)
+        budget = client.app.state.torchserve.budget
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == LISTING_ROUTES[route]
+    assert [r.url.path for r in backend.predictions] == [f"/predictions/{LISTING_ROUTES[route]}"] * 2
+    first, second = (unbounded(r) for r in backend.predictions)
+    assert first == second and b"Ikea desk lamp" in first  # the same listing, sent again
     assert budget.retries == 1
 
 
@@ -170,6 +210,17 @@ def test_admission_sized_from_torchserve_workers_and_batch(settings):
         backend.statuses = ["READY"] * 3  # TorchServe scaled up: /health re-sizes
         assert client.get("/health").status_code == 200
         assert (gate.capacity.in_flight, gate.capacity.waiting) == (18, 6)
+
+
+def test_admission_sizes_text_and_listing_gates_from_their_own_workers(listing_settings):
+    # config.properties' shape: image models 2 workers x batch 4/8, text batch 16, listing 8
+    backend = ScriptedTorchServe(200, statuses=("READY",),
+                                 batch_sizes={"cnn": 8, "text": 16, "listing": 8})
+    with client_for(listing_settings, backend) as client:
+        gates = client.app.state.admission.gates
+        sizes = {name: (gate.capacity.in_flight, gate.capacity.waiting)
+                 for name, gate in gates.items()}
+    assert sizes == {"cnn": (12, 4), "resnet50": (6, 2), "text": (24, 8), "listing": (12, 4)}
 
 
 def run(coro):
@@ -263,3 +314,44 @@ def test_overloaded_proxy_answers_503_with_retry_after_and_never_calls_torchserv
     assert "at capacity" in response.json()["detail"]
     assert other.status_code == 200
     assert [r.url.path for r in backend.predictions] == ["/predictions/cnn"]
+
+
+def test_admission_gates_text_routes_by_their_model_whatever_the_query():
+    reached = []
+
+    async def inner(scope, receive, send) -> None:
+        reached.append(scope["path"])
+
+    admission = Admission(["resnet50", "text", "listing"], 1.0, 0.0, default_slots=1,
+                          max_wait_s=1, retry_after_s=1)
+    admission.gates["text"].in_flight = 1  # the text model's one slot is taken
+    app = AdmissionMiddleware(inner, admission, routes={"/predict/image": "resnet50"},
+                              fixed_routes={"/predict/text": "text",
+                                            "/predict/listing": "listing"})
+
+    for query in (b"", b"model=resnet50"):  # ?model= must not pick another model's gate
+        sent, pulled = asgi_post(app, "/predict/text", query, chunks=100)
+        assert sent[0]["status"] == 503
+        assert "at capacity for model 'text'" in json.loads(sent[1]["body"])["detail"]
+        assert pulled == [0]
+    asgi_post(app, "/predict/listing", b"", chunks=1)
+    asgi_post(app, "/predict/image", b"", chunks=1)
+    assert reached == ["/predict/listing", "/predict/image"]
+    assert admission.gates["text"].rejected == 2
+    assert admission.gates["listing"].in_flight == admission.gates["resnet50"].in_flight == 0
+
+
+@pytest.mark.parametrize("route", LISTING_ROUTES)
+def test_overloaded_listing_route_answers_503_and_never_calls_torchserve(listing_settings, route):
+    backend = ScriptedTorchServe(200)
+    with client_for(listing_settings, backend) as client:
+        gate = client.app.state.admission.gates[LISTING_ROUTES[route]]
+        gate.in_flight = gate.capacity.in_flight  # every slot taken ...
+        gate.capacity = Capacity(gate.capacity.in_flight, 0, "test")  # ... and no queue
+        response = post_listing(client, route)
+        image = post_image(client)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert f"at capacity for model '{LISTING_ROUTES[route]}'" in response.json()["detail"]
+    assert image.status_code == 200
+    assert [r.url.path for r in backend.predictions] == ["/predictions/resnet50"]
