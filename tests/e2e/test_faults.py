@@ -44,15 +44,15 @@ def workers(stack: ctl.Stack, model: str = MODEL) -> list[dict]:
     return response.json()[0]["workers"]
 
 
-def wait_all_ready(stack: ctl.Stack, timeout: float = 120) -> list[int]:
+def wait_all_ready(stack: ctl.Stack, timeout: float = 120, model: str = MODEL) -> list[int]:
     """Pids of the model's workers once every one is READY with a live process."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = workers(stack)
+        found = workers(stack, model)
         if found and all(w["status"] == READY and psutil.pid_exists(w["pid"]) for w in found):
             return sorted(w["pid"] for w in found)
         time.sleep(0.3)
-    raise AssertionError(f"{MODEL} workers not READY within {timeout} s: {workers(stack)}")
+    raise AssertionError(f"{model} workers not READY within {timeout} s: {workers(stack, model)}")
 
 
 def post(stack: ctl.Stack, model: str = MODEL, timeout: float = 60) -> requests.Response:
@@ -62,6 +62,17 @@ def post(stack: ctl.Stack, model: str = MODEL, timeout: float = 60) -> requests.
 
 
 PHOTO = e2e.photo_jpeg()
+
+
+def post_text(stack: ctl.Stack) -> requests.Response:
+    return e2e.predict_listing_proxy(stack, "text", json={"title": "Ikea desk lamp",
+                                                          "description": "barely used"})
+
+
+# model -> (its proxy request, requests the proxy admits: in flight + waiting). Sized by /health
+# from TorchServe's workers x batchSize in config.properties: resnet50 2 x 4 -> 12 + 4, text
+# 1 x 16 -> 24 + 8 (proxy/admission.py).
+OVERLOAD = {"resnet50": (post, 12 + 4), "text": (post_text, 24 + 8)}
 
 
 def proxy_log(stack: ctl.Stack) -> str:
@@ -89,16 +100,18 @@ def test_stuck_worker_is_504_while_health_and_other_models_answer(stack):
     assert post(stack).status_code == 200
 
 
-def test_overload_is_refused_fast_with_retry_after_and_admitted_requests_succeed(stack):
-    pids = wait_all_ready(stack)
-    with e2e.http() as session:  # /health sizes admission from TorchServe: 2 x 4 -> 12 + 4
+@pytest.mark.parametrize("model", OVERLOAD)
+def test_overload_is_refused_fast_with_retry_after_and_admitted_requests_succeed(stack, model):
+    pids = wait_all_ready(stack, model=model)
+    with e2e.http() as session:  # /health sizes admission from TorchServe's workers x batchSize
         assert session.get(f"{stack.proxy_url}/health", timeout=10).status_code == 200
-    capacity, extra = 12 + 4, 12
+    request, capacity = OVERLOAD[model]
+    extra = 12
     answers: list[requests.Response] = []
     lock = threading.Lock()
 
     def send() -> None:
-        response = post(stack)
+        response = request(stack)
         with lock:
             answers.append(response)
 
@@ -121,10 +134,11 @@ def test_overload_is_refused_fast_with_retry_after_and_admitted_requests_succeed
     for response in before_resume:
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"] == "1"
-        assert f"at capacity for model '{MODEL}'" in response.json()["detail"]
+        assert f"at capacity for model '{model}'" in response.json()["detail"]
     late = answers[extra:]
     assert len(late) == capacity
     assert [r.status_code for r in late] == [200] * capacity, [r.text for r in late if r.status_code != 200]
+    assert all(r.json()["model"] == model for r in late)
 
 
 def test_worker_killed_under_load_loses_no_request(stack):
