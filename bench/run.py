@@ -16,7 +16,10 @@ One run, one machine, one set of photo-sized test images (``bench/images.py``):
    killed mid-run.
 8. **runtimes** (``--runtimes``) — one archive per runtime built from the training run, side by side:
    forward-only and in-process handler images/s, TorchServe req/s at the top concurrency with p50/p99,
-   and the accuracy gate's agreement with eager fp32 (:mod:`bench.runtimes`).
+   and the accuracy gate's agreement with eager fp32 (:mod:`bench.runtimes`);
+9. **text** — the text model (``text.mar``) in-process vs TorchServe vs proxy, listings/s and
+   latency, with the same ratios (:mod:`bench.text_serving`). ``--layers text`` alone measures only
+   it and writes ``results-text.json`` / ``.md``.
 
 Load comes from wrk (C, one thread; its CPU use is reported). Every measurement is bounded in time
 and request count and targets loopback only. Results: ``bench/out/results.json`` + ``results.md``.
@@ -34,7 +37,7 @@ from pathlib import Path
 import requests
 
 from aicore.runtime import RUNTIMES
-from bench import faults, raw, runtimes, stages
+from bench import faults, raw, runtimes, stages, text_serving
 from bench.closedloop import build_request
 from bench.images import content_type, make_bench_images
 from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
@@ -50,7 +53,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"torchserve_over_raw": 0.90, "proxy_over_torchserve": 0.90,
            "torchserve_over_baseline": 1.2, "proxy_added_p50_ms": 3.0}
 MULTIPART_BOUNDARY = "aicore-bench-boundary-7d1e"
-LAYERS = ("raw", "torchserve", "proxy", "baseline", "overhead", "overload", "fault")
+LAYERS = ("raw", "torchserve", "proxy", "baseline", "overhead", "overload", "fault", "text")
+IMAGE_LAYERS = frozenset(LAYERS) - {"text"}
 OVERHEAD_RUNS = 5
 FAULT_CLIENTS = 16
 
@@ -129,9 +133,10 @@ def sweep(name: str, url: str, bodies: list[Body], levels: list[int], duration: 
 
 
 def measure_served(args: argparse.Namespace, images: list[Path], levels: list[int],
-                   duration: float, layers: set[str]) -> tuple[list[dict], list[dict], dict]:
+                   duration: float, layers: set[str],
+                   text_bodies: list[Body] | None = None) -> tuple[list[dict], list[dict], dict]:
     """Start TorchServe + proxy on free ports, measure both (and the proxy under overload and
-    faults), stop them."""
+    faults; the text model with ``text_bodies`` when ``layers`` has text), stop them."""
     stack = stack_on_free_ports(args.out / "serve", args.model_store, args.config,
                                 args.torch_threads)
     raw_bodies = [Body(p, content_type(p)) for p in images]
@@ -142,19 +147,26 @@ def measure_served(args: argparse.Namespace, images: list[Path], levels: list[in
     try:
         key = read_key_file(stack.key_file)[INFERENCE_KEY]
         ts = proxy = []
+        extra: dict = {}
+        if "text" in layers and text_bodies:
+            extra["text"] = {
+                "torchserve": sweep("text ts", f"{stack.inference_url}/predictions/"
+                                    f"{text_serving.MODEL}", text_bodies, levels, duration,
+                                    bearer(key)),
+                "proxy": sweep("text proxy", f"{stack.proxy_url}/predict/text", text_bodies,
+                               levels, duration)}
         if "torchserve" in layers:
             ts = sweep("torchserve", f"{stack.inference_url}/predictions/{args.model}", raw_bodies,
                        levels, duration, bearer(key))
         proxy_url = f"{stack.proxy_url}/predict/image?model={args.model}"
         if "proxy" in layers:
             proxy = sweep("proxy", proxy_url, form_bodies, levels, duration)
-        extra = {}
         if "overhead" in layers:
             extra["overhead"] = added_p50_runs(
                 f"{stack.inference_url}/predictions/{args.model}", raw_bodies,
                 bearer(key), proxy_url, form_bodies, duration)
         requests_ = [build_request(proxy_url, Path(b.path).read_bytes(), b.content_type)
-                     for b in form_bodies]
+                     for b in form_bodies] if images else []
         if "overload" in layers:
             extra["overload"] = faults.overload(proxy_url, requests_, max(levels), duration)
             extra["rejection"] = faults.rejection_cost(stack, args.model, requests_[-1])
@@ -224,42 +236,69 @@ def at(results: list[dict], level: int) -> dict:
 
 def ratios(raw_figures: dict, ts: list[dict], proxy: list[dict], baseline: list[dict],
            levels: list[int]) -> dict:
+    """The layers' ratios; without ``baseline`` (the text model has none), no
+    ``torchserve_over_baseline``."""
     hi, lo = max(levels), min(levels)
     ts_rps = at(ts, hi)["throughput_rps"]
-    return {
+    result = {
         "torchserve_over_raw": round(ts_rps / raw_figures["pipeline_batchN_ips"], 3),
         "proxy_over_torchserve": round(at(proxy, hi)["throughput_rps"] / ts_rps, 3),
-        "torchserve_over_baseline": round(ts_rps / at(baseline, hi)["throughput_rps"], 3),
+        "torchserve_over_baseline": (round(ts_rps / at(baseline, hi)["throughput_rps"], 3)
+                                     if baseline else None),
         "proxy_added_p50_ms": round(at(proxy, lo)["p50_ms"] - at(ts, lo)["p50_ms"], 2),
         "torchserve_p99_over_p50": round(at(ts, hi)["p99_ms"] / at(ts, hi)["p50_ms"], 2),
     }
+    return {name: value for name, value in result.items() if value is not None}
 
 
-def markdown(results: dict) -> str:
-    lines = [f"# Benchmark: {results['model']} ({results['machine']['cpus']} CPUs, "
-             f"{results['machine']['platform']})", "",
-             "| layer | c | req/s | p50 ms | p95 ms | p99 ms | errors | wrk CPU % |",
+def measured_model(model: str, layers: set[str]) -> str:
+    """The model a run's results are named after: the text model when only its layer runs."""
+    return text_serving.MODEL if not layers & IMAGE_LAYERS else model
+
+
+def layer_table(results: dict, layers: tuple[str, ...], unit: str = "req/s") -> list[str]:
+    lines = [f"| layer | c | {unit} | p50 ms | p95 ms | p99 ms | errors | wrk CPU % |",
              "|---|---|---|---|---|---|---|---|"]
-    for layer in ("torchserve", "proxy", "baseline"):
-        for r in results[layer]:
+    for layer in layers:
+        for r in results.get(layer, []):
             lines.append(f"| {layer} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
                          f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
                          f"{r['client_cpu_pct_of_one_core']} |")
-    rf = results["raw"]
-    if rf:
-        lines += ["", f"raw (in-process, {rf['workers']} x {rf['torch_threads']} thread): "
-                  f"batch 1 {rf['pipeline_batch1_ips']} img/s, batch {rf['batch_size']} "
-                  f"{rf['pipeline_batchN_ips']} img/s, forward only {rf['forward_only_batchN_ips']} img/s"]
-    if results["ratios"]:
-        lines += ["", "| ratio | value | target |", "|---|---|---|"]
-    for name, value in results["ratios"].items():
+    return lines
+
+
+def ratio_table(measured: dict) -> list[str]:
+    lines = ["", "| ratio | value | target |", "|---|---|---|"] if measured else []
+    for name, value in measured.items():
         target = TARGETS.get(name)
         if target is None:
             verdict = "<= 3" if name.endswith("p99_over_p50") else ""
         else:
             verdict = f"<= {target}" if name.endswith("_ms") else f">= {target}"
         lines.append(f"| {name} | {value} | {verdict} |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Benchmark: {results['model']} ({results['machine']['cpus']} CPUs, "
+             f"{results['machine']['platform']})"]
+    if results["model"] != text_serving.MODEL:
+        lines += ["", *layer_table(results, ("torchserve", "proxy", "baseline"))]
+    rf = results["raw"]
+    if rf:
+        lines += ["", f"raw (in-process, {rf['workers']} x {rf['torch_threads']} thread): "
+                  f"batch 1 {rf['pipeline_batch1_ips']} img/s, batch {rf['batch_size']} "
+                  f"{rf['pipeline_batchN_ips']} img/s, forward only {rf['forward_only_batchN_ips']} img/s"]
+    lines += ratio_table(results["ratios"])
     lines += faults.markdown(results)
+    if "text" in results:
+        text = results["text"]
+        lines += ["", f"## Text model ({text['listings']} synthetic listings as JSON, "
+                  "POST /predictions/text and /predict/text)", "",
+                  *layer_table(text, ("torchserve", "proxy"), unit="listings/s")]
+        if text["raw"]:
+            lines += ["", text_serving.raw_line(text["raw"])]
+        lines += ratio_table(text["ratios"])
     return "\n".join(lines) + "\n"
 
 
@@ -269,34 +308,46 @@ def main(args: argparse.Namespace) -> dict:
     unknown = layers - set(LAYERS)
     if unknown:
         raise UserError(f"unknown --layers {sorted(unknown)}: choose from {', '.join(LAYERS)}")
+    image_run = bool(layers & IMAGE_LAYERS)
+    if args.runtimes and not image_run:
+        raise UserError("--runtimes compares the image model's archives: add an image layer "
+                        "(e.g. --layers raw)")
     duration = args.duration or (5.0 if args.quick else 20.0)
-    mar = args.model_store / f"{args.model}.mar"
-    if not mar.is_file():
-        raise UserError(f"{mar} does not exist: build it with `make archive` (after `make train`)")
+    raw_duration = 3.0 if args.quick else 10.0
+    wanted = ([args.model] if image_run else []) + (["text"] if "text" in layers else [])
+    for name in wanted:
+        mar = args.model_store / f"{name}.mar"
+        if not mar.is_file():
+            raise UserError(f"{mar} does not exist: build it with `make archive` (after `make train`)")
     try:
         require_wrk()
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
     args.out.mkdir(parents=True, exist_ok=True)
-    images = make_bench_images(args.out / "images")
-    settings = served_settings(args.config, args.model)
-    model_dir = raw.unpack_archive(mar, args.out / "unpacked" / args.model)
     results = {
-        "model": args.model, "quick": args.quick, "duration_s": duration, "concurrency": levels,
+        "model": measured_model(args.model, layers), "quick": args.quick, "duration_s": duration,
+        "concurrency": levels,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
-        "images": [p.name for p in images], "served_settings": settings,
         "torch_threads": args.torch_threads,
         "raw": {}, "torchserve": [], "proxy": [], "baseline": [], "ratios": {},
     }
+    images: list[Path] = []
+    if image_run:
+        images = make_bench_images(args.out / "images")
+        settings = served_settings(args.config, args.model)
+        model_dir = raw.unpack_archive(args.model_store / f"{args.model}.mar",
+                                       args.out / "unpacked" / args.model)
+        results.update({"images": [p.name for p in images], "served_settings": settings})
     if "raw" in layers:
         print("stages: decode / clean / tensor / forward / JSON per image ...", flush=True)
         results["stages"] = stages.measure_stages(model_dir, images)
-        results["raw"] = measure_raw(model_dir, images, settings, args.torch_threads,
-                                     3.0 if args.quick else 10.0)
-    if layers & {"torchserve", "proxy", "overhead", "overload", "fault"}:
-        results["torchserve"], results["proxy"], extra = measure_served(args, images, levels,
-                                                                        duration, layers)
+        results["raw"] = measure_raw(model_dir, images, settings, args.torch_threads, raw_duration)
+    text_bodies = measure_text_raw(args, results, raw_duration) if "text" in layers else None
+    if layers & {"torchserve", "proxy", "overhead", "overload", "fault", "text"}:
+        results["torchserve"], results["proxy"], extra = measure_served(
+            args, images, levels, duration, layers, text_bodies)
+        results.get("text", {}).update(extra.pop("text", {}))
         results.update(extra)
     if "baseline" in layers:
         results["baseline"] = measure_baseline(model_dir, images, levels, duration, args.out)
@@ -305,12 +356,32 @@ def main(args: argparse.Namespace) -> dict:
     if {"raw", "torchserve", "proxy", "baseline"} <= layers:
         results["ratios"] = ratios(results["raw"], results["torchserve"], results["proxy"],
                                    results["baseline"], levels)
+    if "text" in layers:
+        text = results["text"]
+        text["ratios"] = ratios(text["raw"], text["torchserve"], text["proxy"], [], levels)
     write_results(results, args.out)
-    errors = sum(r["errors"] for layer in ("torchserve", "proxy", "baseline") for r in results[layer])
+    measured = [results[layer] for layer in ("torchserve", "proxy", "baseline")]
+    measured += [results["text"][layer] for layer in ("torchserve", "proxy")] if "text" in layers else []
+    errors = sum(r["errors"] for layer in measured for r in layer)
     if errors:
         raise UserError(f"{errors} request(s) failed during the benchmark: the figures are not valid "
                        f"(see {args.out / 'serve' / 'logs'})")
     return results
+
+
+def measure_text_raw(args: argparse.Namespace, results: dict, duration: float) -> list[Body]:
+    """The text layer's bodies and its in-process figures (into ``results["text"]``); TorchServe
+    and the proxy are measured by :func:`measure_served` with the same bodies."""
+    settings = served_settings(args.config, text_serving.MODEL)
+    model_dir = raw.unpack_archive(args.model_store / f"{text_serving.MODEL}.mar",
+                                   args.out / "unpacked" / text_serving.MODEL)
+    bodies = text_serving.make_bodies(args.out)
+    results["text"] = {
+        "model": text_serving.MODEL, "listings": len(bodies), "served_settings": settings,
+        "raw": text_serving.measure_raw(model_dir, bodies, settings, args.torch_threads, duration),
+        "torchserve": [], "proxy": [], "ratios": {},
+    }
+    return bodies
 
 
 def measure_runtimes(args: argparse.Namespace, images: list[Path], settings: dict, levels: list[int],
@@ -344,7 +415,7 @@ def write_results(results: dict, out: Path) -> None:
     text = json.dumps(results, indent=2) + "\n"
     for name in ("results.json", f"results-{results['model']}.json"):
         (out / name).write_text(text)
-    has_main = results["ratios"] or "overload" in results or "fault" in results
+    has_main = results["ratios"] or "overload" in results or "fault" in results or "text" in results
     text = markdown(results) if has_main else ""
     if results.get("stages"):
         text += "\n".join(["", "Handler stages (median ms per image, 1 thread):",

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from bench import run as bench_run
 from bench import runtimes as bench_runtimes
-from bench import stages
+from bench import stages, text_serving
 
 
 def test_multipart_body_is_parsed_by_fastapi_as_the_image_field(tmp_path: Path):
@@ -48,6 +49,94 @@ def test_ratios_follow_their_definitions():
                       "torchserve_p99_over_p50": 1.5}
 
 
+def test_ratios_without_baseline_leave_its_ratio_out():
+    ts = [{"concurrency": 1, "throughput_rps": 100.0, "p50_ms": 4.0, "p99_ms": 6.0},
+          {"concurrency": 8, "throughput_rps": 400.0, "p50_ms": 20.0, "p99_ms": 50.0}]
+    proxy = [{"concurrency": 1, "throughput_rps": 90.0, "p50_ms": 5.5, "p99_ms": 8.0},
+             {"concurrency": 8, "throughput_rps": 300.0, "p50_ms": 26.0, "p99_ms": 70.0}]
+
+    ratios = bench_run.ratios({"pipeline_batchN_ips": 800.0}, ts, proxy, [], [1, 8])
+
+    assert ratios == {"torchserve_over_raw": 0.5, "proxy_over_torchserve": 0.75,
+                      "proxy_added_p50_ms": 1.5, "torchserve_p99_over_p50": 2.5}
+
+
+@pytest.mark.parametrize(("layers", "model"), [
+    ({"text"}, "text"), ({"raw", "text"}, "cnn"), ({"torchserve"}, "cnn"),
+])
+def test_results_are_named_after_the_text_model_only_when_its_layer_runs_alone(layers, model):
+    assert bench_run.measured_model("cnn", layers) == model
+
+
+def test_listing_bodies_are_json_listings_within_the_handler_caps(tmp_path: Path):
+    from proxy.listing_routes import TextListing
+
+    listings = [("Ikea desk lamp", "barely used"), ("T" * (MAX_TITLE_CHARS + 5), ""),
+                ("sofa", "word " * (MAX_DESCRIPTION_CHARS // 5 + 10))]
+
+    bodies = text_serving.listing_bodies(listings, tmp_path / "bodies")
+
+    assert [b.content_type for b in bodies] == ["application/json"] * 3
+    parsed = [TextListing.model_validate_json(Path(b.path).read_bytes()) for b in bodies]
+    assert (parsed[0].title, parsed[0].description) == ("Ikea desk lamp", "barely used")
+    assert parsed[1].title == "T" * MAX_TITLE_CHARS
+    assert len(parsed[2].description) == MAX_DESCRIPTION_CHARS
+
+
+def test_bench_listings_are_deterministic_and_distinct(tmp_path: Path):
+    first = [Path(b.path).read_text() for b in text_serving.make_bodies(tmp_path / "a", 20)]
+    again = [Path(b.path).read_text() for b in text_serving.make_bodies(tmp_path / "b", 20)]
+    assert first == again
+    assert len(set(first)) == 20
+
+
+def test_text_only_results_are_written_as_results_text(tmp_path: Path):
+    row = {"requests": 10, "throughput_rps": 512.5, "p50_ms": 3.0, "p95_ms": 4.0, "p99_ms": 5.0,
+           "max_ms": 6.0, "errors": 0, "client_cpu_pct_of_one_core": 12.0}
+    results = {"model": "text", "machine": {"cpus": 2, "platform": "Linux"}, "raw": {},
+               "torchserve": [], "proxy": [], "baseline": [], "ratios": {},
+               "text": {"model": "text", "listings": 256,
+                        "raw": {"workers": 1, "torch_threads": 1, "batch_size": 16,
+                                "pipeline_batch1_ips": 900.0, "pipeline_batchN_ips": 2000.0},
+                        "torchserve": [{**row, "concurrency": 8}],
+                        "proxy": [{**row, "concurrency": 8, "throughput_rps": 300.0}],
+                        "ratios": {"proxy_over_torchserve": 0.585}}}
+
+    bench_run.write_results(results, tmp_path)
+
+    assert json.loads((tmp_path / "results-text.json").read_text())["text"]["listings"] == 256
+    report = (tmp_path / "results-text.md").read_text()
+    assert report.startswith("# Benchmark: text")
+    assert "| layer | c | listings/s |" in report
+    assert "| torchserve | 8 | 512.5 |" in report and "| proxy | 8 | 300.0 |" in report
+    assert "batch 16 2000.0 listings/s" in report
+    assert "| proxy_over_torchserve | 0.585 | >= 0.9 |" in report
+    assert "baseline" not in report
+    assert not (tmp_path / "results-resnet50.json").exists()
+
+
+@pytest.mark.e2e
+def test_bench_text_layer_tiny_run(serving_model_store: Path, tmp_path: Path):
+    out = tmp_path / "bench"
+    args = bench_run.get_args_parser().parse_args(
+        ["--layers", "text", "--quick", "--duration", "1", "--concurrency", "1,2",
+         "--model-store", str(serving_model_store), "--out", str(out)])
+
+    bench_run.main(args)
+
+    results = json.loads((out / "results-text.json").read_text())
+    assert results["model"] == "text"
+    text = results["text"]
+    assert text["raw"]["pipeline_batch1_ips"] > 0 and text["raw"]["pipeline_batchN_ips"] > 0
+    for layer in ("torchserve", "proxy"):
+        assert [r["concurrency"] for r in text[layer]] == [1, 2]
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in text[layer])
+    assert set(text["ratios"]) == {"torchserve_over_raw", "proxy_over_torchserve",
+                                   "proxy_added_p50_ms", "torchserve_p99_over_p50"}
+    assert results["torchserve"] == results["proxy"] == []  # no image model measured
+    assert (out / "results-text.md").read_text().startswith("# Benchmark: text")
+
+
 @pytest.mark.e2e
 def test_bench_tiny_run_writes_every_field(serving_model_store: Path, tmp_path: Path):
     out = tmp_path / "bench"
@@ -59,6 +148,7 @@ def test_bench_tiny_run_writes_every_field(serving_model_store: Path, tmp_path: 
 
     results = json.loads((out / "results.json").read_text())
     assert results["model"] == "cnn"
+    assert results["text"]["ratios"]["torchserve_over_raw"] > 0  # make bench measures text too
     assert set(results["ratios"]) >= {"torchserve_over_raw", "proxy_over_torchserve",
                                       "torchserve_over_baseline", "proxy_added_p50_ms"}
     assert all(isinstance(v, float | int) for v in results["ratios"].values())
