@@ -158,7 +158,7 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN
 
 # --- benchmarks ----------------------------------------------------------------------------------
 
-bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by side, search (MODEL=, QUICK=1, BENCH_RUNTIMES=)
+bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by side, the text model, search (MODEL=, QUICK=1, BENCH_RUNTIMES=)
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick) \
 		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
