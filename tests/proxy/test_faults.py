@@ -189,9 +189,10 @@ def test_predict_torchserve_503_is_told_apart(settings, statuses, in_detail, ret
     assert response.headers.get("Retry-After") == retry_after
 
 
-def test_docs_list_every_failure_with_retry_after(settings):
+@pytest.mark.parametrize("path", ["/predict/image", *LISTING_ROUTES])
+def test_docs_list_every_failure_with_retry_after(settings, path):
     with client_for(settings, ScriptedTorchServe(200)) as client:
-        responses = client.get("/openapi.json").json()["paths"]["/predict/image"]["post"]["responses"]
+        responses = client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
     assert "Retry-After" in responses["503"]["headers"]
     for words in ("at capacity", "queue", "loading", "no worker", "not reachable"):
         assert words in responses["503"]["description"]
