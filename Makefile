@@ -163,8 +163,9 @@ bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by
 		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
 
-bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s
+bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s, eager vs ONNX Runtime
 	$(PY) -m bench.text
+	$(PY) -m bench.text_runtime
 
 clean: ## remove generated data, runs, archives, runtime files and benchmark output (keeps .venv)
 	-$(PY) -m serving.ctl stop 2>/dev/null
