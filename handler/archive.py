@@ -49,8 +49,8 @@ LISTING_HANDLER_FILE = Path(__file__).with_name("listing_handler.py")
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
 # Archive name -> the architecture its run must hold (model_args.json "arch").
 ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "listing": "multimodal"}
-# The text and listing archives run eager PyTorch: their featuriser and EmbeddingBag are not
-# exported and gated by handler.runtimes (README, "Runtimes").
+# The text and listing archives run eager PyTorch: ONNX Runtime runs the exported EmbeddingBag
+# ~1.5x slower than eager (`python -m bench.text_runtime`; README, "Runtimes").
 EAGER_ONLY = ("text", "listing")
 HANDLERS = {"cnn": HANDLER_FILE, "resnet50": HANDLER_FILE, "text": LISTING_HANDLER_FILE,
             "listing": LISTING_HANDLER_FILE}
@@ -163,7 +163,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path, runtime: str = AUTO,
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_run(run_dir, name)
-    if name in EAGER_ONLY:  # no optimised runtime is built and gated for them yet (README)
+    if name in EAGER_ONLY:  # measured: no optimised runtime is faster for them (README)
         runtime = EAGER
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
