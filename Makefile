@@ -162,6 +162,7 @@ bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick) \
 		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
+	$(PY) -m bench.search_text $(if $(QUICK),--queries 100)
 
 bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s
 	$(PY) -m bench.text
