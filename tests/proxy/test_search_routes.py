@@ -327,3 +327,74 @@ def test_get_search_on_a_text_index_with_torchserve_down_is_503(text_search_inde
     assert down.status_code == 503
     assert "not reachable" in down.json()["detail"] and "make serve" in down.json()["detail"]
     assert lexical.status_code == 200
+
+
+# --- an image + text index: photo and text embedded together by TorchServe's listing model ------
+
+class ListingTorchServe(TextTorchServe):
+    """Answers like the served listing model would, from the multipart fields or the JSON body
+    the proxy sends."""
+
+    async def predict_request(self, model: str, size: int, embedding: bool = False,
+                              **body: object) -> Prediction:
+        self.bodies.append((model, body))
+        if "json" in body:
+            title, image = body["json"]["title"], None  # type: ignore[index]
+        else:
+            files = body["files"]
+            title, image = files["title"][1], files.get("image", (None, None))[1]  # type: ignore[index]
+            assert files["embedding"][1] == "true"  # type: ignore[index]
+        vector = self.embedder.embed_query(text=title, image=image)
+        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
+                          embedding=vector.tolist())
+
+
+@pytest.fixture(scope="module")
+def listing_index(search_index, tmp_path_factory) -> Path:
+    from search import build
+    from tests.support.listing_models import write_model_dir
+
+    root = tmp_path_factory.mktemp("listing_index")
+    run = write_model_dir(root / "run", "multimodal", ["Appliances", "Baby & Kids Stuff",
+                                                       "Clothes, Footwear & Accessories"],
+                          image_size=32, image_arch="cnn")
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(search_index["data"]), "--run", str(run), "--out", str(root / "index"),
+         "--no-progress"]))
+    return root / "index"
+
+
+@pytest.fixture
+def listing_client(listing_index, tmp_path: Path) -> Iterator[tuple[TestClient, ListingTorchServe]]:
+    meta = layout.read_meta(layout.current_generation(listing_index))
+    fake = ListingTorchServe(Path(meta["run"]), f"20261201-{meta['model_sha256'][:8]}-eager")
+    app = create_app(Settings(key_file=tmp_path / "key_file.json", search_index=listing_index))
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        yield test_client, fake
+
+
+def test_post_photo_and_text_on_a_multimodal_index_embeds_both_together(listing_client,
+                                                                       search_index):
+    client, fake = listing_client
+    picture = photo(search_index, "img-01-002-0")
+
+    response = client.post("/search", params={"k": 5}, data={"q": "pram"},
+                           files={"image": ("q.png", picture)})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "listing" and body["retriever"] == "fused"
+    model, sent = fake.bodies[-1]
+    assert model == "listing"
+    assert sent["files"]["title"][1] == "pram" and sent["files"]["image"][1] == picture
+
+
+def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
+    client, fake = listing_client
+
+    response = client.get("/search", params={"q": "pram", "retriever": "dense"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["embedded_by"] == "listing"
+    assert fake.bodies[-1] == ("listing", {"json": {"title": "pram", "embedding": True}})
