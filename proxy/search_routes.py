@@ -61,7 +61,8 @@ SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
                 "min_price=50 is above max_price=10: swap them or widen the range"),
     413: _error("The photo is larger than the upload limit", "The image is larger than the "
                 "upload limit of 10485760 bytes (10.0 MiB): send a smaller or more compressed image"),
-    503: _error("No index yet, one being built, or TorchServe cannot embed the photo",
+    503: _error("No index yet, one being built, or TorchServe cannot embed the query (down, or "
+                "serving other weights than the index was built with)",
                 "no search index in indexes/demo: build one with `make index`"),
 }
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
