@@ -35,7 +35,9 @@ CNN_ARGS      ?= --batch-size 16
 # The default recipe was tuned on the CNN; ResNet-50 from scratch keeps the recipe it was measured with.
 RESNET_ARGS   ?= --recipe seed
 TRAIN_ARGS  ?=
-# Listing search: the index of DATA embedded by SEARCH_RUN (the CNN: 64-d, the better demo model).
+# Listing search: the index of DATA embedded by SEARCH_RUN: the CNN by default (64-d, the better
+# demo model for photo queries); runs/text or runs/multimodal index by text too, e.g.
+# `make index SEARCH_RUN=runs/text INDEX=indexes/text` (the proxy: AICORE_SEARCH_INDEX=indexes/text).
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
@@ -162,6 +164,7 @@ bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick) \
 		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
+	$(PY) -m bench.search_text $(if $(QUICK),--queries 100)
 
 bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s, eager vs ONNX Runtime
 	$(PY) -m bench.text

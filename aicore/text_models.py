@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from aicore.text import TextBatch, TextFeaturizer
+from aicore.text import TextBatch, TextFeaturizer, collate_ids
 
 DEFAULT_TEXT_DIM = 64
 DEFAULT_FUSION_DIM = 128
@@ -35,6 +35,26 @@ class ListingBatch(NamedTuple):
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ListingBatch":
         return ListingBatch(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+
+def model_input(arch: str, ids: list[list[int]], images: list[torch.Tensor | None],
+                image_size: int) -> TextBatch | ListingBatch:
+    """The input of a text or multimodal model for B listings, as serving and search build it.
+
+    Args:
+        arch: ``"text"`` (``images`` ignored) or ``"multimodal"``.
+        ids: each listing's feature ids (:meth:`aicore.text.TextFeaturizer.encode`).
+        images: each listing's preprocessed photo ``(3, S, S)``, or ``None`` (a zero image,
+            flagged as missing).
+        image_size: S.
+    """
+    text = collate_ids(ids)
+    if arch == "text":
+        return text
+    blank = torch.zeros(3, image_size, image_size)
+    stacked = torch.stack([blank if image is None else image for image in images])  # (B, 3, S, S)
+    has_image = torch.tensor([float(image is not None) for image in images])  # (B,)
+    return ListingBatch(stacked, has_image, text.ids, text.offsets)
 
 
 def make_featurizer(text: dict | None) -> TextFeaturizer:

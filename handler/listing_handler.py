@@ -32,8 +32,8 @@ from aicore.models import load_trained
 from aicore.presets import EvalPreset, ImageDecodeError, load_image
 from common.handling import (Listing, RequestError, prediction, torch_threads_from_env,
                              wants_embedding)
-from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, TextBatch, collate_ids
-from aicore.text_models import ListingBatch
+from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, TextBatch
+from aicore.text_models import ListingBatch, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -116,13 +116,8 @@ class ListingClassifierHandler(BaseHandler):
 
     def batch(self, listings: list[Listing]) -> TextBatch | ListingBatch:
         """The model's input for ``listings`` (a missing photo is a zero image, flagged)."""
-        text = collate_ids([item.ids for item in listings])
-        if self.arch == "text":
-            return text.to(self.device)
-        blank = torch.zeros(3, self.image_size, self.image_size)
-        images = torch.stack([blank if item.image is None else item.image for item in listings])
-        has_image = torch.tensor([float(item.image is not None) for item in listings])
-        return ListingBatch(images, has_image, text.ids, text.offsets).to(self.device)
+        return model_input(self.arch, [item.ids for item in listings],
+                           [item.image for item in listings], self.image_size).to(self.device)
 
     def inference(self, data: list[Listing | RequestError], *args, **kwargs) -> list:
         """One forward pass over the usable requests.

@@ -2,8 +2,9 @@
 
 The index is the directory in ``Settings.search_index`` (``make index``), served by a
 :class:`search.EngineHolder`: a rebuilt index is loaded at the next request while requests in
-flight finish on the old one. A query photo is embedded by TorchServe (``?embedding=true``) with
-the model the index was built with; its archive version must carry the same weights' hash, or
+flight finish on the old one. A query is embedded by TorchServe (``embedding=true``) with the
+model the index was built with -- its photo for an image index, its text for a text index, either
+or both for an image + text index; the archive version must carry the same weights' hash, or
 the answer is 503 naming what to rebuild (vectors of two different models are not comparable).
 """
 
@@ -25,8 +26,11 @@ from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
+from common.handling import EMBEDDING_PARAM
 from search import EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError, SearchRequest
+from search.embedders import IMAGE, TEXT
 from search.engine import MAX_K, RETRIEVERS
+from search.records import fts_query
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["search"])
@@ -57,7 +61,8 @@ SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
                 "min_price=50 is above max_price=10: swap them or widen the range"),
     413: _error("The photo is larger than the upload limit", "The image is larger than the "
                 "upload limit of 10485760 bytes (10.0 MiB): send a smaller or more compressed image"),
-    503: _error("No index yet, one being built, or TorchServe cannot embed the photo",
+    503: _error("No index yet, one being built, or TorchServe cannot embed the query (down, or "
+                "serving other weights than the index was built with)",
                 "no search index in indexes/demo: build one with `make index`"),
 }
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -102,13 +107,16 @@ Filters = Annotated[SearchFilters, Depends()]
 @router.get("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
             summary="Search listings by text")
 async def search_text(
-    engine: Engine, filters: Filters,
+    request: Request, engine: Engine, filters: Filters, torchserve: TorchServe,
+    settings: AppSettings,
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
-    dense retriever when the user has viewed listings (or the index's model embeds text)."""
-    result = await run_in_threadpool(engine.search, filters.request(text=q))
-    return _response(engine, result, embedded_by=None)
+    dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
+    user has viewed listings."""
+    vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
+    result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
+    return _response(engine, result, embedded_by=model)
 
 
 @router.post("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
@@ -119,18 +127,16 @@ async def search_upload(
     image: Annotated[UploadFile | None, File(description="a query photo (optional)")] = None,
     q: Annotated[str, Form(description="query text (optional)")] = "",
 ) -> SearchResponse:
-    """Listings like the photo (dense retrieval on its TorchServe embedding) and matching the text
-    (BM25), fused by reciprocal rank."""
-    vector, model = None, None
+    """Listings like the photo and matching the text: dense retrieval on the TorchServe
+    embedding of what the index's model reads (the photo; the text too for an image + text
+    index) and BM25 on the text, fused by reciprocal rank."""
+    data = None
     if image is not None:
-        if "image" not in engine.modalities:
+        if IMAGE not in engine.modalities:
             raise IndexUnavailable(f"this index's model ({engine.meta['arch']}) does not embed "
                                    "photos: search with text (q) only")
         data = await read_upload(image, settings.max_upload_bytes)
-        model = settings.search_model or engine.meta["served_model"]
-        await _check_served_model(request, torchserve, engine, model)
-        prediction = await torchserve.predict(model, data, embedding=True)
-        vector = _query_vector(prediction.embedding, engine, model)
+    vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, data)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
 
@@ -184,6 +190,44 @@ def make_holder(settings: Settings) -> EngineHolder:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+async def _embed_query(request: Request, torchserve: TorchServeClient, engine: SearchEngine,
+                       settings: Settings, filters: SearchFilters, text: str,
+                       image: bytes | None) -> tuple[np.ndarray | None, str | None]:
+    """The query's unit vector from TorchServe, with the model the index was built with, and that
+    model's name; ``(None, None)`` when the index's model reads none of the query's inputs, or the
+    lexical retriever alone was asked for (then TorchServe is not needed)."""
+    # Text without a word is left to the engine, which says so (the handler would refuse it as
+    # an empty listing).
+    use_text = TEXT in engine.modalities and fts_query(text) is not None
+    use_image = image is not None and IMAGE in engine.modalities
+    if not (use_text or use_image) or filters.retriever == "lexical":
+        return None, None
+    model = settings.search_model or engine.meta["served_model"]
+    await _check_served_model(request, torchserve, engine, model)
+    if TEXT not in engine.modalities:  # an image model reads the raw photo
+        assert image is not None
+        prediction = await torchserve.predict(model, image, embedding=True)
+    else:
+        body, size = listing_query_body(text if use_text else "", image if use_image else None)
+        prediction = await torchserve.predict_request(model, size, embedding=True, **body)
+    return _query_vector(prediction.embedding, engine, model), model
+
+
+def listing_query_body(text: str, image: bytes | None) -> tuple[dict[str, Any], int]:
+    """The request body that asks the text or listing model for a query's embedding, and its size.
+
+    The query text is sent as a listing's title with no description (as
+    :class:`search.embedders.TextEmbedder` embeds it in-process): JSON without a photo,
+    multipart form fields (TorchServe hands them to the handler one by one) with one.
+    """
+    if image is None:
+        return {"json": {"title": text, EMBEDDING_PARAM: True}}, len(text)
+    files = {"title": (None, text, "text/plain; charset=utf-8"),
+             EMBEDDING_PARAM: (None, "true", "text/plain"),
+             "image": ("image", image, "application/octet-stream")}
+    return {"files": files}, len(text) + len(image)
+
 
 def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
     vector = np.asarray(embedding or [], dtype=np.float32)

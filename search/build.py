@@ -5,8 +5,8 @@
 Writes a new generation of INDEX_DIR (see :mod:`search.layout`): ``listings.sqlite`` (records +
 FTS5), ``vectors.faiss`` (flat or IVF by size, :mod:`search.vectors`), ``vectors.npy`` and
 ``meta.json``, then makes it live with one atomic rename. A running proxy picks it up at its next
-request. Photo embeddings are cached in ``INDEX_DIR/cache``, so rebuilding an unchanged dataset
-with the same model embeds nothing.
+request. Embeddings (of a photo, a listing's text, or both) are cached in ``INDEX_DIR/cache`` by
+a hash of their input, so rebuilding an unchanged dataset with the same model embeds nothing.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> Path:
     say = (lambda message: None) if args.no_progress else (lambda message: print(message, flush=True))
     with layout.BuildLock(args.out):
         cache = EmbeddingCache(args.out / layout.CACHE_DIR / f"{arch}-{embedder.fingerprint[:16]}.npz")
-        say(f"{len(listings)} listings ({sum(len(x.image_ids) for x in listings)} photos) "
+        say(f"{len(listings)} listings ({sum(len(x.image_paths) for x in listings)} photos) "
             f"from {data.root}; model {arch} from {args.run}")
         vectors = embedder.embed_listings(listings, cache, progress=not args.no_progress)
         cache.save()  # keyed by content: valid even if this build fails later
@@ -82,6 +82,8 @@ def main(args: argparse.Namespace) -> Path:
                 "categories": sorted({x.category for x in listings}),
                 # an export has listing text; an image folder only file names
                 "has_text": (data.root / PRODUCTS_FILE).is_file(),
+                # a text-only dataset (prepare --products alone) has none
+                "has_photos": any(listing.image_paths for listing in listings),
                 "index": spec.to_json(),
                 "embedded": len(cache.used) - cache.hits,
                 "cached": cache.hits,
@@ -94,7 +96,7 @@ def main(args: argparse.Namespace) -> Path:
         layout.publish(args.out, generation)
     recall = "" if spec.kind == "flat" else f", nprobe {spec.nprobe}, recall@10 {spec.recall_at_10:.3f}"
     print(f"{args.out}: {meta['count']} listings, {meta['dim']}-d {spec.kind} index{recall}; "
-          f"{meta['embedded']} photos embedded, {meta['cached']} from the cache; "
+          f"{meta['embedded']} inputs embedded, {meta['cached']} from the cache; "
           f"{meta['build_seconds']:.1f} s (generation {generation.name})")
     return generation
 

@@ -3,14 +3,19 @@
 Everything else in ``search`` sees unit vectors. An embedder says which query inputs it embeds
 (``modalities``: a photo, text, or both), embeds every listing of a dataset for the index build,
 and embeds one query in-process (``python -m search.query``; the proxy asks TorchServe instead,
-with ``?embedding=true``, which runs the same :func:`aicore.models.embed`).
+with ``embedding=true``, which runs the same :func:`aicore.models.embed`).
 
 - image runs (``cnn``, ``resnet50``): a listing is the mean of its photos' embeddings, scaled back
   to unit length; a query photo is decoded and preprocessed exactly as the TorchServe handler does
-  (:func:`aicore.presets.load_image` + :class:`aicore.presets.EvalPreset`).
+  (:func:`aicore.presets.load_image` + :class:`aicore.presets.EvalPreset`);
+- text runs (``text``): a listing is the embedding of its title and description; a query is its
+  text sent as a title (``{"title": q}`` to TorchServe's ``text`` model);
+- image + text runs (``multimodal``, served as ``listing``): a listing is the mean over its photos
+  of the embedding of (photo, its text), or of its text alone without a photo; a query is its
+  photo, its text as a title, or both.
 
-A new kind of run (text, image + text) is one more class here and one line in
-:data:`EMBEDDERS`: build, query, evaluation and the proxy take it unchanged.
+A new kind of run is one more class here and one line in :data:`EMBEDDERS`: build, query,
+evaluation and the proxy take it unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +86,16 @@ def model_fingerprint(run_dir: Path) -> str:
     return digest.hexdigest()
 
 
-class ImageEmbedder:
-    """Embeds listings by their photos with an image run (``cnn``, ``resnet50``)."""
+class Embedder:
+    """What every embedder shares: the run's model on one thread, and the index build's loop.
 
-    modalities = frozenset({IMAGE})
+    A listing is embedded as one or more *inputs* (a photo; the text; a photo with the text):
+    its vector is the mean of its inputs' embeddings, scaled back to unit length. Subclasses say
+    what a listing's inputs are (:meth:`_inputs`) and how a batch of them is embedded
+    (:meth:`_embed`).
+    """
+
+    modalities: frozenset[str] = frozenset()
 
     def __init__(self, run_dir: Path) -> None:
         import torch
@@ -96,49 +107,93 @@ class ImageEmbedder:
         # (a thread per core) spun at ~3 photos/s under load; the CNN is decode-bound anyway.
         torch.set_num_threads(1)
         self.model, _, self.args = load_trained(run_dir)
+        self.arch = str(self.args["arch"])
         self.image_size = int(self.args["image_size"])
-        self.preset = EvalPreset(self.image_size)
         self.fingerprint = model_fingerprint(run_dir)
-        with torch.inference_mode():
-            probe = torch.zeros(1, 3, self.image_size, self.image_size)
-            self.dim = int(self._embed([probe[0]]).shape[1])
+        self.preset = EvalPreset(self.image_size)
 
-    def _embed(self, tensors: list) -> np.ndarray:
+    def _inputs(self, listing: Listing) -> list[tuple[str, Callable[[], object]]]:
+        """``(cache key, make the model input)`` of each of the listing's inputs."""
+        raise NotImplementedError
+
+    def _embed(self, items: list) -> np.ndarray:
+        """``(B, D)`` unit rows for B inputs made by :meth:`_inputs`."""
+        raise NotImplementedError
+
+    def embed_listings(self, listings: Sequence[Listing], cache: EmbeddingCache,
+                       progress: bool = True) -> np.ndarray:
+        """``(N, D)`` unit rows: each listing's mean input embedding, re-normalised."""
+        from tqdm import tqdm
+
+        inputs = [self._inputs(listing) for listing in listings]
+        makers = {key: make for group in inputs for key, make in group}
+        todo = [key for key in makers if cache.get(key) is None]
+        bar = tqdm(total=len(makers), initial=len(makers) - len(todo), unit="input",
+                   desc=f"embedding listings ({self.arch})", disable=not progress)
+        for start in range(0, len(todo), BATCH_SIZE):
+            chunk = todo[start:start + BATCH_SIZE]
+            for key, vector in zip(chunk, self._embed([makers[key]() for key in chunk]), strict=True):
+                cache.put(key, vector)
+            bar.update(len(chunk))
+        bar.close()
+        rows = [np.mean([cache.used[key] for key, _ in group], axis=0) for group in inputs]  # (D,)
+        return normalise(np.stack(rows))
+
+    def _photo(self, data: bytes):
+        """A photo as the TorchServe handlers preprocess it, ``(3, S, S)``.
+
+        Raises:
+            BadRequest: if ``data`` cannot be decoded.
+        """
+        from aicore.presets import ImageDecodeError, load_image
+
+        try:
+            return self.preset(load_image(data, self.image_size))  # (3, S, S)
+        except ImageDecodeError as exc:
+            raise BadRequest(f"cannot use the query image: {exc}") from None
+
+    def _probe_dim(self, item: object) -> int:
+        return int(self._embed([item]).shape[1])
+
+
+def _sha256(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))  # framed: ("ab", "c") != ("a", "bc")
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _no_photo(listing: Listing) -> UserError:
+    return UserError(f"listing {listing.id!r} has no photo, and an image model embeds only "
+                     "photos: index a text-only dataset with a text run (SEARCH_RUN=runs/text)")
+
+
+class ImageEmbedder(Embedder):
+    """Embeds listings by their photos with an image run (``cnn``, ``resnet50``)."""
+
+    modalities = frozenset({IMAGE})
+
+    def __init__(self, run_dir: Path) -> None:
+        import torch
+
+        super().__init__(run_dir)
+        self.dim = self._probe_dim(torch.zeros(3, self.image_size, self.image_size))
+
+    def _inputs(self, listing: Listing) -> list[tuple[str, Callable[[], object]]]:
+        if not listing.image_paths:
+            raise _no_photo(listing)
+        return [(hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                 lambda path=path: self._photo(Path(path).read_bytes()))
+                for path in listing.image_paths]
+
+    def _embed(self, items: list) -> np.ndarray:
         import torch
 
         from aicore.models import embed
 
         with torch.inference_mode():
-            return embed(self.model, torch.stack(tensors)).float().numpy()  # (B, D)
-
-    def _tensor(self, data: bytes):
-        from aicore.presets import load_image
-
-        return self.preset(load_image(data, self.image_size))  # (3, S, S)
-
-    def embed_listings(self, listings: Sequence[Listing], cache: EmbeddingCache,
-                       progress: bool = True) -> np.ndarray:
-        """``(N, D)`` unit rows: each listing's mean photo embedding, re-normalised."""
-        from tqdm import tqdm
-
-        paths = [path for listing in listings for path in listing.image_paths]
-        keys = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
-        todo = [i for i, key in enumerate(keys) if cache.get(key) is None]
-        bar = tqdm(total=len(paths), initial=len(paths) - len(todo), unit="image",
-                   desc="embedding photos", disable=not progress)
-        for start in range(0, len(todo), BATCH_SIZE):
-            chunk = todo[start:start + BATCH_SIZE]
-            vectors = self._embed([self._tensor(Path(paths[i]).read_bytes()) for i in chunk])
-            for i, vector in zip(chunk, vectors, strict=True):
-                cache.put(keys[i], vector)
-            bar.update(len(chunk))
-        bar.close()
-        rows, start = [], 0
-        for listing in listings:
-            photos = [cache.used[keys[i]] for i in range(start, start + len(listing.image_paths))]
-            start += len(listing.image_paths)
-            rows.append(np.mean(photos, axis=0))  # (D,)
-        return normalise(np.stack(rows))
+            return embed(self.model, torch.stack(items)).float().numpy()  # (B, D)
 
     def embed_query(self, text: str | None = None, image: bytes | None = None) -> np.ndarray | None:
         """The unit vector of a query photo; ``None`` when there is no photo (text is lexical).
@@ -146,20 +201,81 @@ class ImageEmbedder:
         Raises:
             BadRequest: if ``image`` cannot be decoded.
         """
-        from aicore.presets import ImageDecodeError
-
         if image is None:
             return None
-        try:
-            tensor = self._tensor(image)
-        except ImageDecodeError as exc:
-            raise BadRequest(f"cannot use the query image: {exc}") from None
-        return normalise(self._embed([tensor]))[0]
+        return normalise(self._embed([self._photo(image)]))[0]
+
+
+class TextEmbedder(Embedder):
+    """Embeds listings by their title and description with a text run (``text``).
+
+    The text is hashed by the run's own featuriser (:class:`aicore.text.TextFeaturizer`, rebuilt
+    from ``model_args.json`` as the listing handler does). A query's text is sent as a listing's
+    title with no description, in-process here and to TorchServe by the proxy.
+    """
+
+    modalities = frozenset({TEXT})
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(run_dir)
+        self.featurizer = self.model.featurizer
+        self.dim = self._probe_dim((self.featurizer.encode("probe", ""), None))
+
+    def _text_input(self, listing: Listing) -> tuple[bytes, list[int]]:
+        """The listing's text as a cache key part, and its feature ids."""
+        key = f"{listing.title}\x1f{listing.description}".encode()
+        return key, self.featurizer.encode(listing.title, listing.description)
+
+    def _inputs(self, listing: Listing) -> list[tuple[str, Callable[[], object]]]:
+        key, ids = self._text_input(listing)
+        return [(_sha256(key), lambda: (ids, None))]
+
+    def _embed(self, items: list) -> np.ndarray:
+        """``items``: ``(feature ids, photo (3, S, S) or None)`` per input."""
+        import torch
+
+        from aicore.models import embed
+        from aicore.text_models import model_input
+
+        batch = model_input(self.arch, [ids for ids, _ in items], [image for _, image in items],
+                            self.image_size)
+        with torch.inference_mode():
+            return embed(self.model, batch).float().numpy()  # (B, D)
+
+    def embed_query(self, text: str | None = None, image: bytes | None = None) -> np.ndarray | None:
+        """The unit vector of the query's text (and photo, for a multimodal run); ``None`` when
+        there is nothing to embed (no words and no photo).
+
+        Raises:
+            BadRequest: if ``image`` cannot be decoded.
+        """
+        ids = self.featurizer.encode(text or "", "")
+        photo = self._photo(image) if image is not None and IMAGE in self.modalities else None
+        if not ids and photo is None:
+            return None
+        return normalise(self._embed([(ids, photo)]))[0]
+
+
+class ListingEmbedder(TextEmbedder):
+    """Embeds listings by photo and text together with an image + text run (``multimodal``):
+    one input per photo, each with the listing's text (the text alone when it has no photo), as
+    the listing handler embeds one request."""
+
+    modalities = frozenset({IMAGE, TEXT})
+
+    def _inputs(self, listing: Listing) -> list[tuple[str, Callable[[], object]]]:
+        key, ids = self._text_input(listing)
+        if not listing.image_paths:
+            return [(_sha256(key), lambda: (ids, None))]
+        return [(_sha256(key, Path(path).read_bytes()),
+                 lambda path=path: (ids, self._photo(Path(path).read_bytes())))
+                for path in listing.image_paths]
 
 
 # model_args.json "arch" -> how to embed with it, and the TorchServe model that serves it.
-EMBEDDERS = {"cnn": ImageEmbedder, "resnet50": ImageEmbedder}
-SERVED_MODELS = {"cnn": "cnn", "resnet50": "resnet50"}
+EMBEDDERS = {"cnn": ImageEmbedder, "resnet50": ImageEmbedder, "text": TextEmbedder,
+             "multimodal": ListingEmbedder}
+SERVED_MODELS = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "multimodal": "listing"}
 
 
 def run_arch(run_dir: Path) -> str:

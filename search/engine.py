@@ -187,6 +187,8 @@ class SearchEngine:
         """
         record = self.get(listing_id)
         paths = record["image_paths"]
+        if not paths:
+            raise NotFound(f"listing {listing_id!r} has no photo (a text-only dataset)")
         if not 0 <= index < len(paths):
             raise NotFound(f"listing {listing_id!r} has {len(paths)} photo(s); ask for one of "
                            f"0..{len(paths) - 1}")

@@ -110,7 +110,7 @@ def query_kinds(engine: SearchEngine) -> list[str]:
     kinds = []
     if engine.meta.get("has_text"):
         kinds.append("text")
-    if IMAGE in engine.modalities:
+    if IMAGE in engine.modalities and engine.meta.get("has_photos", True):
         kinds.append("image")
         if engine.meta.get("has_text"):
             kinds.append("text+image")

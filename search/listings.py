@@ -27,7 +27,9 @@ class Listing:
     category: str  # the root category: the relevance label of the evaluation
     category_path: str  # e.g. "Home & Garden / Dining / Chairs"; the root alone when unknown
     image_ids: tuple[str, ...]  # sorted; the first is the listing's main photo
-    image_paths: tuple[Path, ...]  # the cleaned PNGs, absolute, in image_ids order
+    # the cleaned PNGs, absolute, in image_ids order; none in a text-only dataset, whose one
+    # manifest row per product still gives the listing its id there (the run's split names it)
+    image_paths: tuple[Path, ...]
 
     @property
     def text(self) -> str:
@@ -48,7 +50,9 @@ def read_listings(data_dir: Path) -> tuple[list[Listing], CleanDataset]:
     photos: dict[str, list[tuple[str, Path]]] = {}
     categories: dict[str, str] = {}
     for row in manifest.itertuples(index=False):
-        photos.setdefault(row.product_id, []).append((row.image_id, data.root / row.path))
+        # a text-only dataset (prepare --products alone) has one row per product, without a path
+        path = data.root / row.path if row.path else None
+        photos.setdefault(row.product_id, []).append((row.image_id, path))
         categories[row.product_id] = row.category
     products_file = data.root / PRODUCTS_FILE
     products = None
@@ -62,10 +66,10 @@ def read_listings(data_dir: Path) -> tuple[list[Listing], CleanDataset]:
     return listings, data
 
 
-def _listing(product_id: str, category: str, photos: list[tuple[str, Path]],
+def _listing(product_id: str, category: str, photos: list[tuple[str, Path | None]],
              products: object) -> Listing:
     image_ids = tuple(image_id for image_id, _ in photos)
-    paths = tuple(path for _, path in photos)
+    paths = tuple(path for _, path in photos if path is not None)
     if products is None or product_id not in products.index:  # type: ignore[attr-defined]
         # An image folder: the file's name is all the text there is ("sofas/red-sofa" -> "red sofa").
         stem = Path(product_id).name

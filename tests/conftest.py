@@ -81,3 +81,22 @@ def search_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     build.main(build.get_args_parser().parse_args(
         ["--data", str(data), "--run", str(run), "--out", str(root / "index"), "--no-progress"]))
     return {"data": data, "run": run, "index": root / "index"}
+
+
+@pytest.fixture(scope="session")
+def text_search_index(search_index: dict[str, Path],
+                      tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """:func:`search_index`'s dataset indexed by a one-epoch text run trained on it (small
+    hashing table), once per session: ``{"data": dir, "run": dir, "index": dir}``. Read-only."""
+    from search import build
+    from training import train
+
+    root = tmp_path_factory.mktemp("search_text")
+    run = root / "run"
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "text", "--data", str(search_index["data"]), "--out", str(run),
+         "--epochs", "1", "--workers", "0", "--batch-size", "8", "--buckets", "4096"]))
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(search_index["data"]), "--run", str(run), "--out", str(root / "index"),
+         "--no-progress"]))
+    return {"data": search_index["data"], "run": run, "index": root / "index"}

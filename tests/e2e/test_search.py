@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aicore.runtime import ONNX_INT8, RUNTIMES
+from common.torchserve import MANAGEMENT_KEY
 from search import build, evaluate, layout
 from search.engine import SearchEngine
 from serving import ctl
@@ -52,7 +54,22 @@ def test_served_embedding_equals_the_index_build(stack, index):
     served = np.asarray(response.json()["embedding"], dtype=np.float32)
     stored = np.asarray(engine.vectors.vectors[engine.position(listing_id)])
     assert served.shape == stored.shape == (64,)
-    np.testing.assert_allclose(served, stored, atol=1e-5)
+    if served_runtime(stack, "cnn") == ONNX_INT8:
+        # The archive's runtime is the fastest that passes the accuracy gate; int8 weights give
+        # the same direction (what search ranks by), not the same digits (measured: 3e-3 apart).
+        assert float(served @ stored) == pytest.approx(1.0, abs=1e-4)
+    else:  # eager and ONNX fp32 compute what the index build computed
+        np.testing.assert_allclose(served, stored, atol=1e-5)
+
+
+def served_runtime(stack: ctl.Stack, model: str) -> str:
+    """The runtime of the served archive: its version ends ``-<runtime>`` (handler.archive)."""
+    with e2e.http() as session:
+        response = session.get(f"{stack.management_url}/models/{model}",
+                               headers=e2e.auth(stack, MANAGEMENT_KEY), timeout=60)
+    assert response.status_code == 200, response.text
+    version = response.json()[0]["modelVersion"]
+    return next(runtime for runtime in RUNTIMES if version.endswith(f"-{runtime}"))
 
 
 def test_served_answer_without_the_flag_has_no_embedding(stack, index):

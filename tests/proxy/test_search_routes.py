@@ -16,8 +16,10 @@ from proxy.routes import get_torchserve
 from proxy.settings import Settings
 from proxy.torchserve import ModelDescription, Prediction
 from search import layout
-from search.embedders import ImageEmbedder
+from search.embedders import ImageEmbedder, load_embedder
+from search.engine import SearchEngine
 from search.errors import BadRequest
+from tests.support.e2e import free_ports
 
 
 class EmbeddingTorchServe:
@@ -210,3 +212,189 @@ def test_rebuilt_index_is_picked_up_without_restart(client, index_dir):
 
     assert response.status_code == 200
     assert before == old.name and response.json()["index"] == new.name
+
+
+# --- a text index: the query text is embedded by TorchServe's text model --------------------------
+
+class TextTorchServe:
+    """Answers like the served text model would: the embedding of the request's title, in-process
+    with the index's own run; records each request body."""
+
+    def __init__(self, run: Path, version: str) -> None:
+        self.embedder = load_embedder(run)
+        self.version = version
+        self.bodies: list[tuple[str, dict]] = []
+
+    async def predict_request(self, model: str, size: int, embedding: bool = False,
+                              **body: object) -> Prediction:
+        self.bodies.append((model, body))
+        title = body["json"]["title"]  # type: ignore[index]
+        vector = self.embedder.embed_query(text=title)
+        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
+                          embedding=vector.tolist() if embedding else None)
+
+    async def model(self, name: str) -> ModelDescription:
+        return ModelDescription.model_validate(
+            {"modelName": name, "modelVersion": self.version, "workers": []})
+
+
+@pytest.fixture
+def text_fake(text_search_index) -> TextTorchServe:
+    meta = layout.read_meta(layout.current_generation(text_search_index["index"]))
+    return TextTorchServe(text_search_index["run"], f"20261201-{meta['model_sha256'][:8]}-eager")
+
+
+def text_app(text_search_index, tmp_path: Path, **settings: object):
+    shutil.copytree(text_search_index["index"], tmp_path / "index")
+    return create_app(Settings(key_file=tmp_path / "key_file.json",
+                               search_index=tmp_path / "index", **settings))
+
+
+@pytest.fixture
+def text_client(text_search_index, text_fake, tmp_path: Path) -> Iterator[TestClient]:
+    app = text_app(text_search_index, tmp_path)
+    app.dependency_overrides[get_torchserve] = lambda: text_fake
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_get_search_on_a_text_index_embeds_the_query_and_fuses(text_client, text_fake,
+                                                               text_search_index):
+    response = text_client.get("/search", params={"q": "pram", "k": 5})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["retriever"] == "fused" and body["embedded_by"] == "text"
+    assert text_fake.bodies[-1] == ("text", {"json": {"title": "pram", "embedding": True}})
+    assert any("dense" in hit["matched"] for hit in body["results"])
+    # the dense score is the cosine of the query's embedding and the listing's stored vector
+    engine = SearchEngine.open(text_search_index["index"])
+    query = load_embedder(text_search_index["run"]).embed_query(text="pram")
+    hit = next(hit for hit in body["results"] if hit["dense_score"] is not None)
+    stored = engine.vectors.vectors[engine.position(hit["id"])]
+    assert hit["dense_score"] == pytest.approx(float(stored @ query), abs=1e-5)
+
+
+@pytest.mark.parametrize(("retriever", "matched"), [("dense", {"dense"}),
+                                                     ("lexical", {"lexical"})])
+def test_get_search_on_a_text_index_keeps_each_retriever(text_client, text_fake, retriever,
+                                                         matched):
+    before = len(text_fake.bodies)
+    response = text_client.get("/search", params={"q": "pram", "retriever": retriever})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["retriever"] == retriever
+    assert all(set(hit["matched"]) == matched for hit in body["results"])
+    # lexical alone needs no embedding, so no TorchServe call
+    assert len(text_fake.bodies) - before == (0 if retriever == "lexical" else 1)
+
+
+def test_get_search_on_a_text_index_without_words_is_400_before_torchserve(text_client,
+                                                                          text_fake):
+    response = text_client.get("/search", params={"q": "?!"})
+
+    assert response.status_code == 400
+    assert "no words" in response.json()["detail"]
+    assert text_fake.bodies == []
+
+
+def test_post_photo_to_a_text_index_says_to_search_with_text(text_client, search_index):
+    response = text_client.post("/search", files={"image": ("q.png", photo(search_index,
+                                                                           "img-01-002-0"))})
+
+    assert response.status_code == 503
+    assert "does not embed photos" in response.json()["detail"]
+
+
+def test_get_search_on_a_text_index_refuses_other_served_weights(text_client, text_fake):
+    text_fake.version = "20261201-deadbeef-eager"
+
+    response = text_client.get("/search", params={"q": "pram"})
+
+    assert response.status_code == 503
+    assert "deadbeef" in response.json()["detail"] and "make index" in response.json()["detail"]
+
+
+def test_get_search_on_a_text_index_with_torchserve_down_is_503(text_search_index, tmp_path):
+    [port] = free_ports(1)  # nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    app = text_app(text_search_index, tmp_path, inference_url=url, management_url=url)
+    with TestClient(app) as client:
+        down = client.get("/search", params={"q": "pram"})
+        lexical = client.get("/search", params={"q": "pram", "retriever": "lexical"})
+
+    assert down.status_code == 503
+    assert "not reachable" in down.json()["detail"] and "make serve" in down.json()["detail"]
+    assert lexical.status_code == 200
+
+
+# --- an image + text index: photo and text embedded together by TorchServe's listing model ------
+
+class ListingTorchServe(TextTorchServe):
+    """Answers like the served listing model would, from the multipart fields or the JSON body
+    the proxy sends."""
+
+    async def predict_request(self, model: str, size: int, embedding: bool = False,
+                              **body: object) -> Prediction:
+        self.bodies.append((model, body))
+        if "json" in body:
+            title, image = body["json"]["title"], None  # type: ignore[index]
+        else:
+            files = body["files"]
+            title, image = files["title"][1], files.get("image", (None, None))[1]  # type: ignore[index]
+            assert files["embedding"][1] == "true"  # type: ignore[index]
+        vector = self.embedder.embed_query(text=title, image=image)
+        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
+                          embedding=vector.tolist())
+
+
+@pytest.fixture(scope="module")
+def listing_index(search_index, tmp_path_factory) -> Path:
+    from search import build
+    from tests.support.listing_models import write_model_dir
+
+    root = tmp_path_factory.mktemp("listing_index")
+    run = write_model_dir(root / "run", "multimodal", ["Appliances", "Baby & Kids Stuff",
+                                                       "Clothes, Footwear & Accessories"],
+                          image_size=32, image_arch="cnn")
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(search_index["data"]), "--run", str(run), "--out", str(root / "index"),
+         "--no-progress"]))
+    return root / "index"
+
+
+@pytest.fixture
+def listing_client(listing_index, tmp_path: Path) -> Iterator[tuple[TestClient, ListingTorchServe]]:
+    meta = layout.read_meta(layout.current_generation(listing_index))
+    fake = ListingTorchServe(Path(meta["run"]), f"20261201-{meta['model_sha256'][:8]}-eager")
+    app = create_app(Settings(key_file=tmp_path / "key_file.json", search_index=listing_index))
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        yield test_client, fake
+
+
+def test_post_photo_and_text_on_a_multimodal_index_embeds_both_together(listing_client,
+                                                                       search_index):
+    client, fake = listing_client
+    picture = photo(search_index, "img-01-002-0")
+
+    response = client.post("/search", params={"k": 5}, data={"q": "pram"},
+                           files={"image": ("q.png", picture)})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "listing" and body["retriever"] == "fused"
+    model, sent = fake.bodies[-1]
+    assert model == "listing"
+    assert sent["files"]["title"][1] == "pram" and sent["files"]["image"][1] == picture
+
+
+def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
+    client, fake = listing_client
+
+    response = client.get("/search", params={"q": "pram", "retriever": "dense"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["embedded_by"] == "listing"
+    assert fake.bodies[-1] == ("listing", {"json": {"title": "pram", "embedding": True}})
