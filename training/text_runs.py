@@ -22,6 +22,7 @@ from aicore.text import DEFAULT_BUCKETS, DEFAULT_CHAR_NGRAMS, MAX_TOKENS, listin
 from common.cli import UserError
 from common.dataset_format import CleanDataset
 from training.listing_data import read_listing_text
+from training.sparse_adagrad import SparseAdagrad
 
 # Learning rates per model: SGD for the image models, Adagrad for the text ones (measured on the
 # demo data, see README "Text and listings").
@@ -37,18 +38,19 @@ def text_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     and rare words get few updates: plain SGD at the image models' lr did not move the loss in 10
     epochs (lr 2 to 50: stuck at chance or diverging); Adagrad scales each row's step by its own
     gradient history and reached TF-IDF's accuracy in 2 epochs. It takes the embedding table's
-    sparse gradients (only the rows a batch touches are updated).
+    sparse gradients: :class:`training.sparse_adagrad.SparseAdagrad` is torch's Adagrad (same
+    maths, same state) with a step that touches only those rows, ~2x faster per text epoch.
     In the multimodal model the text table learns at ``TABLE_LR`` while the image encoder and
     the fusion layers take ``--lr``: one Adagrad step moves every weight by about its lr at first,
     which a CNN at the table's 0.2 does not survive (measured: loss 3.6 after one epoch).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if config["model"] != "multimodal":
-        return torch.optim.Adagrad(params, lr=config["lr"])
+        return SparseAdagrad(params, lr=config["lr"])
     table = [model.text.bag.weight]
     rest = [p for p in params if p is not model.text.bag.weight]
-    return torch.optim.Adagrad([{"params": table, "lr": TABLE_LR, "peak_lr": TABLE_LR},
-                                {"params": rest}], lr=config["lr"])
+    return SparseAdagrad([{"params": table, "lr": TABLE_LR, "peak_lr": TABLE_LR},
+                         {"params": rest}], lr=config["lr"])
 
 
 def text_recipe(arch: str) -> dict:
