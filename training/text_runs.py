@@ -42,7 +42,8 @@ def text_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     epochs (lr 2 to 50: stuck at chance or diverging); Adagrad scales each row's step by its own
     gradient history and reached TF-IDF's accuracy in 2 epochs. It takes the embedding table's
     sparse gradients: :class:`training.sparse_adagrad.SparseAdagrad` is torch's Adagrad (same
-    maths, same state) with a step that touches only those rows, ~2x faster per text epoch.
+    maths, same state) with a step that touches only those rows: 2.4x less CPU per step, and 5
+    epochs of 10,000 listings in 36-39 s instead of 48 s (README "Text and listings").
     In the multimodal model the text table learns at ``TABLE_LR`` while the image encoder and
     the fusion layers take ``--lr``: one Adagrad step moves every weight by about its lr at first,
     which a CNN at the table's 0.2 does not survive (measured: loss 3.6 after one epoch).
