@@ -45,7 +45,7 @@ INDEX       ?= indexes/demo
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
-.PHONY: help install wrk chromium test lint demo-data prepare devset train evaluate archive serve stop status demo bench bench-text clean index
+.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset train evaluate archive serve stop status demo bench bench-text clean index
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ prepare: $(STAMP) ## clean the export in DATA_RAW into DATA (data/demo/clean)
 
 devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 images) -> data/devset/clean
 	$(PY) -m training.devset --out data/devset
+
+textdevset: $(STAMP) ## real labelled text (Debian's package index here: synopsis -> section, 13 classes, 4,160 listings) -> data/textdev/clean
+	$(PY) -m training.textdevset --out data/textdev
 
 train: $(STAMP) ## train MODEL=cnn|resnet50|text|multimodal on DATA into RUN (runs/MODEL); EPOCHS=, TRAIN_ARGS=
 	$(PY) -m training.train --model $(MODEL) --data $(DATA) --out $(RUN) --epochs $(EPOCHS) \

@@ -10,6 +10,7 @@ before the head, which :func:`aicore.models.embed` scales to unit length.
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aicore.text import TextBatch, TextFeaturizer, collate_ids
@@ -62,6 +63,23 @@ def make_featurizer(text: dict | None) -> TextFeaturizer:
     return TextFeaturizer(**(text or {}))
 
 
+class _GatherRows(torch.autograd.Function):
+    """``weight[rows]`` for distinct sorted ``rows``, whose gradient is a coalesced sparse tensor
+    of ``weight``'s shape (what ``EmbeddingBag(sparse=True)`` gives, without repeated rows)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.shape = weight.shape
+        return weight.index_select(0, rows)  # (U, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(rows.unsqueeze(0), grad, ctx.shape, is_coalesced=True,
+                                       check_invariants=False), None
+
+
 class TextEncoder(nn.Module):
     """Mean of the listing's feature embeddings (fastText's hidden layer), ``(B, dim)``.
 
@@ -77,7 +95,15 @@ class TextEncoder(nn.Module):
         self.dim = dim
 
     def forward(self, batch: TextBatch) -> torch.Tensor:  # -> (B, dim)
-        return self.bag(batch.ids, batch.offsets)
+        if not (self.training and torch.is_grad_enabled()):
+            return self.bag(batch.ids, batch.offsets)
+        # Training: the batch's distinct rows are gathered first and the bags average those, so
+        # the table's gradient comes out already summed per row (U rows, coalesced) instead of
+        # one row per looked-up id (~40,000 per batch of 32, ~2x repeats), which the optimiser
+        # would otherwise have to sort and sum every step. Same values as self.bag.
+        rows, local = torch.unique(batch.ids, return_inverse=True)  # (U,), (N,)
+        table = _GatherRows.apply(self.bag.weight, rows)  # (U, dim)
+        return F.embedding_bag(local, table, batch.offsets, mode="mean")
 
 
 class TextClassifier(nn.Module):

@@ -81,6 +81,11 @@ def test_text_resume_equals_continuous_training(data3, tmp_path):
     assert resumed["epoch"] == 2
     for key, value in straight["model"].items():
         torch.testing.assert_close(resumed["model"][key], value, rtol=1e-5, atol=1e-6)
+    # the optimiser (SparseAdagrad) resumed with its accumulated squared gradients, not zeros
+    for index, state in straight["optimizer"]["state"].items():
+        assert resumed["optimizer"]["state"][index]["step"] == state["step"] > 0
+        torch.testing.assert_close(resumed["optimizer"]["state"][index]["sum"], state["sum"],
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_multimodal_starts_from_an_image_run_and_trains(data3, tmp_path):
