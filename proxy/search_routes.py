@@ -27,7 +27,8 @@ from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
 from common.handling import EMBEDDING_PARAM
-from search import EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError, SearchRequest
+from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
+                    SearchRequest)
 from search.embedders import IMAGE, TEXT
 from search.engine import MAX_K, RETRIEVERS
 from search.records import fts_query
@@ -57,7 +58,8 @@ def _error(description: str, example: str) -> dict[str, Any]:
 
 SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("A bad query: no text and no photo, k out of range, min_price > max_price, an "
-                "unknown category or place, a viewed id not in the index, a corrupt photo",
+                "unknown category or place, a viewed id not in the index, a corrupt photo, a "
+                "photo sent to an index whose model reads text only",
                 "min_price=50 is above max_price=10: swap them or widen the range"),
     413: _error("The photo is larger than the upload limit", "The image is larger than the "
                 "upload limit of 10485760 bytes (10.0 MiB): send a smaller or more compressed image"),
@@ -132,9 +134,9 @@ async def search_upload(
     index) and BM25 on the text, fused by reciprocal rank."""
     data = None
     if image is not None:
-        if IMAGE not in engine.modalities:
-            raise IndexUnavailable(f"this index's model ({engine.meta['arch']}) does not embed "
-                                   "photos: search with text (q) only")
+        if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503
+            raise BadRequest(f"this index's model ({engine.meta['arch']}) does not embed "
+                             "photos: search with text (q) only")
         data = await read_upload(image, settings.max_upload_bytes)
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, data)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))

@@ -303,7 +303,7 @@ def test_post_photo_to_a_text_index_says_to_search_with_text(text_client, search
     response = text_client.post("/search", files={"image": ("q.png", photo(search_index,
                                                                            "img-01-002-0"))})
 
-    assert response.status_code == 503
+    assert response.status_code == 400
     assert "does not embed photos" in response.json()["detail"]
 
 
