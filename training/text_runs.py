@@ -87,9 +87,26 @@ def text_model_options(config: dict) -> dict:
         return {}
     text = {"buckets": config["buckets"], "char_ngrams": list(DEFAULT_CHAR_NGRAMS),
             "word_ngrams": 2, "max_tokens": MAX_TOKENS}
+    # idf-weighted mean of the features (aicore.text_models.TextEncoder), set by fit_idf
     if config["model"] == "text":
-        return {"text": text}
-    return {"text": text, "image_arch": config["image_arch"]}
+        return {"text": text, "idf": True}
+    return {"text": text, "image_arch": config["image_arch"], "idf": True}
+
+
+def fit_idf(model: nn.Module, features: list[list[int]]) -> None:
+    """Set a text or multimodal model's idf weights from its training samples' feature ids.
+
+    Args:
+        model: a :class:`aicore.text_models.TextClassifier` or ``MultimodalClassifier`` built
+            with ``idf=True``.
+        features: each training sample's ids (a feature counts once per sample).
+    """
+    buckets = model.featurizer.buckets
+    present = [np.unique(np.asarray(ids, dtype=np.int64)) for ids in features]
+    flat = np.concatenate(present) if present else np.zeros(0, dtype=np.int64)
+    frequency = torch.from_numpy(np.bincount(flat, minlength=buckets))  # (buckets,)
+    encoder = model.encoder if hasattr(model, "encoder") else model.text
+    encoder.set_idf(frequency, len(features))
 
 
 def init_image_encoder(model: nn.Module, run_dir: Path, image_arch: str) -> None:

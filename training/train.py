@@ -38,7 +38,7 @@ from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, eval
 from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.report import compute_metrics, confusion_figure, format_report
 from training.split import limit_ids, load_split, save_split, split_dataset
-from training.text_runs import (check_text_args, init_image_encoder,
+from training.text_runs import (check_text_args, fit_idf, init_image_encoder,
                                 text_model_options, text_reference)
 
 CONFIG_FILE = "config.json"
@@ -268,6 +268,9 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
                              augment=cfg["augment"])
     val_ds = build_dataset(state.data, state.split["val"], state.model, state.model_args,
                            augment=None)
+    if state.model_args.get("idf") and state.start_epoch == 1:  # a resumed run has it saved
+        # a multimodal dataset holds its text dataset; a text dataset is one
+        fit_idf(state.model, getattr(train_ds, "text", train_ds).features)
     val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg["batch_size"],
                              cfg["workers"], device)
     steps = len(epoch_loader(train_ds, cfg, device, state.start_epoch, dist_info))

@@ -105,3 +105,32 @@ def test_text_encoder_trains_on_distinct_rows_with_embeddingbags_values():
     assert grad.is_sparse
     assert grad._indices()[0].tolist() == [1, 3, 9, 60]  # each touched row once, sorted
     torch.testing.assert_close(grad.to_dense(), bag_grad.to_dense())
+
+
+def test_idf_weighted_encoder_is_the_weighted_mean_on_both_paths():
+    torch.manual_seed(0)
+    encoder = TextEncoder(buckets=64, dim=5, idf=True)
+    document_frequency = torch.zeros(64)
+    document_frequency[[3, 9]] = torch.tensor([9.0, 1.0])  # 3 is common, 9 rare, the rest unseen
+    encoder.set_idf(document_frequency, documents=9)
+    idf = torch.log(torch.tensor(10.0) / (1 + document_frequency)) + 1
+    assert idf[3] == pytest.approx(1.0) and idf[9] > idf[3]  # in every listing -> weight 1
+    batch = collate_ids([[3, 3, 9, 1], [], [9, 60, 3]])
+    table = encoder.bag.weight.detach()
+    expected = torch.stack([
+        (idf[[3, 3, 9, 1], None] * table[[3, 3, 9, 1]]).sum(0) / idf[[3, 3, 9, 1]].sum(),
+        torch.zeros(5),  # an empty listing encodes to zeros, not NaN
+        (idf[[9, 60, 3], None] * table[[9, 60, 3]]).sum(0) / idf[[9, 60, 3]].sum()])
+    encoder.eval()
+    served = encoder(batch)
+    served.pow(2).sum().backward()
+    served_grad = encoder.bag.weight.grad.to_dense()
+    encoder.bag.weight.grad = None
+    encoder.train()
+    trained = encoder(batch)
+    trained.pow(2).sum().backward()
+    torch.testing.assert_close(served, expected)
+    torch.testing.assert_close(trained, expected)
+    assert encoder.bag.weight.grad.is_sparse
+    torch.testing.assert_close(encoder.bag.weight.grad.to_dense(), served_grad)
+    assert not torch.allclose(served[0], table[[3, 3, 9, 1]].mean(0))  # not the plain mean

@@ -15,7 +15,9 @@ from tests.support.data import make_clean_dataset
 from training import evaluate, prepare
 from training import train as train_module
 from training.checkpoint import load_checkpoint
+from training.listing_data import ListingTextDataset
 from common.cli import UserError
+from common.dataset_format import read_clean_dir
 from training.demo_text import listing_text
 from training.export import PRODUCT_COLUMNS
 
@@ -64,6 +66,20 @@ def test_text_run_loads_and_embeds_like_serving(text_run):
     assert not torch.isnan(vectors).any()
 
 
+def test_text_run_weights_features_by_the_training_splits_idf(text_run, data3):
+    out, _ = text_run
+    model, _, args = load_trained(out)
+    assert args["idf"] is True
+    split = json.loads((out / "split.json").read_text())
+    dataset = ListingTextDataset(read_clean_dir(data3), split["train"], model.featurizer)
+    frequency = torch.zeros(model.featurizer.buckets)
+    for ids in dataset.features:
+        frequency[sorted(set(ids))] += 1
+    expected = torch.log((1.0 + len(dataset.features)) / (1.0 + frequency)) + 1.0
+    torch.testing.assert_close(model.encoder.idf, expected)  # saved in model.pt, loaded back
+    assert model.encoder.idf.max() > model.encoder.idf.min()  # not the all-ones start
+
+
 def test_evaluate_recomputes_the_text_runs_test_accuracy(text_run, data3):
     out, metrics = text_run
     result = evaluate.main(evaluate.get_args_parser().parse_args(
@@ -98,6 +114,7 @@ def test_multimodal_starts_from_an_image_run_and_trains(data3, tmp_path):
     assert "tfidf_logreg" not in metrics
     model, _, args = load_trained(out)
     assert args["image_arch"] == "cnn"
+    assert args["idf"] is True and model.text.idf.max() > model.text.idf.min()  # fitted, saved
     start = load_checkpoint(out / "checkpoint.pt")["model"]
     cnn_weights = torch.load(cnn / "model.pt", weights_only=True)
     # the image head is unused by the multimodal model, so it keeps the image run's weights
