@@ -8,6 +8,7 @@
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline, make_union
 from torch import nn
 
-from aicore.models import MODEL_FILE
+from aicore.models import MODEL_ARGS_FILE, MODEL_FILE
 from aicore.text import DEFAULT_BUCKETS, DEFAULT_CHAR_NGRAMS, MAX_TOKENS, listing_tokens
 from common.cli import UserError
 from common.dataset_format import CleanDataset
@@ -76,6 +77,8 @@ def check_text_args(args: argparse.Namespace) -> None:
                        "with Adagrad (sparse embedding gradients)")
     if args.model not in TEXT_ARCHS and args.buckets != DEFAULT_BUCKETS:
         raise UserError(f"--buckets applies to --model text or multimodal only, not {args.model}")
+    if args.model != "multimodal" and getattr(args, "text_init", None) is not None:
+        raise UserError(f"--text-init applies to --model multimodal only, not {args.model}")
     if args.image_init is not None and not (Path(args.image_init) / MODEL_FILE).is_file():
         raise UserError(f"--image-init {args.image_init} is not a finished image run "
                        f"({MODEL_FILE} is missing): train one with --model {args.image_arch}")
@@ -122,6 +125,31 @@ def init_image_encoder(model: nn.Module, run_dir: Path, image_arch: str) -> None
         raise UserError(f"--image-init {run_dir}: its {MODEL_FILE} does not fit a {image_arch} "
                        f"image encoder for this dataset ({str(exc).splitlines()[0]})") from None
     print(f"image encoder initialised from {run_dir / MODEL_FILE}")
+
+
+def init_text_encoder(model: nn.Module, run_dir: Path) -> None:
+    """Load a finished text run's encoder (embedding table and idf weights) into the multimodal
+    model's text encoder, so fusion starts from a text side that already reads listings.
+
+    Raises:
+        UserError: if the run is not a text run with idf weights and the same featuriser.
+    """
+    args_path, weights_path = run_dir / MODEL_ARGS_FILE, run_dir / MODEL_FILE
+    if not (args_path.is_file() and weights_path.is_file()):
+        raise UserError(f"--text-init {run_dir} is not a finished text run ({MODEL_FILE} or "
+                       f"{MODEL_ARGS_FILE} is missing)")
+    saved = json.loads(args_path.read_text(encoding="utf-8"))
+    if saved.get("arch") != "text" or not saved.get("idf"):
+        raise UserError(f"--text-init {run_dir} holds a {saved.get('arch')!r} model"
+                       f"{'' if saved.get('idf') else ' without idf weights'}: train one with "
+                       "--model text")
+    if saved.get("text") != model.featurizer.config():
+        raise UserError(f"--text-init {run_dir} hashes text with {saved.get('text')}, this run "
+                       f"with {model.featurizer.config()}: use the same --buckets")
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    model.text.load_state_dict({"bag.weight": state["encoder.bag.weight"],
+                                "idf": state["encoder.idf"]})
+    print(f"text encoder initialised from {weights_path}")
 
 
 def _joined_tokens(data: CleanDataset, ids: list[str]) -> tuple[list[str], list[str]]:

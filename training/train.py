@@ -38,7 +38,7 @@ from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, eval
 from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.report import compute_metrics, confusion_figure, format_report
 from training.split import limit_ids, load_split, save_split, split_dataset
-from training.text_runs import (check_text_args, fit_idf, init_image_encoder,
+from training.text_runs import (check_text_args, fit_idf, init_image_encoder, init_text_encoder,
                                 text_model_options, text_reference)
 
 CONFIG_FILE = "config.json"
@@ -91,6 +91,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-init", type=Path, default=None, metavar="RUN",
                         help="multimodal only: start the image encoder from the model.pt of a "
                              "finished image run of --image-arch (default: random)")
+    parser.add_argument("--text-init", type=Path, default=None, metavar="RUN",
+                        help="multimodal only: start the text encoder (embedding table and idf "
+                             "weights) from the model.pt of a finished text run with the same "
+                             "--buckets (default: random, idf fitted on this run's split)")
     parser.add_argument("--buckets", type=positive_int, default=DEFAULT_BUCKETS,
                         help="text and multimodal: rows of the hashed n-gram embedding table "
                              f"(default: {DEFAULT_BUCKETS})")
@@ -186,6 +190,8 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
         load_imagenet_weights(model)
     if config["image_init"]:
         init_image_encoder(model, Path(config["image_init"]), config["image_arch"])
+    if config.get("text_init"):
+        init_text_encoder(model, Path(config["text_init"]))
     if config["freeze_backbone"]:
         freeze_backbone(model)
     distributed.barrier(dist_info)
@@ -268,7 +274,8 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
                              augment=cfg["augment"])
     val_ds = build_dataset(state.data, state.split["val"], state.model, state.model_args,
                            augment=None)
-    if state.model_args.get("idf") and state.start_epoch == 1:  # a resumed run has it saved
+    # a resumed run has its idf saved; --text-init brought the text run's
+    if state.model_args.get("idf") and state.start_epoch == 1 and not cfg.get("text_init"):
         # a multimodal dataset holds its text dataset; a text dataset is one
         fit_idf(state.model, getattr(train_ds, "text", train_ds).features)
     val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg["batch_size"],

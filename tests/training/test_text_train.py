@@ -162,3 +162,33 @@ def test_text_only_dataset_from_products_alone(tmp_path):
     with pytest.raises(UserError, match="text-only dataset"):
         train("--model", "cnn", "--data", str(clean), "--out", str(tmp_path / "c"),
               "--workers", "0")
+
+
+def test_multimodal_text_init_starts_from_the_text_run(text_run, data3, tmp_path):
+    text_out, _ = text_run
+    cnn = tmp_path / "cnn"
+    train("--model", "cnn", "--data", str(data3), "--out", str(cnn), "--epochs", "1",
+          "--workers", "0", "--batch-size", "8")
+    out = tmp_path / "mm"
+    train("--model", "multimodal", "--data", str(data3), "--out", str(out), "--epochs", "1",
+          "--image-init", str(cnn), "--text-init", str(text_out), *SMALL)
+    text_model, _, _ = load_trained(text_out)
+    model, _, _ = load_trained(out)
+    # idf is not trained: the text run's, not one fitted again on this run's split
+    torch.testing.assert_close(model.text.idf, text_model.encoder.idf)
+    # the table started as the text run's: the rows no training listing touched are still it
+    same_rows = (model.text.bag.weight == text_model.encoder.bag.weight).all(dim=1)
+    assert same_rows.float().mean() > 0.9
+
+
+def test_multimodal_text_init_refuses_a_run_it_cannot_use(text_run, data3, tmp_path):
+    text_out, _ = text_run
+    with pytest.raises(UserError, match="same --buckets"):
+        train("--model", "multimodal", "--data", str(data3), "--out", str(tmp_path / "a"),
+              "--text-init", str(text_out), "--buckets", "2048", "--workers", "0")
+    with pytest.raises(UserError, match="not a finished text run"):
+        train("--model", "multimodal", "--data", str(data3), "--out", str(tmp_path / "b"),
+              "--text-init", str(tmp_path), *SMALL)
+    with pytest.raises(UserError, match="multimodal only"):
+        train("--model", "text", "--data", str(data3), "--out", str(tmp_path / "c"),
+              "--text-init", str(text_out), *SMALL)
