@@ -131,7 +131,7 @@ class TextEncoder(nn.Module):
         weights = self.idf[batch.ids]  # (N,)
         summed = F.embedding_bag(ids, table, batch.offsets, mode="sum", sparse=sparse,
                                  per_sample_weights=weights)  # (B, dim)
-        total = F.embedding_bag(torch.arange(len(weights), device=weights.device),
+        total = F.embedding_bag(torch.arange(weights.shape[0], device=weights.device),
                                 weights.unsqueeze(1), batch.offsets,
                                 mode="sum")  # (B, 1): each bag's weight; 0 for an empty bag
         return summed / total.clamp_min(1e-12)

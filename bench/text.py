@@ -121,7 +121,9 @@ def train_bench(args: argparse.Namespace) -> list[dict]:
 def new_model() -> torch.nn.Module:
     text = {"buckets": DEFAULT_BUCKETS, "char_ngrams": list(DEFAULT_CHAR_NGRAMS),
             "word_ngrams": 2, "max_tokens": MAX_TOKENS}
-    return build_model(**model_args("text", NUM_CLASSES, text=text))
+    # idf=True: the weighted mean that training.train's text runs serve (weights all 1 here:
+    # the same work per listing as fitted ones)
+    return build_model(**model_args("text", NUM_CLASSES, text=text, idf=True))
 
 
 @torch.inference_mode()

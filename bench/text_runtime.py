@@ -54,7 +54,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def text_model(buckets: int) -> nn.Module:
     text = {"buckets": buckets, "char_ngrams": list(DEFAULT_CHAR_NGRAMS), "word_ngrams": 2,
             "max_tokens": MAX_TOKENS}
-    return build_model(**model_args("text", NUM_CLASSES, text=text)).eval()
+    # idf=True: the idf-weighted mean that training.train's text runs serve
+    return build_model(**model_args("text", NUM_CLASSES, text=text, idf=True)).eval()
 
 
 def onnx_session(served: nn.Module, example: TextBatch):
