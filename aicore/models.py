@@ -17,11 +17,12 @@ from torchvision.models import ResNet
 from torchvision.models import resnet50 as tv_resnet50
 
 from aicore.categories import INDEX_TO_NAME_FILE, index_to_name, index_to_name_text, read_index_to_name
+from aicore.efficientnet import EfficientNetLite0
 from aicore.presets import IMAGE_SIZE
 
 MODEL_FILE = "model.pt"
 MODEL_ARGS_FILE = "model_args.json"
-IMAGE_ARCHITECTURES = ("cnn", "resnet50")
+IMAGE_ARCHITECTURES = ("cnn", "resnet50", "efficientnet_lite0")
 # text and multimodal read listing text: aicore.text_models.
 ARCHITECTURES = (*IMAGE_ARCHITECTURES, "text", "multimodal")
 
@@ -90,8 +91,8 @@ def encode(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
 
     ``x`` is the model's own input: an image tensor ``(B, 3, S, S)``, an
     :class:`aicore.text.TextBatch` (text) or an :class:`aicore.text_models.ListingBatch`
-    (multimodal). Every architecture of :data:`ARCHITECTURES` answers: ours through an ``encode``
-    method, torchvision's ResNet through its own layers up to the global average pool.
+    (multimodal). Every architecture of :data:`ARCHITECTURES` answers: ours (EfficientNet-Lite0's
+    wrapper included) through an ``encode`` method, torchvision's ResNet through its own layers up to the global average pool.
     """
     if isinstance(model, ResNet):
         x = model.maxpool(model.relu(model.bn1(model.conv1(x))))  # (B, 64, S/4, S/4)
@@ -144,6 +145,8 @@ def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE,
         return MarketplaceCNN(num_classes, image_size)
     if arch == "resnet50":
         return build_resnet50(num_classes)  # global average pooling: any image_size works
+    if arch == "efficientnet_lite0":
+        return EfficientNetLite0(num_classes)  # global average pooling too
     raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 

@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aicore.efficientnet import ENCODING_DIM as EFFICIENTNET_DIM
 from aicore.text import TextBatch, TextFeaturizer, collate_ids
 
 DEFAULT_TEXT_DIM = 64
 DEFAULT_FUSION_DIM = 128
 # Size of each image architecture's encoding (aicore.models.encode): the CNN's 64-d layer before
-# its head, ResNet-50's 2048-d global average pool.
-IMAGE_ENCODING_DIMS = {"cnn": 64, "resnet50": 2048}
+# its head, ResNet-50's 2048-d and EfficientNet-Lite0's 1280-d global average pools.
+IMAGE_ENCODING_DIMS = {"cnn": 64, "resnet50": 2048, "efficientnet_lite0": EFFICIENTNET_DIM}
 
 
 class ListingBatch(NamedTuple):

@@ -61,7 +61,7 @@ FAULT_CLIENTS = 16
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("resnet50", "cnn"), default="resnet50",
+    parser.add_argument("--model", choices=("resnet50", "cnn", "efficientnet_lite0"), default="resnet50",
                         help="served model to measure (default: resnet50)")
     parser.add_argument("--quick", action="store_true",
                         help="short measurements (about two minutes in all) for repeated use")

@@ -1,4 +1,5 @@
-"""Pack trained runs into TorchServe model archives: ``model_store/{cnn,resnet50,text,listing}.mar``.
+"""Pack trained runs into TorchServe model archives:
+``model_store/{cnn,resnet50,efficientnet_lite0,text,listing}.mar``.
 
 ``make archive`` calls :func:`main`; tests call :func:`build_archive`. Each ``.mar`` holds
 
@@ -48,21 +49,26 @@ PACKED_PACKAGES = (Path(aicore.__file__).parent, Path(common.__file__).parent)
 LISTING_HANDLER_FILE = Path(__file__).with_name("listing_handler.py")
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
 # Archive name -> the architecture its run must hold (model_args.json "arch").
-ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "listing": "multimodal"}
+ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "efficientnet_lite0": "efficientnet_lite0",
+            "text": "text", "listing": "multimodal"}
 # The text and listing archives run eager PyTorch: ONNX Runtime runs the exported EmbeddingBag
 # ~1.5x slower than eager (`python -m bench.text_runtime`; README, "Runtimes").
 EAGER_ONLY = ("text", "listing")
-HANDLERS = {"cnn": HANDLER_FILE, "resnet50": HANDLER_FILE, "text": LISTING_HANDLER_FILE,
-            "listing": LISTING_HANDLER_FILE}
+HANDLERS = {"cnn": HANDLER_FILE, "resnet50": HANDLER_FILE, "efficientnet_lite0": HANDLER_FILE,
+            "text": LISTING_HANDLER_FILE, "listing": LISTING_HANDLER_FILE}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Build model_store/{cnn,resnet50,text,listing}.mar from trained runs.")
+        description="Build model_store/{cnn,resnet50,efficientnet_lite0,text,listing}.mar from "
+                    "trained runs.")
     parser.add_argument("--cnn-run", type=Path, default=Path("runs/cnn"),
                         help="training run directory of the CNN (default: runs/cnn)")
     parser.add_argument("--resnet-run", type=Path, default=Path("runs/resnet50"),
                         help="training run directory of ResNet-50 (default: runs/resnet50)")
+    parser.add_argument("--effnet-run", type=Path, default=Path("runs/efficientnet_lite0"),
+                        help="training run directory of EfficientNet-Lite0 "
+                             "(default: runs/efficientnet_lite0)")
     parser.add_argument("--text-run", type=Path, default=Path("runs/text"),
                         help="training run directory of the text model (default: runs/text)")
     parser.add_argument("--listing-run", type=Path, default=Path("runs/multimodal"),
@@ -88,7 +94,8 @@ def main(args: argparse.Namespace) -> list[Path]:
     Raises:
         UserError: if a run directory is missing or incomplete (nothing is written then).
     """
-    all_runs = {"cnn": args.cnn_run, "resnet50": args.resnet_run, "text": args.text_run,
+    all_runs = {"cnn": args.cnn_run, "resnet50": args.resnet_run,
+                "efficientnet_lite0": args.effnet_run, "text": args.text_run,
                 "listing": args.listing_run}
     runs = {name: run_dir for name, run_dir in all_runs.items() if name in args.models}
     for name, run_dir in runs.items():  # check both before writing anything

