@@ -92,7 +92,8 @@ def encode(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
     ``x`` is the model's own input: an image tensor ``(B, 3, S, S)``, an
     :class:`aicore.text.TextBatch` (text) or an :class:`aicore.text_models.ListingBatch`
     (multimodal). Every architecture of :data:`ARCHITECTURES` answers: ours (EfficientNet-Lite0's
-    wrapper included) through an ``encode`` method, torchvision's ResNet through its own layers up to the global average pool.
+    wrapper included) through an ``encode`` method, torchvision's ResNet through its own layers up
+    to the global average pool.
     """
     if isinstance(model, ResNet):
         x = model.maxpool(model.relu(model.bn1(model.conv1(x))))  # (B, 64, S/4, S/4)
