@@ -36,6 +36,11 @@ class EfficientNetLite0(nn.Module):
         # drop_rate 0.2 before the classifier is the original's dropout for Lite0
         self.net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=num_classes,
                                      drop_rate=drop_rate)
+        # A zero head starts every class at the same logit (loss ln C). timm's init, uniform in
+        # +-1/sqrt(num_classes), gave 13 classes logits of std ~5 on ImageNet features: the first
+        # fine-tuning steps (loss 5.5) went into undoing it, pushing noise into the backbone.
+        nn.init.zeros_(self.net.classifier.weight)
+        nn.init.zeros_(self.net.classifier.bias)
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         # x_tf = (x_in * std + mean - 0.5) / 0.5 = x_in * scale + shift, per channel
         self.register_buffer("scale", (std / TF_STD).view(1, 3, 1, 1), persistent=False)

@@ -31,8 +31,8 @@ SIZING_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
 Classifies marketplace listings into their root category by forwarding them to TorchServe:
-photos (`POST /predict/image`, models `cnn` and `resnet50`), title + description
-(`POST /predict/text`, model `text`) and photo + text (`POST /predict/listing`, model `listing`).
+photos (`POST /predict/image`, models `efficientnet_lite0`, `cnn` and `resnet50`), title +
+description (`POST /predict/text`, model `text`) and photo + text (`POST /predict/listing`, model `listing`).
 Every error answers `{"detail": "..."}` saying what to change.
 """
 

@@ -44,7 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default="http://127.0.0.1:8000",
                         help="the proxy's address (default: %(default)s)")
     parser.add_argument("--model", default=None,
-                        help="cnn or resnet50 (default: the proxy's default model, resnet50)")
+                        help="efficientnet_lite0, cnn or resnet50 (default: the proxy's default "
+                             "model, efficientnet_lite0)")
     parser.add_argument("--top", type=positive_int, default=3,
                         help="how many categories to show per image (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0,

@@ -91,8 +91,9 @@ async def predict_image(
     settings: AppSettings,
     model: Annotated[
         str | None,
-        Query(description="cnn or resnet50 (default: the proxy's AICORE_DEFAULT_MODEL, resnet50)",
-              examples=["resnet50"]),
+        Query(description="efficientnet_lite0, cnn or resnet50 (default: the proxy's "
+                          "AICORE_DEFAULT_MODEL, efficientnet_lite0)",
+              examples=["efficientnet_lite0"]),
     ] = None,
 ) -> PredictResponse:
     """Send the image to TorchServe and return its category with every category's probability."""

@@ -49,6 +49,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="also report the best C's test accuracy (default: off)")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes (default: 0)")
+    parser.add_argument("--cache", type=Path, default=None, metavar="FILE.npz",
+                        help="features of every picture: read if it exists, else written, so "
+                             "other seeds (splits) cost no backbone pass (default: none)")
     return parser
 
 
@@ -62,17 +65,31 @@ def features(model: EfficientNetLite0, dataset, workers: int) -> tuple[np.ndarra
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def all_features(data, size: int, workers: int, cache: Path | None) -> dict[str, tuple]:
+    """image id -> (feature, label) of every picture, from ``cache`` when it holds this size."""
+    ids = list(data.manifest["image_id"])
+    if cache is not None and cache.is_file():
+        saved = np.load(cache)
+        if int(saved["image_size"]) == size and list(saved["ids"]) == ids:
+            return dict(zip(ids, zip(saved["x"], saved["y"], strict=True), strict=True))
+    model = EfficientNetLite0(len(data.class_names))
+    load_efficientnet_weights(model, True)
+    x, y = features(model.eval(), MarketplaceImageDataset(data, ids, preset(size, None)), workers)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, ids=np.array(ids), x=x, y=y, image_size=size)
+    return dict(zip(ids, zip(x, y, strict=True), strict=True))
+
+
 def main(args: argparse.Namespace) -> dict:
     data = read_clean_dir(args.data)
     size = args.image_size or data.image_size
     split = split_dataset(data.manifest, args.seed, data.class_names)
-    model = EfficientNetLite0(len(data.class_names))
-    load_efficientnet_weights(model, True)
-    model.eval()
     began = time.perf_counter()
-    feats = {name: features(model, MarketplaceImageDataset(data, split[name], preset(size, None)),
-                            args.workers) for name in ("train", "val", "test")}
+    by_id = all_features(data, size, args.workers, args.cache)
     extract_s = time.perf_counter() - began
+    feats = {name: (np.stack([by_id[i][0] for i in split[name]]),
+                    np.array([by_id[i][1] for i in split[name]])) for name in ("train", "val", "test")}
     scores = {}
     for c in C_GRID:
         probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))

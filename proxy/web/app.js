@@ -129,7 +129,7 @@ function setUpTabs() {
 // Sell
 
 // The proxy's /models names models, not their inputs: a name starting with "listing" reads photo +
-// text, with "text" reads text only, anything else reads the photo (cnn, resnet50).
+// text, with "text" reads text only, anything else reads the photo (cnn, resnet50, efficientnet_lite0).
 function kindOf(name) {
   if (name.startsWith("listing")) return "listing";
   if (name.startsWith("text")) return "text";

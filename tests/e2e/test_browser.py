@@ -85,7 +85,7 @@ def read_bars(page: Page) -> dict[str, tuple[float, float]]:
 # --- Sell ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["cnn", "resnet50"])
+@pytest.mark.parametrize("model", ["cnn", "resnet50", "efficientnet_lite0"])
 def test_sell_photo_shows_a_bar_per_category(page, stack, categories, model):
     photo = e2e.photo_jpeg()
     open_page(page, stack)
@@ -132,7 +132,7 @@ def test_sell_lists_the_served_models(page, stack):
     options = page.locator("#sell-model option").evaluate_all("os => os.map(o => o.value)")
     with e2e.http() as session:
         served = [m["name"] for m in session.get(f"{stack.proxy_url}/models", timeout=10).json()["models"]]
-    assert {"cnn", "resnet50", "text", "listing"} <= set(served)
+    assert {"cnn", "resnet50", "efficientnet_lite0", "text", "listing"} <= set(served)
     assert options == ["", *served]  # Automatic, then what GET /models says is served
 
 

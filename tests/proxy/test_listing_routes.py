@@ -39,7 +39,7 @@ def recorder() -> Recorder:
 @pytest.fixture
 def client(tmp_path: Path, recorder: Recorder) -> Iterator[TestClient]:
     settings = Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT,
-                        models=["cnn", "resnet50", "text", "listing"])
+                        models=["cnn", "resnet50", "text", "listing"], default_model="resnet50")
     with TestClient(create_app(settings, transport=httpx.MockTransport(recorder))) as test_client:
         yield test_client
 

@@ -19,3 +19,11 @@ def test_settings_read_env_with_prefix(monkeypatch):
 def test_settings_default_model_not_served_is_rejected():
     with pytest.raises(ValueError, match="default_model 'vgg' is not one of"):
         Settings(default_model="vgg")
+
+
+def test_settings_default_to_efficientnet_lite0_among_the_image_models(monkeypatch):
+    for name in ("AICORE_MODELS", "AICORE_DEFAULT_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.default_model == "efficientnet_lite0"
+    assert settings.image_models == ["cnn", "resnet50", "efficientnet_lite0"]

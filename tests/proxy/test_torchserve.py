@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from common.net import free_port
 from proxy.app import create_app
-from tests.support.proxy import PROBABILITIES, png_bytes, post_image
+from tests.support.proxy import IMAGE_MODELS, PROBABILITIES, png_bytes, post_image
 from proxy.settings import Settings
 
 
@@ -237,7 +237,8 @@ def test_torchserve_down_is_503_then_recovers_when_it_starts(tmp_path):
     backend = ThreadingHTTPServer(("127.0.0.1", 0), _PingHandler, bind_and_activate=False)
     backend.server_bind()
     url = f"http://127.0.0.1:{backend.server_address[1]}"
-    settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "none.json")
+    settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "none.json",
+                        **IMAGE_MODELS)
     thread = threading.Thread(target=backend.serve_forever, kwargs={"poll_interval": 0.05})
     try:
         with TestClient(create_app(settings)) as test_client:
@@ -261,7 +262,8 @@ def test_torchserve_down_is_503_then_recovers_when_it_starts(tmp_path):
 
 def test_torchserve_unreachable_port_is_503(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "k.json")
+    settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "k.json",
+                        **IMAGE_MODELS)
     with TestClient(create_app(settings)) as test_client:
         response = post_image(test_client, png_bytes())
         models = test_client.get("/models")

