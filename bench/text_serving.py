@@ -20,7 +20,7 @@ The figures measure speed, not accuracy: the words are random.
 import json
 from pathlib import Path
 
-from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from bench import raw
 from bench.loadgen import Body
 from bench.text import synthetic_listings

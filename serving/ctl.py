@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common.cli import positive_int, run
-from common.properties import served_models
+from common.catalogue import served_models
 from serving.process import (proxy_process, start_proxy, start_torchserve, stop_proxy,
                              stop_torchserve, torchserve_process)
 from serving.ready import (http_session, model_status, proxy_ready, torchserve_ready, wait_proxy,

@@ -13,7 +13,8 @@ from proxy.admission import Admission, AdmissionMiddleware, Capacity, Gate
 from proxy.app import create_app
 from proxy.retry import RetryBudget
 from proxy.settings import Settings
-from tests.support.proxy import PROBABILITIES, png_bytes
+from tests.support.proxy import png_bytes
+from tests.support.torchserve import PROBABILITIES
 from tests.support.proxy import post_image as post_upload
 
 OK = {"category": "Home & Garden", "probabilities": PROBABILITIES}

@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from common.codec import ModelRequest, decode
 from proxy.app import create_app
 from proxy.settings import Settings
+from tests.support.torchserve import handler_row
 
 PROBABILITIES = {"Appliances": 0.1, "Home & Garden": 0.7, "Video Games & Consoles": 0.2}
 ANSWER = {"category": "Home & Garden", "probabilities": PROBABILITIES}
@@ -42,17 +44,6 @@ def client(tmp_path: Path, recorder: Recorder) -> Iterator[TestClient]:
                         models=["cnn", "resnet50", "text", "listing"])
     with TestClient(create_app(settings, transport=httpx.MockTransport(recorder))) as test_client:
         yield test_client
-
-
-def form_parts(request: httpx.Request) -> dict[str, bytes]:
-    """The multipart body's parts by name (a small parser: enough for what httpx writes)."""
-    boundary = request.headers["content-type"].split("boundary=")[1].encode()
-    parts = {}
-    for chunk in request.content.split(b"--" + boundary)[1:-1]:
-        head, _, body = chunk.partition(b"\r\n\r\n")
-        name = head.split(b'name="')[1].split(b'"')[0].decode()
-        parts[name] = body[:-2]  # the part ends with \r\n
-    return parts
 
 
 def test_predict_text_forwards_json_to_the_text_model(client, recorder):
@@ -105,15 +96,14 @@ def test_predict_listing_forwards_photo_and_text_as_multipart(client, recorder):
     assert response.json() == {**ANSWER, "model": "listing"}
     [sent] = recorder.requests
     assert sent.url.path == "/predictions/listing"
-    parts = form_parts(sent)
-    assert parts == {"title": b"PS4 with games", "description": "très bon état".encode(),
-                     "image": b"\xff\xd8jpeg"}
+    assert decode("listing", handler_row(sent)) == ModelRequest(
+        image=b"\xff\xd8jpeg", title="PS4 with games", description="très bon état")
 
 
 def test_predict_listing_without_photo_sends_text_only(client, recorder):
     response = client.post("/predict/listing", data={"title": "sofa"})
     assert response.status_code == 200
-    assert form_parts(recorder.requests[0]) == {"title": b"sofa", "description": b""}
+    assert handler_row(recorder.requests[0]) == {"body": {"title": "sofa", "description": ""}}
 
 
 def test_predict_listing_empty_file_chosen_is_no_photo(client, recorder):
@@ -121,7 +111,7 @@ def test_predict_listing_empty_file_chosen_is_no_photo(client, recorder):
     response = client.post("/predict/listing", files={"image": ("", b"", "application/octet-stream")},
                            data={"title": "sofa"})
     assert response.status_code == 200
-    assert "image" not in form_parts(recorder.requests[0])
+    assert decode("listing", handler_row(recorder.requests[0])) == ModelRequest(title="sofa")
 
 
 def test_predict_listing_named_empty_file_is_400(client, recorder):

@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from common.net import free_port
 from proxy.app import create_app
-from tests.support.proxy import PROBABILITIES, png_bytes, post_image
+from tests.support.proxy import png_bytes, post_image
+from tests.support.torchserve import PROBABILITIES
 from proxy.settings import Settings
 
 
@@ -158,7 +159,7 @@ def test_torchserve_client_health_and_models_use_management_key(real_client, ser
     response = real_client.get("/models")
     assert response.status_code == 200
     assert response.json()["models"][1] == {"name": "resnet50", "versions": ["1.0", "2.0"],
-                                            "servable": True}
+                                            "kind": "image", "servable": True}
     management = [r for r in server.requests if r.url.port == 8081]
     assert management and all(r.headers["authorization"] == f"Bearer {server.keys['management']}"
                               for r in management)
