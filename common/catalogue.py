@@ -62,6 +62,24 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
 
 # The architecture a training run holds (model_args.json "arch") -> the kind its archive serves.
 ARCH_KINDS: dict[str, str] = {"cnn": IMAGE, "resnet50": IMAGE, "text": TEXT, "multimodal": LISTING}
+# The archives `make archive` builds (model_store/<name>.mar, the model's name in TorchServe) ->
+# the architecture each holds; search indexes name the served model that embeds their queries
+# from it (served_model_of_arch).
+ARCHIVE_ARCHS: dict[str, str] = {"cnn": "cnn", "resnet50": "resnet50", "text": "text",
+                                 "listing": "multimodal"}
+
+
+def served_model_of_arch(arch: str) -> str:
+    """The archive (served model) that serves runs of ``arch``.
+
+    Raises:
+        ValueError: when no archive holds ``arch``.
+    """
+    for name, archive_arch in ARCHIVE_ARCHS.items():
+        if archive_arch == arch:
+            return name
+    raise ValueError(f"no archive serves architecture {arch!r}; archives: "
+                     f"{', '.join(f'{n} ({a})' for n, a in ARCHIVE_ARCHS.items())}")
 
 
 def kind_of_arch(arch: str) -> str:

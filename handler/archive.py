@@ -36,7 +36,7 @@ from aicore.categories import INDEX_TO_NAME_FILE
 from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, load_trained
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
-from common.catalogue import IMAGE, LISTING, TEXT, format_version, kind_of_arch
+from common.catalogue import ARCHIVE_ARCHS, IMAGE, LISTING, TEXT, format_version, kind_of_arch
 from common.cli import UserError, run
 from aicore.runtime import EAGER
 from handler.runtimes import AUTO, CHOICES, GateError, SplitError, prepare_runtime
@@ -54,7 +54,7 @@ PACKED_HANDLER_FILES = ("__init__.py", "base.py")
 HANDLER_PACKAGE = Path(handler.__file__).parent
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
 # Archive name -> the architecture its run must hold (model_args.json "arch").
-ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "listing": "multimodal"}
+ARCHIVES = ARCHIVE_ARCHS
 # The text and listing archives run eager PyTorch: ONNX Runtime runs the exported EmbeddingBag
 # ~1.5x slower than eager (`python -m bench.text_runtime`; README, "Runtimes").
 EAGER_ONLY = ("text", "listing")

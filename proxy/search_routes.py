@@ -117,7 +117,7 @@ async def search_upload(
     data = None
     if image is not None:
         if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503
-            raise BadRequest(f"this index's model ({engine.meta['arch']}) does not embed "
+            raise BadRequest(f"this index's model ({engine.info.arch}) does not embed "
                              "photos: search with text (q) only")
         data = await read_upload(image, settings.max_upload_bytes)
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, data)
@@ -187,7 +187,7 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
     use_image = image is not None and IMAGE in engine.modalities
     if not (use_text or use_image) or filters.retriever == "lexical":
         return None, None
-    model = settings.search_model or engine.meta["served_model"]
+    model = settings.search_model or engine.info.served_model
     await _check_served_model(request, torchserve, engine, model)
     # The query text as a listing's title with no description, as search.embedders.TextEmbedder
     # embeds it in-process; TorchServeClient encodes it for the model's kind.
@@ -202,7 +202,7 @@ def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: st
     if vector.shape != (engine.vectors.dim,):
         raise IndexUnavailable(
             f"TorchServe's model {model!r} gives {vector.size}-d embeddings but the index holds "
-            f"{engine.vectors.dim}-d vectors of {engine.meta['arch']}: rebuild the index with "
+            f"{engine.vectors.dim}-d vectors of {engine.info.arch}: rebuild the index with "
             "`make index`, or set AICORE_SEARCH_MODEL to the model it was built with")
     return vector
 
@@ -222,15 +222,15 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
         version = (await torchserve.model(model)).version
     except TorchServeError:
         return  # the prediction call that follows reports TorchServe's state precisely
-    expected = engine.meta["model_sha256"][:8]
+    expected = engine.info.model_sha256[:8]
     try:
-        same = parse_version(version).same_weights(engine.meta["model_sha256"])
+        same = parse_version(version).same_weights(engine.info.model_sha256)
     except ValueError:
         same = False
     if not same:
         raise IndexUnavailable(
             f"TorchServe serves {model!r} version {version}, but the index was built with the "
-            f"weights {expected} from {engine.meta['run']}: rebuild the index from the served run "
+            f"weights {expected} from {engine.info.run}: rebuild the index from the served run "
             "(`make index`), or archive that run (`make archive`) and restart (`make serve`)")
     checked[key] = time.monotonic()
 

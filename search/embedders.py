@@ -273,7 +273,6 @@ class ListingEmbedder(TextEmbedder):
 # model_args.json "arch" -> how to embed with it, and the TorchServe model that serves it.
 EMBEDDERS = {"cnn": ImageEmbedder, "resnet50": ImageEmbedder, "text": TextEmbedder,
              "multimodal": ListingEmbedder}
-SERVED_MODELS = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "multimodal": "listing"}
 
 
 def run_arch(run_dir: Path) -> str:

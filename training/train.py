@@ -4,7 +4,8 @@
     python -m training.train --model cnn --data data/demo/clean --resume runs/cnn/checkpoint.pt --epochs 10
     torchrun --nproc_per_node=2 -m training.train --model cnn --data data/demo/clean --out runs/cnn
 
-``--recipe`` (:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
+From Python: ``train(TrainConfig(...))`` (:mod:`training.config`). ``--recipe``
+(:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
 augmentation; ``--recipe seed`` is the original. Every epoch writes an atomic checkpoint (model,
 optimizer, scheduler, epoch, best validation accuracy, model arguments, config) and, when
 validation accuracy improves, ``model.pt``; early stopping ends a run whose validation accuracy
@@ -29,6 +30,7 @@ from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import SPLIT_FILE, CleanDataset, read_clean_dir
 from training import distributed, progress, recipes
+from training.config import TrainConfig
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
 from training.finish import finish, print_summary
 from training.listing_data import build_dataset
@@ -98,6 +100,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="text and multimodal: rows of the hashed n-gram embedding table "
                              f"(default: {DEFAULT_BUCKETS})")
     return parser
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) the run ``config`` describes: :func:`main` without a command line."""
+    return main(config.to_args())
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -1,19 +1,23 @@
-"""The one fake of TorchServe behind the client's interface, and how TorchServe hands a request
-to a handler.
+"""The fakes of TorchServe, one per interface, and how TorchServe hands a request to a handler.
 
 - :class:`FakeTorchServe` implements what the routes call on :class:`proxy.torchserve.TorchServeClient`
   (``predict(model, ModelRequest)``, ``ping``, ``model``, ``models``); a test overrides the
   ``get_torchserve`` dependency with it. What it answers is a function of the request
   (``answer``), so the search tests plug in an in-process embedder of the index's own run.
+- :class:`TorchServeHTTP` is TorchServe 0.12's HTTP APIs as the real client meets them, for
+  ``create_app(settings, transport=httpx.MockTransport(fake))``: scripted prediction answers,
+  described workers, and (with a key file) its key handling.
 - :func:`handler_row` turns an HTTP request the real client built into the dict TorchServe 0.12
   gives the handler for it (``{"body": ...}`` for a raw or JSON body, one key per multipart
   field), so codec and handler tests see what a worker sees.
 """
 
 import json
+import secrets
 from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
+from pathlib import Path
 
 import httpx
 
@@ -22,6 +26,12 @@ from proxy.errors import ModelNotFound, TorchServeError
 from proxy.torchserve import ModelDescription, Prediction
 
 PROBABILITIES = {"Appliances": 0.1, "Home & Garden": 0.7, "Video Games & Consoles": 0.2}
+OK = {"category": "Home & Garden", "probabilities": PROBABILITIES}  # a handler's 200 body
+# TorchServe's answer to a missing, wrong or expired key.
+INVALID_KEY = {"code": 400, "type": "InvalidKeyException",
+               "message": "Token Authorization failed. Token either incorrect, expired, or not "
+                          "provided correctly"}
+MANAGEMENT_PORT = 8081  # the default management address the Settings point at
 Answer = Callable[[str, ModelRequest], Prediction]
 
 
@@ -119,3 +129,100 @@ def handler_row(request: httpx.Request) -> dict:
     message = BytesParser(policy=HTTP).parsebytes(head + content)
     return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
             for part in message.iter_parts()}
+
+
+# An answer of the prediction script: 200 (the OK body), a TorchServe error body {"code", ...},
+# a ready response, or a function of the request (which may raise, as a dropped connection does).
+ScriptedAnswer = int | dict | httpx.Response | Callable[[httpx.Request], httpx.Response]
+
+
+class TorchServeHTTP:
+    """TorchServe's inference and management APIs, as an ``httpx.MockTransport`` handler.
+
+    Predictions are answered from ``answers`` (one per call, the last repeats); every model is
+    described with ``statuses`` workers, its batch size (``batch_sizes``, else 4) and
+    ``versions`` (the first is the default). With ``key_file``, it behaves like TorchServe's
+    token authorization: new keys in the file at every (re)start, 400 InvalidKeyException for a
+    wrong key, GET /token renewing a key when asked with the API key.
+    """
+
+    def __init__(self, *answers: ScriptedAnswer, statuses: tuple[str, ...] = ("READY", "READY"),
+                 batch_sizes: dict[str, int] | None = None, versions: tuple[str, ...] = ("1.0",),
+                 models: tuple[str, ...] = ("resnet50", "cnn"),
+                 key_file: Path | None = None) -> None:
+        self.answers: list[ScriptedAnswer] = list(answers) or [200]
+        self.statuses = list(statuses)
+        self.batch_sizes = batch_sizes or {}
+        self.versions = versions
+        self.models = models
+        self.requests: list[httpx.Request] = []  # every call, in order
+        self.predictions: list[httpx.Request] = []  # the POST /predictions/<model> calls
+        self.key_file = key_file
+        self.keys: dict[str, str] = {}
+        if key_file is not None:
+            self.restart()
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def restart(self) -> None:
+        """TorchServe (re)started: new keys, written to the key file."""
+        self.keys = {kind: secrets.token_urlsafe(6) for kind in ("management", "inference", "API")}
+        self.write_key_file()
+
+    def expire(self, kind: str) -> None:
+        """The key in the file stops working, as when token_expiration_min has passed."""
+        self.keys[kind] = "expired-" + secrets.token_urlsafe(6)
+
+    def write_key_file(self) -> None:
+        assert self.key_file is not None
+        self.key_file.write_text(json.dumps({kind: {"key": key} for kind, key in self.keys.items()}))
+
+    # --- the APIs -----------------------------------------------------------------------------
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        if self.key_file is not None and (refused := self._authorize(request)) is not None:
+            return refused
+        path = request.url.path
+        if path == "/token":
+            return httpx.Response(200)
+        if path == "/ping":
+            return httpx.Response(200, json={"status": "Healthy"})
+        if path.startswith("/predictions/"):
+            self.predictions.append(request)
+            return self._answer(request)
+        if path == "/models":
+            return httpx.Response(200, json={"models": [{"modelName": m} for m in self.models]})
+        return httpx.Response(200, json=self.describe(path.split("/")[2], path.endswith("/all")))
+
+    def describe(self, name: str, all_versions: bool = False) -> list[dict]:
+        """GET /models/<name>[/all]: the default version, or every version."""
+        return [{"modelName": name, "modelVersion": version,
+                 "batchSize": self.batch_sizes.get(name, 4), "minWorkers": len(self.statuses),
+                 "workers": [{"id": str(9000 + i), "status": s} for i, s in enumerate(self.statuses)]}
+                for version in (self.versions if all_versions else self.versions[:1])]
+
+    def paths(self) -> list[str]:
+        return [request.url.path for request in self.requests]
+
+    def _authorize(self, request: httpx.Request) -> httpx.Response | None:
+        auth = request.headers.get("authorization")
+        if request.url.path == "/token":
+            if auth != f"Bearer {self.keys['API']}":
+                return httpx.Response(400, json=INVALID_KEY)
+            self.keys[request.url.params["type"]] = secrets.token_urlsafe(6)
+            self.write_key_file()
+            return None
+        api = "management" if request.url.port == MANAGEMENT_PORT else "inference"
+        return None if auth == f"Bearer {self.keys[api]}" else httpx.Response(400, json=INVALID_KEY)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        answer = self.answers[min(len(self.predictions), len(self.answers)) - 1]
+        if isinstance(answer, httpx.Response):
+            return answer
+        if callable(answer):
+            return answer(request)
+        if answer == 200:
+            return httpx.Response(200, json=OK)
+        return httpx.Response(answer["code"], json=answer)
