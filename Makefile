@@ -136,7 +136,7 @@ index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index IND
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe (both models) and the proxy in the background; runtime files in .serve/
+serve: $(STAMP) ## start TorchServe (the four models of config.properties) and the proxy in the background; runtime files in .serve/
 	$(PY) -m serving.ctl start
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
