@@ -41,7 +41,7 @@ TRAIN_ARGS  ?=
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
-# (onnx-int8, then onnx-fp32, then eager); README "Runtimes".
+# (onnx-int8, then onnx-fp32, then eager); docs/serving.md "Runtimes".
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
