@@ -47,7 +47,7 @@ TRAIN_ARGS  ?=
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
-# (onnx-int8, then onnx-fp32, then eager); README "Runtimes".
+# (onnx-int8, then onnx-fp32, then eager); docs/serving.md "Runtimes".
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
@@ -86,7 +86,7 @@ lint: $(STAMP) ## ruff over the code, hadolint over Dockerfile.serve
 # --- data -> models -> archives: file targets, so re-running reuses what is already done ------
 
 $(DATA_RAW)/Products.csv: | $(STAMP)
-	$(PY) -m training.demo_data --out $(DATA_RAW)
+	$(PY) -m datagen.demo_data --out $(DATA_RAW)
 
 $(DATA)/manifest.csv: $(DATA_RAW)/Products.csv
 	$(PY) -m training.prepare --products $(DATA_RAW)/Products.csv --images $(DATA_RAW)/Images.csv \
@@ -120,10 +120,10 @@ prepare: $(STAMP) ## clean the export in DATA_RAW into DATA (data/demo/clean)
 		--image-dir $(DATA_RAW)/images --out $(DATA)
 
 devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 images) -> data/devset/clean
-	$(PY) -m training.devset --out data/devset
+	$(PY) -m datagen.devset --out data/devset
 
 textdevset: $(STAMP) ## real labelled text (Debian's package index here: synopsis -> section, 13 classes, 4,160 listings) -> data/textdev/clean
-	$(PY) -m training.textdevset --out data/textdev
+	$(PY) -m datagen.textdevset --out data/textdev
 
 train: $(STAMP) ## train MODEL=cnn|resnet50|efficientnet_lite0|text|multimodal on DATA into RUN (runs/MODEL); EPOCHS=, TRAIN_ARGS=
 	$(PY) -m training.train --model $(MODEL) --data $(DATA) --out $(RUN) --epochs $(EPOCHS) \
@@ -148,7 +148,7 @@ index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index IND
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe (both models) and the proxy in the background; runtime files in .serve/
+serve: $(STAMP) ## start TorchServe (the four models of config.properties) and the proxy in the background; runtime files in .serve/
 	$(PY) -m serving.ctl start
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)

@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from aicore.presets import IMAGENET_MEAN, IMAGENET_STD
+from aicore.presets import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
 TIMM_NAME = "tf_efficientnet_lite0"
 ENCODING_DIM = 1280  # channels of conv_head, global-average-pooled: the embedding
@@ -28,10 +28,14 @@ class EfficientNetLite0(nn.Module):
     """timm's ``tf_efficientnet_lite0`` with a ``num_classes`` head, fed ImageNet-normalised input.
 
     Its ``state_dict`` keys are timm's prefixed with ``net.``; the ImageNet weights are mapped onto
-    them by :mod:`training.pretrained`.
+    them by :mod:`training.effnet_weights`. Implements :class:`aicore.models.EncoderClassifier`.
     """
 
-    def __init__(self, num_classes: int, drop_rate: float = 0.2) -> None:
+    embedding_dim = ENCODING_DIM
+    head_prefix = "net.classifier."  # the parameters of the classification head
+
+    def __init__(self, num_classes: int, image_size: int = IMAGE_SIZE, drop_rate: float = 0.2) -> None:
+        # image_size: global average pooling takes any; kept for the architectures' common signature
         super().__init__()
         # drop_rate 0.2 before the classifier is the original's dropout for Lite0
         self.net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=num_classes,
@@ -51,18 +55,13 @@ class EfficientNetLite0(nn.Module):
         return x * self.scale + self.shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, num_classes)
-        return self.head()(self.encode(x))
+        return self.head(self.encode(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 1280)
         """Global-average-pooled ``conv_head`` activations (after its batch norm and ReLU6)."""
         features = self.net.forward_features(self.to_tf_input(x))  # (B, 1280, S/32, S/32)
         return self.net.forward_head(features, pre_logits=True)  # dropout (training only) + pool
 
-    def head(self) -> nn.Module:
-        """The classifier, 1280 -> num_classes: :meth:`encode` followed by it is :meth:`forward`."""
-        return self.net.classifier
-
-    def backbone_parameters(self) -> list[nn.Parameter]:
-        """Every parameter but the classifier's (the recipe trains them at a lower rate)."""
-        head = {id(p) for p in self.head().parameters()}
-        return [p for p in self.parameters() if id(p) not in head]
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # (B, 1280) -> (B, num_classes)
+        """The classifier: :meth:`encode` followed by it is :meth:`forward`."""
+        return self.net.classifier(features)

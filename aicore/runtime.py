@@ -3,7 +3,10 @@
 An archive built with ``make archive RUNTIME=...`` carries ``runtime.json`` (:data:`RUNTIME_FILE`)
 naming its runtime and, for the ONNX runtimes, ``model.onnx`` (:data:`ONNX_FILE`), exported and (for
 int8) quantised at build time by ``handler.runtimes``. The worker calls :func:`load_runtime` and gets
-one callable, ``runtime(batch) -> Outputs(logits, embedding)``, whatever the engine: the handler's
+one callable, ``runtime(batch) -> Outputs(logits, embedding)``, whatever the engine and whatever
+the kind of model: ``batch`` is the model's own input (an image tensor, a
+:class:`aicore.text.TextBatch`, a :class:`aicore.text_models.ListingBatch`); the ONNX runtimes
+take image tensors (the text models are served eager, ``handler.archive``). The handler's
 preprocessing (:mod:`aicore.presets`) is the same for every runtime.
 
 Every runtime returns the embedding too (the layer before the head, L2-normalised, as
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from aicore.models import MODEL_ARGS_FILE, encode, head, load_trained
+from aicore.models import MODEL_ARGS_FILE, load_trained
 
 RUNTIME_FILE = "runtime.json"
 ONNX_FILE = "model.onnx"
@@ -47,7 +50,7 @@ class Outputs:
 
 
 class EagerRuntime:
-    """The trained PyTorch model itself, in channels-last memory layout."""
+    """The trained PyTorch model itself (images in channels-last memory layout)."""
 
     name = EAGER
 
@@ -57,12 +60,15 @@ class EagerRuntime:
         self.model = model.to(device, memory_format=torch.channels_last).eval()
         self.device = device
 
-    def __call__(self, batch: torch.Tensor) -> Outputs:  # (B, 3, S, S) -> Outputs
-        batch = batch.to(self.device, memory_format=torch.channels_last)
+    def __call__(self, batch) -> Outputs:  # the model's input, B listings -> Outputs
+        if isinstance(batch, torch.Tensor):  # (B, 3, S, S)
+            batch = batch.to(self.device, memory_format=torch.channels_last)
+        else:  # a TextBatch or ListingBatch
+            batch = batch.to(self.device)
         with torch.inference_mode():
-            features = encode(self.model, batch)  # (B, D)
-            logits = head(self.model)(features)  # (B, C)
-            return Outputs(logits.float().cpu(), F.normalize(features, dim=1).float().cpu())
+            features = self.model.encode(batch)  # (B, D)
+            logits = self.model.head(features)  # (B, C)
+            return Outputs(logits.float().cpu(), F.normalize(features.float(), dim=1).cpu())
 
 
 class OnnxRuntime:

@@ -20,13 +20,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from proxy.errors import TorchServeError
-from proxy.routes import get_settings, get_torchserve
-from proxy.schemas import ErrorResponse
+from proxy.deps import AppSettings, Engine, TorchServe, error_doc
 from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
-from common.handling import EMBEDDING_PARAM
+from common.catalogue import parse_version
+from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
@@ -38,37 +38,19 @@ router = APIRouter(tags=["search"])
 VERSION_CHECK_S = 30.0  # how long a checked served-model version is trusted
 
 
-async def get_engine(request: Request) -> SearchEngine:
-    """The live index (503 with what to run when there is none); tests override this.
-
-    In a worker thread: loading a rebuilt index reads files, which must not stall the event loop.
-    """
-    return await run_in_threadpool(request.app.state.search.get)
-
-
-Engine = Annotated[SearchEngine, Depends(get_engine)]
-TorchServe = Annotated[TorchServeClient, Depends(get_torchserve)]
-AppSettings = Annotated[Settings, Depends(get_settings)]
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description,
-            "content": {"application/json": {"example": {"detail": example}}}}
-
-
 SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("A bad query: no text and no photo, k out of range, min_price > max_price, an "
+    400: error_doc("A bad query: no text and no photo, k out of range, min_price > max_price, an "
                 "unknown category or place, a viewed id not in the index, a corrupt photo, a "
                 "photo sent to an index whose model reads text only",
                 "min_price=50 is above max_price=10: swap them or widen the range"),
-    413: _error("The photo is larger than the upload limit", "The image is larger than the "
+    413: error_doc("The photo is larger than the upload limit", "The image is larger than the "
                 "upload limit of 10485760 bytes (10.0 MiB): send a smaller or more compressed image"),
-    503: _error("No index yet, one being built, or TorchServe cannot embed the query (down, or "
+    503: error_doc("No index yet, one being built, or TorchServe cannot embed the query (down, or "
                 "serving other weights than the index was built with)",
                 "no search index in indexes/demo: build one with `make index`"),
 }
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: _error("No listing with that id", "no listing 'x' in the index (973 listings); take ids "
+    404: error_doc("No listing with that id", "no listing 'x' in the index (973 listings); take ids "
                 "from a search result"),
     503: SEARCH_ERRORS[503],
 }
@@ -135,7 +117,7 @@ async def search_upload(
     data = None
     if image is not None:
         if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503
-            raise BadRequest(f"this index's model ({engine.meta['arch']}) does not embed "
+            raise BadRequest(f"this index's model ({engine.info.arch}) does not embed "
                              "photos: search with text (q) only")
         data = await read_upload(image, settings.max_upload_bytes)
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, data)
@@ -205,30 +187,14 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
     use_image = image is not None and IMAGE in engine.modalities
     if not (use_text or use_image) or filters.retriever == "lexical":
         return None, None
-    model = settings.search_model or engine.meta["served_model"]
+    model = settings.search_model or engine.info.served_model
     await _check_served_model(request, torchserve, engine, model)
-    if TEXT not in engine.modalities:  # an image model reads the raw photo
-        assert image is not None
-        prediction = await torchserve.predict(model, image, embedding=True)
-    else:
-        body, size = listing_query_body(text if use_text else "", image if use_image else None)
-        prediction = await torchserve.predict_request(model, size, embedding=True, **body)
+    # The query text as a listing's title with no description, as search.embedders.TextEmbedder
+    # embeds it in-process; TorchServeClient encodes it for the model's kind.
+    query = ModelRequest(image=image if use_image else None, title=text if use_text else "",
+                         embedding=True)
+    prediction = await torchserve.predict(model, query)
     return _query_vector(prediction.embedding, engine, model), model
-
-
-def listing_query_body(text: str, image: bytes | None) -> tuple[dict[str, Any], int]:
-    """The request body that asks the text or listing model for a query's embedding, and its size.
-
-    The query text is sent as a listing's title with no description (as
-    :class:`search.embedders.TextEmbedder` embeds it in-process): JSON without a photo,
-    multipart form fields (TorchServe hands them to the handler one by one) with one.
-    """
-    if image is None:
-        return {"json": {"title": text, EMBEDDING_PARAM: True}}, len(text)
-    files = {"title": (None, text, "text/plain; charset=utf-8"),
-             EMBEDDING_PARAM: (None, "true", "text/plain"),
-             "image": ("image", image, "application/octet-stream")}
-    return {"files": files}, len(text) + len(image)
 
 
 def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
@@ -236,7 +202,7 @@ def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: st
     if vector.shape != (engine.vectors.dim,):
         raise IndexUnavailable(
             f"TorchServe's model {model!r} gives {vector.size}-d embeddings but the index holds "
-            f"{engine.vectors.dim}-d vectors of {engine.meta['arch']}: rebuild the index with "
+            f"{engine.vectors.dim}-d vectors of {engine.info.arch}: rebuild the index with "
             "`make index`, or set AICORE_SEARCH_MODEL to the model it was built with")
     return vector
 
@@ -245,9 +211,8 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
                               engine: SearchEngine, model: str) -> None:
     """503 unless TorchServe serves the weights the index was built with.
 
-    The archive version is ``<date>-<sha8>-<runtime>`` (``handler.archive``): its second field is
-    the first 8 hex digits of ``model.pt``'s SHA-256; the index saved the full hash. Checked every
-    ``VERSION_CHECK_S``.
+    The archive version (:func:`common.catalogue.parse_version`) names the first 8 hex digits of
+    ``model.pt``'s SHA-256; the index saved the full hash. Checked every ``VERSION_CHECK_S``.
     """
     checked: dict = request.app.state.search_versions
     key = (model, engine.generation)
@@ -257,11 +222,15 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
         version = (await torchserve.model(model)).version
     except TorchServeError:
         return  # the prediction call that follows reports TorchServe's state precisely
-    expected = engine.meta["model_sha256"][:8]
-    if version.split("-")[1:2] != [expected]:
+    expected = engine.info.model_sha256[:8]
+    try:
+        same = parse_version(version).same_weights(engine.info.model_sha256)
+    except ValueError:
+        same = False
+    if not same:
         raise IndexUnavailable(
             f"TorchServe serves {model!r} version {version}, but the index was built with the "
-            f"weights {expected} from {engine.meta['run']}: rebuild the index from the served run "
+            f"weights {expected} from {engine.info.run}: rebuild the index from the served run "
             "(`make index`), or archive that run (`make archive`) and restart (`make serve`)")
     checked[key] = time.monotonic()
 

@@ -16,7 +16,6 @@ from torch import nn
 from torchvision.models import ResNet50_Weights
 
 from aicore.efficientnet import EfficientNetLite0
-from aicore.models import head
 from common.cli import UserError
 from training.effnet_weights import load_efficientnet_weights
 
@@ -71,10 +70,10 @@ def load_imagenet_weights(model: nn.Module, source: str | bool = True) -> None:
 
 
 def freeze_backbone(model: nn.Module) -> None:
-    """Train only the classification head: every other parameter stops requiring gradients."""
-    trained = {id(p) for p in head(model).parameters()}
-    for param in model.parameters():
-        param.requires_grad = id(param) in trained
+    """Train only the classification head (the parameters under the model's ``head_prefix``):
+    every other parameter stops requiring gradients."""
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith(model.head_prefix)
 
 
 def keep_frozen_batchnorm_eval(model: nn.Module) -> None:

@@ -2,9 +2,9 @@
 
 ``--recipe NAME`` fills every recipe option the command line leaves unset, so one flag gives a
 known-good set and any single option can still be changed (which is how the ablation table in
-the README was measured). The resolved values go into ``config.json``.
+docs/training.md was measured). The resolved values go into ``config.json``.
 
-- ``default``: the modern recipe, tuned on real pictures (``make devset``; figures in the README):
+- ``default``: the modern recipe, tuned on real pictures (``make devset``; figures in docs/training.md):
   AdamW (lr 1e-3, decoupled weight decay 0.05, not on biases), label smoothing 0.1, linear
   warm-up (2 epochs) then cosine decay per step, RandomResizedCrop + flip, early stopping on
   validation accuracy (patience 10) and the best-validation epoch as ``model.pt``. On the real
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from aicore.presets import AUGMENTATIONS
-from common.cli import non_negative_float, positive_int
+from common.cli import UserError, non_negative_float, positive_int
 from training.text_runs import TEXT_ARCHS, text_optimizer, text_recipe
 
 # Fine-tuning an ImageNet backbone (EfficientNet-Lite0 --pretrained), chosen on the real-picture
@@ -174,14 +174,15 @@ def make_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
 
 def _backbone_and_head(model: nn.Module, scale: float) -> list[tuple[list, float]]:
     """``[(parameters, lr scale)]``: all at 1, or the backbone at ``scale`` and the head at 1."""
-    params = list(model.parameters())
     if scale == 1.0:
-        return [(params, 1.0)]
-    from aicore.models import head  # the models' own definition of their head
-
-    in_head = {id(p) for p in head(model).parameters()}
-    return [([p for p in params if id(p) not in in_head], scale),
-            ([p for p in params if id(p) in in_head], 1.0)]
+        return [(list(model.parameters()), 1.0)]
+    prefix = getattr(model, "head_prefix", None)  # the image architectures name their head
+    if prefix is None:
+        raise UserError(f"--backbone-lr-scale {scale}: {type(model).__name__} has no separate "
+                        "head; leave it at 1")
+    named = list(model.named_parameters())
+    return [([p for n, p in named if not n.startswith(prefix)], scale),
+            ([p for n, p in named if n.startswith(prefix)], 1.0)]
 
 
 def lr_factor(config: dict, steps_per_epoch: int) -> Callable[[int], float]:

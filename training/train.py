@@ -4,7 +4,8 @@
     python -m training.train --model cnn --data data/demo/clean --resume runs/cnn/checkpoint.pt --epochs 10
     torchrun --nproc_per_node=2 -m training.train --model cnn --data data/demo/clean --out runs/cnn
 
-``--recipe`` (:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
+From Python: ``train(TrainConfig(...))`` (:mod:`training.config`). ``--recipe``
+(:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
 augmentation; ``--recipe seed`` is the original. Every epoch writes an atomic checkpoint (model,
 optimizer, scheduler, epoch, best validation accuracy, model arguments, config) and, when
 validation accuracy improves, ``model.pt``; early stopping ends a run whose validation accuracy
@@ -16,7 +17,6 @@ import argparse
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,26 +24,26 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from aicore.models import (ARCHITECTURES, IMAGE_ARCHITECTURES, MODEL_FILE, build_model, model_args,
-                           save_trained)
+from aicore.models import ARCHITECTURES, IMAGE_ARCHITECTURES, build_model, model_args, save_trained
 from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import SPLIT_FILE, CleanDataset, read_clean_dir
+from common.runs import RUN_CONFIG_FILE
 from training import distributed, progress, recipes
+from training.config import TrainConfig
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
+from training.finish import finish, print_summary
 from training.listing_data import build_dataset
 from training.distributed import SINGLE, Dist
 from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, evaluate, make_loader,
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
-from training.report import compute_metrics, confusion_figure, format_report
+from training.run_state import RunState
 from training.split import limit_ids, load_split, save_split, split_dataset
 from training.text_runs import (check_text_args, fit_idf, init_image_encoder, init_text_encoder,
-                                text_model_options, text_reference)
+                                text_model_options)
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 # What --resume takes from the command line; everything else comes from the checkpoint's config,
 # so a resumed run continues the same split, optimizer and learning-rate schedule.
 RESUME_OVERRIDES = ("epochs", "workers", "device", "data")
@@ -108,24 +108,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass
-class RunState:
-    """Everything a run needs between its start (or resume) and its end."""
-
-    run_dir: Path
-    config: dict
-    data: CleanDataset
-    split: dict[str, list[str]]
-    model: nn.Module
-    model_args: dict
-    optimizer: torch.optim.Optimizer | None = None  # built once the model is on its device
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    start_epoch: int = 1
-    best_val_acc: float = -1.0  # below any accuracy, so epoch 1 always writes model.pt
-    best_epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    resumed_from: dict | None = None  # the checkpoint, holding the optimizer state
-    dist: Dist = SINGLE  # this process's rank under torchrun
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) the run ``config`` describes: :func:`main` without a command line."""
+    return main(config.to_args())
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -220,7 +205,7 @@ def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
 def write_run_files(run_dir: Path, config: dict, split: dict[str, list[str]]) -> None:
     """The files a run directory holds from its start: config and split (the model files come
     with the first epoch's best model)."""
-    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     save_split(split, config["seed"], run_dir / SPLIT_FILE)
 
 
@@ -249,7 +234,7 @@ def resume_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
     if config["freeze_backbone"]:
         freeze_backbone(model)
     if dist_info.is_main:
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return RunState(run_dir, config, data, load_split(run_dir / SPLIT_FILE), model, margs,
                     start_epoch=int(ckpt["epoch"]) + 1, best_val_acc=float(ckpt["best_val_acc"]),
                     best_epoch=int(ckpt.get("best_epoch", 0)), history=list(ckpt.get("history", [])),
@@ -275,34 +260,34 @@ def _resumed_config(saved: dict, args: argparse.Namespace, tell: bool = True) ->
 
 def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> float:
     """Train from ``state.start_epoch`` to the configured epochs; return training images/s."""
-    cfg, dist_info = state.config, state.dist
-    train_ids = limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])
+    cfg, dist_info = state.run, state.dist
+    train_ids = limit_ids(state.split["train"], cfg.limit_train, cfg.seed)
     train_ds = build_dataset(state.data, train_ids, state.model, state.model_args,
-                             augment=cfg["augment"])
+                             augment=cfg.augment)
     val_ds = build_dataset(state.data, state.split["val"], state.model, state.model_args,
                            augment=None)
     # a resumed run has its idf saved; --text-init brought the text run's
-    if state.model_args.get("idf") and state.start_epoch == 1 and not cfg.get("text_init"):
+    if state.model_args.get("idf") and state.start_epoch == 1 and not cfg.text_init:
         # a multimodal dataset holds its text dataset; a text dataset is one
         fit_idf(state.model, getattr(train_ds, "text", train_ds).features)
-    val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg["batch_size"],
-                             cfg["workers"], device)
+    val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg.batch_size, cfg.workers,
+                             device)
     steps = len(epoch_loader(train_ds, cfg, device, state.start_epoch, dist_info))
-    state.scheduler = recipes.make_scheduler(state.optimizer, cfg, steps,
+    state.scheduler = recipes.make_scheduler(state.optimizer, state.config, steps,
                                              step=(state.start_epoch - 1) * steps)
     net = distributed.wrap(state.model, dist_info, device)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     images, seconds = 0, 0.0
-    if state.start_epoch > cfg["epochs"] and dist_info.is_main:
+    if state.start_epoch > cfg.epochs and dist_info.is_main:
         print(f"note: the checkpoint has already trained {state.start_epoch - 1} epochs; "
               f"only evaluating (pass --epochs above {state.start_epoch - 1} to train more)")
-    for epoch in progress.epochs(state.start_epoch, cfg["epochs"], dist_info.is_main):
+    for epoch in progress.epochs(state.start_epoch, cfg.epochs, dist_info.is_main):
         if stopped_early(state):
             break
         loader = epoch_loader(train_ds, cfg, device, epoch, dist_info)
         lr = state.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(net, criterion, state.optimizer, state.scheduler, loader, device,
-                                f"epoch {epoch}/{cfg['epochs']}", dist_info)
+                                f"epoch {epoch}/{cfg.epochs}", dist_info)
         # The plain module, not DDP: shards may differ by a batch, DDP's forward would wait.
         val = evaluate(state.model, val_loader, device, dist_info)
         images, seconds = images + train["images"], seconds + train["seconds"]
@@ -315,7 +300,7 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
 
 def stopped_early(state: RunState) -> bool:
     """True once ``patience`` epochs passed without a better validation accuracy."""
-    patience = state.config["patience"]
+    patience = state.run.patience
     last = state.history[-1]["epoch"] if state.history else state.start_epoch - 1
     if not patience or last - state.best_epoch < patience:
         return False
@@ -342,7 +327,7 @@ def end_epoch(state: RunState, epoch: int, lr: float, train: dict, val: dict,
         writer.add_scalar(f"{name}/val", row[f"val_{name}"], epoch)
     writer.add_scalar("learning_rate", lr, epoch)
     writer.flush()
-    progress.log(f"epoch {epoch}/{state.config['epochs']}: lr {lr:.4g}  train loss "
+    progress.log(f"epoch {epoch}/{state.run.epochs}: lr {lr:.4g}  train loss "
                  f"{train['loss']:.4f} acc {train['accuracy']:.4f}  val loss {val['loss']:.4f} "
                  f"acc {val['accuracy']:.4f}  ({row['train_images_per_second']:.1f} images/s)")
     if improved:
@@ -364,61 +349,6 @@ def save_checkpoint(state: RunState, epoch: int) -> None:
         "model_args": state.model_args,
         "config": state.config,
     }, state.run_dir / CHECKPOINT_FILE)
-
-
-def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: float,
-           wall: float) -> dict:
-    """Evaluate the best-validation model on the test split; write metrics.json."""
-    cfg = state.config
-    best = torch.load(state.run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
-    state.model.load_state_dict(best)
-    test_ds = build_dataset(state.data, state.split["test"], state.model, state.model_args,
-                            augment=None)
-    test = evaluate(state.model, make_loader(test_ds, cfg["batch_size"], cfg["workers"], device),
-                    device)
-    test_metrics = compute_metrics(test["y_true"], test["y_pred"], state.data.class_names)
-    metrics = {
-        "test_accuracy": test_metrics["accuracy"], "test_loss": test["loss"],
-        "val_accuracy": state.best_val_acc, "best_epoch": state.best_epoch,
-        "epochs": cfg["epochs"], "classification_report": test_metrics["report"],
-        "confusion_matrix": test_metrics["confusion_matrix"],
-        "class_names": state.data.class_names, "counts": split_counts(state),
-        "history": state.history, "train_images_per_second": speed, "wall_time_s": wall,
-    }
-    if state.model_args["arch"] == "text":  # how far from the classic baseline, same split
-        metrics["tfidf_logreg"] = text_reference(state.data, state.split)
-    atomic_write_text(state.run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    writer.add_figure("confusion_matrix/test", confusion_figure(
-        test_metrics["confusion_matrix"], state.data.class_names, "test confusion matrix"),
-        state.best_epoch)
-    writer.add_hparams(_hparams(cfg), {"hparam/test_accuracy": metrics["test_accuracy"],
-                                       "hparam/best_val_accuracy": state.best_val_acc},
-                       run_name=".")
-    print(format_report(test_metrics, "test"))
-    return metrics
-
-
-def split_counts(state: RunState) -> dict:
-    """Images per split and class, as trained (``--limit-train`` applied)."""
-    cfg = state.config
-    ids = {**state.split, "train": limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])}
-    category = state.data.manifest.set_index("image_id")["category"]
-    return {name: {"total": len(split_ids),
-                   "per_class": {c: int(n) for c, n in
-                                 category.loc[split_ids].value_counts().sort_index().items()}}
-            for name, split_ids in ids.items()}
-
-
-def _hparams(config: dict) -> dict:
-    """TensorBoard accepts only numbers, strings and booleans."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
-
-
-def print_summary(state: RunState, metrics: dict) -> None:
-    print(f"best val accuracy {metrics['val_accuracy']:.4f} (epoch {metrics['best_epoch']}), "
-          f"test accuracy {metrics['test_accuracy']:.4f}; trained at "
-          f"{metrics['train_images_per_second']:.1f} images/s; wall time "
-          f"{metrics['wall_time_s']:.1f} s; run in {state.run_dir}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from proxy.app import create_app
-from tests.support.proxy import IMAGE_MODELS, LIMIT, FakeTorchServe
-from proxy.routes import get_torchserve
+from tests.support.proxy import LIMIT
+from tests.support.torchserve import FakeTorchServe
+from proxy.deps import get_torchserve
 from proxy.settings import Settings
 
 
@@ -22,7 +23,7 @@ def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT, **IMAGE_MODELS)
+    return Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 import pytest
 from proxy.app import create_app
 from tests.support.proxy import LIMIT, post_image
-from proxy.routes import get_torchserve
+from proxy.deps import get_torchserve
 from proxy.upload import MULTIPART_OVERHEAD
 
 
@@ -13,7 +13,7 @@ from proxy.upload import MULTIPART_OVERHEAD
 def test_predict_at_limit_is_accepted(client, fake):
     response = post_image(client, b"x" * LIMIT)
     assert response.status_code == 200
-    assert len(fake.calls[0][1]) == LIMIT
+    assert len(fake.calls[0][1].image) == LIMIT
 
 
 def test_predict_oversize_is_413_with_limit(client, fake):
