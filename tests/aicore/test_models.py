@@ -69,9 +69,12 @@ def test_every_architecture_implements_the_protocol(arch: str) -> None:
         torch.testing.assert_close(model.head(features), model(x))
 
 
-def test_multimodal_fusion_is_sized_by_its_image_architectures_embedding() -> None:
-    model = build_model("multimodal", num_classes=3, image_size=64, image_arch="resnet50",
+@pytest.mark.parametrize(("image_arch", "dim"), [("resnet50", 2048), ("efficientnet_lite0", 1280)])
+def test_multimodal_fusion_is_sized_by_its_image_architectures_embedding(image_arch: str,
+                                                                          dim: int) -> None:
+    model = build_model("multimodal", num_classes=3, image_size=64, image_arch=image_arch,
                         text={"buckets": 64})
-    assert model.fuse[0].in_features == 2048 + model.text.dim + 2
-    with pytest.raises(ValueError, match="unknown image_arch 'vgg'; choose one of cnn, resnet50"):
+    assert model.fuse[0].in_features == dim + model.text.dim + 2
+    with pytest.raises(ValueError, match="unknown image_arch 'vgg'; choose one of cnn, resnet50, "
+                                         "efficientnet_lite0"):
         build_model("multimodal", num_classes=3, image_arch="vgg")
