@@ -41,10 +41,12 @@ RESNET_ARGS   ?= --recipe seed
 EFFNET_EPOCHS ?= 3
 EFFNET_ARGS   ?= --pretrained
 TRAIN_ARGS  ?=
-# Listing search: the index of DATA embedded by SEARCH_RUN: the CNN by default (64-d, the better
-# demo model for photo queries); runs/text or runs/multimodal index by text too, e.g.
-# `make index SEARCH_RUN=runs/text INDEX=indexes/text` (the proxy: AICORE_SEARCH_INDEX=indexes/text).
-SEARCH_RUN  ?= $(CNN_RUN)
+# Listing search: the index of DATA embedded by SEARCH_RUN: EfficientNet-Lite0 by default (1280-d;
+# on real pictures its photo queries find the query's category far more often than the CNN's,
+# docs/transfer-learning.md); SEARCH_RUN=runs/cnn is the 64-d CNN; runs/text or runs/multimodal
+# index by text too, e.g. `make index SEARCH_RUN=runs/text INDEX=indexes/text` (the proxy:
+# AICORE_SEARCH_INDEX=indexes/text).
+SEARCH_RUN  ?= $(EFFNET_RUN)
 INDEX       ?= indexes/demo
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
 # (onnx-int8, then onnx-fp32, then eager); docs/serving.md "Runtimes".
