@@ -41,6 +41,8 @@ ENV_INFERENCE_URL = f"{ENV_PREFIX}INFERENCE_URL"
 ENV_MANAGEMENT_URL = f"{ENV_PREFIX}MANAGEMENT_URL"
 ENV_KEY_FILE = f"{ENV_PREFIX}KEY_FILE"
 ENV_MODELS = f"{ENV_PREFIX}MODELS"
+# the config.properties whose model_snapshot is the proxy's catalogue (common.catalogue)
+ENV_TORCHSERVE_CONFIG = f"{ENV_PREFIX}TORCHSERVE_CONFIG"
 ENV_TORCH_THREADS = f"{ENV_PREFIX}TORCH_THREADS"  # torch threads per worker, read by the handler
 
 
