@@ -14,10 +14,11 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-OURS = {"aicore", "common", "training", "handler", "serving", "proxy", "search", "bench"}
+OURS = {"aicore", "common", "datagen", "training", "handler", "serving", "proxy", "search", "bench"}
 ALLOWED = {
     "aicore": {"aicore"},
     "common": {"common"},
+    "datagen": {"aicore", "common"},
     "training": {"aicore", "common"},
     "handler": {"aicore", "common"},
     "serving": {"common"},
