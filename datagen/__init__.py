@@ -1,0 +1,1 @@
+"""Data generators: datasets and benchmarks the project builds for itself (never committed)."""
