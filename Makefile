@@ -45,7 +45,7 @@ INDEX       ?= indexes/demo
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
-.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset train evaluate archive serve stop status demo bench bench-text clean index
+.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset relevanceset train evaluate archive serve stop status demo bench bench-text clean index tune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -114,6 +114,15 @@ devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 i
 textdevset: $(STAMP) ## real labelled text (Debian's package index here: synopsis -> section, 13 classes, 4,160 listings) -> data/textdev/clean
 	$(PY) -m training.textdevset --out data/textdev
 
+# AppStream metadata comes with apt once its DEP-11 targets are enabled (root; apt's lists hold it).
+APPSTREAM_UPDATE = apt-get update -qq -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=true \
+	-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=true
+relevanceset: $(STAMP) ## real graded search benchmark (Debian's AppStream: ~2,000 apps, 82 judged queries, dev/test) -> data/relevance
+	@ls data/relevance/source/*Components-amd64.yml.gz /var/lib/apt/lists/*dep11_Components-amd64.yml.gz >/dev/null 2>&1 || \
+		{ echo "fetching Debian's AppStream metadata with apt"; \
+		if [ "$$(id -u)" = 0 ]; then $(APPSTREAM_UPDATE); else sudo $(APPSTREAM_UPDATE); fi; }
+	$(PY) -m datagen.relevanceset --out data/relevance
+
 train: $(STAMP) ## train MODEL=cnn|resnet50|text|multimodal on DATA into RUN (runs/MODEL); EPOCHS=, TRAIN_ARGS=
 	$(PY) -m training.train --model $(MODEL) --data $(DATA) --out $(RUN) --epochs $(EPOCHS) \
 		$(if $(filter resnet50,$(MODEL)),$(RESNET_ARGS),$(if $(filter cnn,$(MODEL)),$(CNN_ARGS))) \
@@ -133,6 +142,12 @@ archive: $(STAMP) ## build model_store/{cnn,resnet50,text,listing}.mar from CNN_
 index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index INDEX (indexes/demo) of DATA with SEARCH_RUN's embeddings, then evaluate it
 	$(PY) -m search.build --data $(DATA) --run $(SEARCH_RUN) --out $(INDEX)
 	$(PY) -m search.evaluate --index $(INDEX)
+
+# Judged queries: tune the index's ranking on dev, then measure on test (docs/relevance.md).
+RELEVANCE_QUERIES ?= data/relevance/queries
+tune: $(STAMP) ## choose INDEX's fusion/BM25/personalisation weights on the dev queries, then score the test queries
+	$(PY) -m search.tune --index $(INDEX) --queries $(RELEVANCE_QUERIES)/dev.tsv --qrels $(RELEVANCE_QUERIES)/dev.qrels
+	$(PY) -m search.evaluate --index $(INDEX) --queries $(RELEVANCE_QUERIES)/test.tsv --qrels $(RELEVANCE_QUERIES)/test.qrels
 
 # --- serving -------------------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ def main(args: argparse.Namespace) -> Path:
                 "embedded": len(cache.used) - cache.hits,
                 "cached": cache.hits,
                 "build_seconds": round(time.perf_counter() - started, 2),
+                **tuned_ranking(args.out, embedder.fingerprint),
             }
             atomic_write_text(generation / layout.META_FILE, json.dumps(meta, indent=2) + "\n")
         except BaseException:  # also Ctrl-C: the half-built generation never goes live
@@ -99,6 +100,18 @@ def main(args: argparse.Namespace) -> Path:
           f"{meta['embedded']} inputs embedded, {meta['cached']} from the cache; "
           f"{meta['build_seconds']:.1f} s (generation {generation.name})")
     return generation
+
+
+def tuned_ranking(index_dir: Path, fingerprint: str) -> dict:
+    """The live generation's tuned ranking when it was tuned for the same model (a rebuild of new
+    listings keeps its weights; another model starts untuned)."""
+    live = layout.current_generation(index_dir)
+    if live is None:
+        return {}
+    meta = layout.read_meta(live)
+    if meta.get("model_sha256") != fingerprint or "ranking" not in meta:
+        return {}
+    return {key: meta[key] for key in ("ranking", "tuned") if key in meta}
 
 
 if __name__ == "__main__":
