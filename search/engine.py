@@ -164,7 +164,8 @@ class SearchEngine:
                  if retriever in ("fused", "dense") and dense_query is not None else None)
         lexical = (self.records.lexical(text, depth, allowed, ranking.bm25_weights)
                    if retriever in ("fused", "lexical") and text else None)
-        hits = self._rank(fuse(ranking, dense, lexical), dense is not None and lexical is not None,
+        found = fuse(ranking if user is None else ranking.personalised(), dense, lexical)
+        hits = self._rank(found, dense is not None and lexical is not None,
                           "dense" if dense is not None else "lexical", request.k)
         return SearchResult(hits, retriever, user is not None,
                             (time.perf_counter() - started) * 1000)

@@ -5,7 +5,7 @@
 
 **Judged queries** (``--queries`` and ``--qrels``, formats in :mod:`search.trec` and
 docs/relevance.md): each retriever (fused, dense, lexical) ranks the top 100 for every query,
-personalised by the query's viewed listings (``--plain`` ignores them); ir-measures scores
+personalised by the query's viewed listings (``--plain``: not personalised); ir-measures scores
 nDCG@10, P@10, recall@100 and MAP (:mod:`search.judged`), and the engine's latency is timed.
 ``--run-out DIR`` writes ``DIR/{fused,dense,lexical}.run`` in TREC run format; ``--json OUT`` the
 report. Judged listings the index does not hold are counted and reported.
@@ -71,7 +71,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              help="write DIR/fused.run, dense.run, lexical.run (TREC run, top 100)")
     judged_args.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
     judged_args.add_argument("--plain", action="store_true",
-                             help="ignore the queries' viewed listings (not personalised)")
+                             help="do not personalise by the viewed listings (still left out)")
     return parser
 
 

@@ -88,7 +88,8 @@ def rank_all(engine: SearchEngine, queries: Sequence[Query], vectors: dict, retr
              ) -> tuple[dict[str, list[str]], list[float]]:
     """``{qid: listing ids, best first}`` (top :data:`DEPTH`) and the engine's seconds per query.
 
-    ``plain`` ignores the viewed listings (the same queries, not personalised).
+    ``plain``: the same queries, not personalised (their viewed listings are still left out, as
+    they are of the personalised ranking, so the two are judged on the same listings).
 
     Raises:
         UserError: a query the engine refuses (an unknown viewed id, ...), named by qid.
@@ -97,7 +98,7 @@ def rank_all(engine: SearchEngine, queries: Sequence[Query], vectors: dict, retr
     for query in queries:
         request = SearchRequest(text=query.text, vector=vectors.get(query.qid), k=DEPTH,
                                 retriever=retriever, viewed=() if plain else query.viewed,
-                                ranking=ranking)
+                                exclude=query.viewed if plain else (), ranking=ranking)
         started = time.perf_counter()
         try:
             result = engine.search(request)

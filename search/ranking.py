@@ -32,6 +32,9 @@ class Ranking:
     bm25_weights: tuple[float, ...] = DEFAULT_BM25
     personal_weight: float = 0.3  # the user vector's share of the dense query
     decay: float = 0.7  # the weight of each older view relative to the next more recent one
+    # the dense weight of a personalised query (None: dense_weight): the user vector knows what
+    # the words alone cannot, so its side of the fusion may deserve more say
+    personal_dense_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -57,6 +60,12 @@ class Ranking:
 
     def but(self, **changes: object) -> Ranking:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def personalised(self) -> Ranking:
+        """The ranking of a query with viewed listings."""
+        if self.personal_dense_weight is None:
+            return self
+        return replace(self, dense_weight=self.personal_dense_weight)
 
 
 def fuse(ranking: Ranking, dense: tuple[np.ndarray, np.ndarray] | None,

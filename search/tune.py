@@ -10,8 +10,9 @@ Three choices, each by nDCG@10 on the dev queries (ir-measures, :mod:`search.jud
    against the lexical one's from 0 (lexical alone, then dense results after) up to dense alone,
    scored on the queries without their viewed listings. Both single retrievers are candidates, so
    on dev the fused ranking is never worse than the better of the two;
-3. **personalisation**: the user vector's share of the dense query (0 = not personalised) and the
-   decay of older views, scored on the queries that have viewed listings.
+3. **personalisation**: the user vector's share of the dense query (0 = not personalised), the
+   decay of older views and the dense retriever's fusion weight when a query is personalised,
+   scored on the queries that have viewed listings.
 
 A choice replaces the current one only when it scores higher. The result is written into a new
 index generation (the live one's files hard-linked, ``meta.json`` with ``"ranking"`` and
@@ -43,6 +44,7 @@ FUSION_WEIGHTS = ((0.0, 1.0), (0.1, 1.0), (0.2, 1.0), (0.3, 1.0), (0.5, 1.0), (0
                   (1.0, 1.0), (1.0, 0.7), (1.0, 0.5), (1.0, 0.3), (1.0, 0.1), (1.0, 0.0))
 PERSONAL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DECAYS = (0.5, 0.7, 1.0)
+PERSONAL_DENSE_WEIGHTS = (None, 0.5, 1.0, 2.0, 4.0)  # None: the plain queries' dense weight
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -121,8 +123,9 @@ class Tuner:
         return self.best("fusion", current, grid, "fused", self.queries, plain=True)
 
     def personalisation(self, current: Ranking) -> Ranking:
-        grid = [current.but(personal_weight=w, decay=decay)
-                for w, decay in itertools.product(PERSONAL_WEIGHTS, DECAYS)]
+        grid = [current.but(personal_weight=w, decay=decay, personal_dense_weight=dense)
+                for w, decay, dense in itertools.product(PERSONAL_WEIGHTS, DECAYS,
+                                                         PERSONAL_DENSE_WEIGHTS)]
         return self.best("personalisation", current, grid, "fused", self.viewed, plain=False)
 
 

@@ -105,3 +105,15 @@ def test_search_query_ranks_with_the_stored_weights(text_search_index, tmp_path)
     assert result.retriever == "fused" and both
     for hit in both:
         assert hit.score == pytest.approx(0.25 / (5 + hit.dense_rank) + 1.0 / (5 + hit.lexical_rank))
+
+
+def test_a_personalised_query_fuses_with_its_own_dense_weight(text_search_index):
+    engine = SearchEngine.open(text_search_index["index"])
+    ranking = Ranking(dense_weight=0.1, personal_dense_weight=3.0, rrf_k=5)
+
+    result = engine.search(SearchRequest(text="vintage", k=5, viewed=["prod-02-003"], ranking=ranking))
+
+    both = [h for h in result.hits if h.dense_rank and h.lexical_rank]
+    assert result.personalised and both
+    for hit in both:
+        assert hit.score == pytest.approx(3.0 / (5 + hit.dense_rank) + 1.0 / (5 + hit.lexical_rank))
