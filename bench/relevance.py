@@ -29,6 +29,7 @@ from search.metrics import percentiles_ms
 from search.ranking import Ranking
 
 OUT_DIR = Path("bench/out")
+FUSION_KEYS = ("fusion", "dense_weight", "lexical_weight", "rrf_k")
 TITLE_REPEAT = 3  # the plain baseline's title weight: the title written three times
 
 
@@ -75,6 +76,9 @@ def measure_split(engine: SearchEngine, baseline: PlainBM25, queries: list[Query
     for name, ranking in (("untuned", Ranking()), ("tuned", engine.ranking)):
         results, _ = judged.evaluate(engine, queries, qrels, vectors, ranking)
         rows.extend({"method": f"{r['retriever']}, {name}", **r} for r in results)
+    for method, ranking in best_by_fusion(engine).items():
+        results, _ = judged.evaluate(engine, queries, qrels, vectors, ranking, retrievers=["fused"])
+        rows.append({"method": f"fused, best {method} on dev", **results[0]})
     ambiguous = [q for q in queries if q.viewed]
     personal = []
     for name, ranking in (("untuned", Ranking()), ("tuned", engine.ranking)):
@@ -89,6 +93,18 @@ def measure_split(engine: SearchEngine, baseline: PlainBM25, queries: list[Query
         passes.append(percentiles_ms(seconds))
     return {"queries": len(queries), "ambiguous": len(ambiguous), "results": rows,
             "personalisation": personal, "fused_latency_passes": passes}
+
+
+def best_by_fusion(engine: SearchEngine) -> dict[str, Ranking]:
+    """The best fusion of each method that search.tune found on dev, with the index's other
+    choices (BM25 fields, personalisation): both methods are measured, one is stored."""
+    steps = engine.meta.get("tuned", {}).get("steps", [])
+    fusion = next((step for step in steps if step["step"] == "fusion"), {})
+    rankings = {}
+    for method, found in fusion.get("best_by_fusion", {}).items():
+        if found:
+            rankings[method] = engine.ranking.but(**{key: found[key] for key in FUSION_KEYS})
+    return rankings
 
 
 class PlainBM25:

@@ -14,7 +14,10 @@ Three choices, each by nDCG@10 on the dev queries (ir-measures, :mod:`search.jud
    decay of older views and the dense retriever's fusion weight when a query is personalised,
    scored on the queries that have viewed listings.
 
-A choice replaces the current one only when it scores higher. The result is written into a new
+Fusion is chosen among the candidates that are, on the dev queries, at least as good as the better
+single retriever on every metric (nDCG@10, P@10, recall@100, MAP) -- fusion that never loses --
+and only when none is, by nDCG@10 alone (the report says so). A choice replaces the current one
+only when it scores higher. The result is written into a new
 index generation (the live one's files hard-linked, ``meta.json`` with ``"ranking"`` and
 ``"tuned"``) published atomically: a running proxy picks it up at its next request. Tune on dev
 queries only; measure on test with ``python -m search.evaluate``.
@@ -92,23 +95,45 @@ class Tuner:
         self.queries = queries
         self.viewed = [q for q in queries if q.viewed]
         self.steps: list[dict] = []
+        self._cache: dict[tuple, dict] = {}
 
-    def score(self, ranking: Ranking, retriever: str, queries: list[Query], plain: bool) -> float:
-        rankings, _ = judged.rank_all(self.engine, queries, self.vectors, retriever, ranking, plain)
-        return judged.measure({q.qid: self.qrels[q.qid] for q in queries}, rankings)[OBJECTIVE]
+    def measure(self, ranking: Ranking, retriever: str, queries: list[Query], plain: bool) -> dict:
+        key = (ranking, retriever, tuple(q.qid for q in queries), plain)
+        if key not in self._cache:
+            rankings, _ = judged.rank_all(self.engine, queries, self.vectors, retriever, ranking, plain)
+            self._cache[key] = judged.measure({q.qid: self.qrels[q.qid] for q in queries}, rankings)
+        return self._cache[key]
+
+    def floor(self, ranking: Ranking, queries: list[Query], plain: bool) -> dict[str, float]:
+        """The better single retriever on each metric, under ``ranking``: what fusion must reach."""
+        alone = [self.measure(ranking, r, queries, plain) for r in ("dense", "lexical")]
+        return {metric: max(m[metric] for m in alone) for metric in judged.METRICS}
 
     def best(self, name: str, current: Ranking, candidates: list[Ranking], retriever: str,
-             queries: list[Query], plain: bool) -> Ranking:
-        """The highest-scoring candidate; ``current`` unless one beats it."""
+             queries: list[Query], plain: bool, fused: bool = False) -> Ranking:
+        """The candidate with the best objective; ``current`` unless one beats it. With ``fused``,
+        only among the candidates that lose to neither retriever alone on any metric (when
+        some do: else the best objective, and the step says the floor was missed)."""
         if not queries:
             return current
-        scored = [(self.score(c, retriever, queries, plain), c) for c in [current, *candidates]]
-        top_score, top = max(scored, key=lambda pair: pair[0])  # first of equals: current
-        self.steps.append({"step": name, "retriever": retriever, "queries": len(queries),
-                           "before": scored[0][0], "after": top_score, "chosen": top.to_json(),
-                           "tried": len(scored)})
+        scored = [(self.measure(c, retriever, queries, plain), c) for c in [current, *candidates]]
+        keep = [pair for pair in scored
+                if not fused or never_loses(pair[0], self.floor(pair[1], queries, plain))]
+        top_metrics, top = max(keep or scored, key=lambda pair: pair[0][OBJECTIVE])  # first: current
+        step = {"step": name, "retriever": retriever, "queries": len(queries),
+                "before": scored[0][0], "after": top_metrics, "chosen": top.to_json(),
+                "tried": len(scored)}
+        if fused:
+            step["never_loses"] = {"candidates": len(keep), "floor": self.floor(top, queries, plain)}
+            # the best of each fusion method, so both can be measured on test
+            step["best_by_fusion"] = {
+                method: max(((m, c.to_json()) for m, c in keep or scored if c.fusion == method),
+                            key=lambda pair: pair[0][OBJECTIVE], default=(None, None))[1]
+                for method in FUSIONS}
+        self.steps.append(step)
+        floor = "" if not fused else f" ({len(keep)} of {len(scored)} never lose to a single retriever)"
         print(f"{name:16s} {retriever:8s} {len(queries):3d} dev queries: nDCG@10 "
-              f"{scored[0][0]:.4f} -> {top_score:.4f}", flush=True)
+              f"{scored[0][0][OBJECTIVE]:.4f} -> {top_metrics[OBJECTIVE]:.4f}{floor}", flush=True)
         return top
 
     def bm25(self, current: Ranking) -> Ranking:
@@ -120,13 +145,18 @@ class Tuner:
     def fusion(self, current: Ranking) -> Ranking:
         grid = [current.but(fusion=method, dense_weight=d, lexical_weight=lex)
                 for method in FUSIONS for d, lex in FUSION_WEIGHTS]
-        return self.best("fusion", current, grid, "fused", self.queries, plain=True)
+        return self.best("fusion", current, grid, "fused", self.queries, plain=True, fused=True)
 
     def personalisation(self, current: Ranking) -> Ranking:
         grid = [current.but(personal_weight=w, decay=decay, personal_dense_weight=dense)
                 for w, decay, dense in itertools.product(PERSONAL_WEIGHTS, DECAYS,
                                                          PERSONAL_DENSE_WEIGHTS)]
-        return self.best("personalisation", current, grid, "fused", self.viewed, plain=False)
+        return self.best("personalisation", current, grid, "fused", self.viewed, plain=False,
+                         fused=True)
+
+
+def never_loses(metrics: dict[str, float], floor: dict[str, float]) -> bool:
+    return all(metrics[name] >= floor[name] - 1e-9 for name in floor)
 
 
 def store(index_dir: Path, engine: SearchEngine, ranking: Ranking, report: dict) -> Path:
