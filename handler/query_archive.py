@@ -132,7 +132,7 @@ def stage_encoder(folder: Path, stage: Path, runtime: str, texts: list[str]) -> 
     for candidate in (ONNX_INT8, ONNX_FP32) if runtime == "auto" else (runtime,):
         record = _onnx(eager, stage, candidate, texts, base)
         if record["accuracy_gate"]["passed"]:
-            return record, stage / ONNX_FILE
+            return {**record, "rejected": failures} if failures else record, stage / ONNX_FILE
         failures.append(f"{candidate}: min cosine {record['accuracy_gate']['cosine_min']:.4f}")
         (stage / ONNX_FILE).unlink()
     if runtime != "auto":
