@@ -3,8 +3,9 @@
     python -m bench.encoder_budget --data data/relevance/clean \\
         --queries data/relevance/queries/dev.tsv --qrels data/relevance/queries/dev.qrels
 
-Embeds every listing at the encoder's maximum (256 word pieces for all-MiniLM-L6-v2), then again
-at each smaller budget (only the listings longer than it change), and prints per budget: the
+Starts from the vectors of an index the encoder built (``--index``, at the default budget) and
+re-embeds, per budget, only the listings whose text is longer than it (256 word pieces is
+all-MiniLM-L6-v2's maximum, the reference). Prints per budget: the
 share of listings it cuts, the mean and 5th-percentile cosine of the cut vectors to the full ones,
 and -- with judged dev queries -- dense nDCG@10 (ir-measures). Dev queries only: the budget is a
 tuning choice (docs/relevance.md).
@@ -21,15 +22,18 @@ import numpy as np
 
 from aicore.sentence import SentenceEncoder, default_folder, listing_text
 from common.cli import run
+from search.engine import SearchEngine
 from search.listings import read_listings
 
-DEFAULT_BUDGETS = "32,64,96,128,192,256"
+DEFAULT_BUDGETS = "32,64,128,256"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.encoder_budget",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a cleaned dataset with text")
+    parser.add_argument("--index", type=Path,
+                        help="an index the default encoder built of --data: its vectors are reused")
     parser.add_argument("--queries", type=Path, help="judged dev queries (qid<TAB>text<TAB>viewed)")
     parser.add_argument("--qrels", type=Path, help="their TREC qrels")
     parser.add_argument("--budgets", default=DEFAULT_BUDGETS,
@@ -45,23 +49,32 @@ def main(args: argparse.Namespace) -> dict:
     listings, _ = read_listings(args.data)
     texts = [listing_text(x.title, x.description) for x in listings]
     budgets = sorted(int(b) for b in args.budgets.split(","))
-    full_encoder = SentenceEncoder(default_folder(), budgets[-1])
-    lengths = np.array([len(e.ids) for e in _plain_tokenizer(full_encoder).encode_batch(texts)])
     started = time.perf_counter()
-    full = full_encoder.encode(texts)  # (N, 384)
-    rows = []
-    queries = _queries(args.queries) if args.queries else {}
+    lengths = np.array([len(e.ids) for e in _plain_tokenizer().encode_batch(texts)])
+    print(f"{len(texts)} listings; word pieces median {int(np.median(lengths))}, "
+          f"p90 {int(np.percentile(lengths, 90))}, over 256: {np.mean(lengths > 256):.1%}", flush=True)
+    base_budget, base = _base_vectors(args.index, listings)
+    vectors = {}
     for budget in budgets:
-        vectors = full.copy()
+        vectors[budget] = base.copy()
+        redo = np.flatnonzero(lengths > min(budget, base_budget))  # only these differ from base
+        if len(redo) and budget != base_budget:
+            encoder = SentenceEncoder(default_folder(), budget)
+            vectors[budget][redo] = encoder.encode([texts[i] for i in redo])
+        print(f"budget {budget}: {len(redo)} listings re-embedded", flush=True)
+    full = vectors[budgets[-1]]
+    queries = _queries(args.queries) if args.queries else {}
+    query_vectors = SentenceEncoder(default_folder()).encode(list(queries.values())) if queries else None
+    rows = []
+    for budget in budgets:
         cut = np.flatnonzero(lengths > budget)
-        if len(cut):
-            vectors[cut] = SentenceEncoder(default_folder(), budget).encode([texts[i] for i in cut])
-        cosines = (vectors[cut] * full[cut]).sum(1) if len(cut) else np.ones(1)
+        cosines = (vectors[budget][cut] * full[cut]).sum(1) if len(cut) else np.ones(1)
         row = {"budget": budget, "cut_share": round(len(cut) / len(texts), 3),
                "cosine_mean": round(float(cosines.mean()), 4),
                "cosine_p5": round(float(np.percentile(cosines, 5)), 4)}
         if queries:
-            row["dev_ndcg@10"] = round(_ndcg(full_encoder, queries, args.qrels, listings, vectors), 4)
+            row["dev_ndcg@10"] = round(_ndcg(query_vectors, queries, args.qrels, listings,
+                                             vectors[budget]), 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {"listings": len(texts), "tokens_median": int(np.median(lengths)),
@@ -69,15 +82,27 @@ def main(args: argparse.Namespace) -> dict:
               "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in report.items() if k != "budgets"}))
     return report
 
 
-def _plain_tokenizer(encoder: SentenceEncoder):
-    """The encoder's tokenizer without truncation or padding: each text's full length."""
+def _base_vectors(index: Path | None, listings) -> tuple[int, np.ndarray]:
+    """The vectors of an index the encoder built from the same data (saves embedding them again),
+    and its budget; without ``--index``, every listing embedded at the default budget."""
+    from aicore.sentence import DEFAULT_TOKEN_BUDGET
+
+    if index is None:
+        texts = [listing_text(x.title, x.description) for x in listings]
+        return DEFAULT_TOKEN_BUDGET, SentenceEncoder(default_folder()).encode(texts)
+    engine = SearchEngine.open(index)
+    rows = np.asarray(engine.vectors.vectors)
+    return int(engine.meta["encoder"]["token_budget"]), rows[[engine.position(x.id) for x in listings]]
+
+
+def _plain_tokenizer():
+    """The default encoder's tokenizer without truncation or padding: each text's full length."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_str(encoder.tokenizer.to_str())
+    tokenizer = Tokenizer.from_file(str(default_folder() / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
@@ -88,12 +113,11 @@ def _queries(path: Path) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
-def _ndcg(encoder: SentenceEncoder, queries: dict[str, str], qrels: Path, listings,
+def _ndcg(qvectors: np.ndarray, queries: dict[str, str], qrels: Path, listings,
           vectors: np.ndarray) -> float:
     import ir_measures
     from ir_measures import ScoredDoc, nDCG
 
-    qvectors = encoder.encode(list(queries.values()))  # (Q, 384)
     scores = qvectors @ vectors.T  # (Q, N)
     run_docs = []
     for qid, row in zip(queries, scores, strict=True):

