@@ -97,8 +97,9 @@ async def search_text(
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
-    dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
-    user has viewed listings."""
+    dense retriever when the index's model embeds text (``q`` embedded by TorchServe: by the
+    pretrained query encoder ``query`` for an index built without a training run, else by the
+    index's own text or listing model) or the user has viewed listings."""
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
