@@ -3,8 +3,9 @@
 The index is the directory in ``Settings.search_index`` (``make index``), served by a
 :class:`search.EngineHolder`: a rebuilt index is loaded at the next request while requests in
 flight finish on the old one. A query is embedded by TorchServe (``embedding=true``) with the
-model the index was built with -- its photo for an image index, its text for a text index, either
-or both for an image + text index; the archive version must carry the same weights' hash, or
+model the index was built with -- its photo for an image index, its text for a text index (the
+``query`` encoder for an index built with the pretrained text encoder), either or both for an
+image + text index; the archive version must carry the same weights' hash, or
 the answer is 503 naming what to rebuild (vectors of two different models are not comparable).
 """
 
@@ -26,6 +27,7 @@ from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
 from common.handling import EMBEDDING_PARAM
+from common.torchserve import QUERY_MODEL
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
@@ -95,8 +97,9 @@ async def search_text(
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
-    dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
-    user has viewed listings."""
+    dense retriever when the index's model embeds text (``q`` embedded by TorchServe: by the
+    pretrained query encoder ``query`` for an index built without a training run, else by the
+    index's own text or listing model) or the user has viewed listings."""
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
@@ -188,6 +191,8 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
         return None, None
     model = settings.search_model or engine.meta["served_model"]
     await _check_served_model(request, torchserve, engine, model)
+    if model == QUERY_MODEL:  # the pretrained text encoder reads the query's words only
+        return _query_vector(await torchserve.embed_text(model, text), engine, model), model
     if TEXT not in engine.modalities:  # an image model reads the raw photo
         assert image is not None
         prediction = await torchserve.predict(model, image, embedding=True)

@@ -50,6 +50,12 @@ class Prediction(BaseModel):
     embedding: list[float] | None = None  # asked with ?embedding=true
 
 
+class Embedding(BaseModel):
+    """What the query encoder (``query.mar``) answers for one text."""
+
+    embedding: list[float]
+
+
 class ModelDescription(BaseModel):
     """One version of a model as TorchServe's describe API (``GET /models/<name>``) reports it."""
 
@@ -162,20 +168,7 @@ class TorchServeClient:
         """:meth:`predict` with any body (``content=``, ``json=``, ``files=``); ``size`` (bytes
         sent) goes into the too-large message; ``embedding``: the body asks for the embedding,
         which the answer must then carry. Same retries and errors."""
-        self.budget.deposit()
-        deadline = time.monotonic() + self._settings.read_timeout_s
-        response = await self._try_predict(model, body)
-        if isinstance(response, WorkerDied):
-            remaining = deadline - time.monotonic()
-            if remaining < MIN_RETRY_S or not self.budget.withdraw():
-                raise response
-            logger.warning("%s; retrying once (%.1f s left)", response.detail, remaining)
-            response = await self._try_predict(
-                model, body, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
-            if isinstance(response, WorkerDied):
-                raise response
-        if response.status_code != 200:
-            raise await self._prediction_error(model, size, response)
+        response = await self._answer(model, size, body)
         try:
             prediction = Prediction.model_validate_json(response.content)
         except ValidationError:
@@ -191,6 +184,40 @@ class TorchServeClient:
                 "restart with `make serve`"
             )
         return prediction
+
+    async def embed_text(self, model: str, text: str) -> list[float]:
+        """The query encoder's (``query.mar``) unit vector of ``text``; same retries and errors.
+
+        Raises:
+            UnexpectedAnswer: a 200 without ``{"embedding": [...]}``.
+        """
+        response = await self._answer(model, len(text.encode()), {"json": {"text": text}})
+        try:
+            return Embedding.model_validate_json(response.content).embedding
+        except ValidationError:
+            raise UnexpectedAnswer(
+                f"TorchServe answered 200 for model {model!r} without an embedding: "
+                f"{response.text[:300]!r}; is it the query encoder (`make archive`)?"
+            ) from None
+
+    async def _answer(self, model: str, size: int, body: dict[str, object]) -> httpx.Response:
+        """A prediction call's 200 answer, a dead worker retried once when the budget and the
+        deadline allow; anything else raised as its :class:`TorchServeError`."""
+        self.budget.deposit()
+        deadline = time.monotonic() + self._settings.read_timeout_s
+        response = await self._try_predict(model, body)
+        if isinstance(response, WorkerDied):
+            remaining = deadline - time.monotonic()
+            if remaining < MIN_RETRY_S or not self.budget.withdraw():
+                raise response
+            logger.warning("%s; retrying once (%.1f s left)", response.detail, remaining)
+            response = await self._try_predict(
+                model, body, httpx.Timeout(remaining, connect=self._settings.connect_timeout_s))
+            if isinstance(response, WorkerDied):
+                raise response
+        if response.status_code != 200:
+            raise await self._prediction_error(model, size, response)
+        return response
 
     async def ping(self) -> str:
         """TorchServe's own health word (``"Healthy"`` when it is up)."""

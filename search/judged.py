@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import UserError
-from search.embedders import TEXT, load_embedder
+from search.embedders import TEXT
+from search.encoder import index_embedder
 from search.engine import RETRIEVERS, SearchEngine, SearchRequest
 from search.errors import BadRequest
 from search.metrics import percentiles_ms
@@ -63,7 +64,7 @@ def query_encoder(engine: SearchEngine) -> Callable[[str], np.ndarray] | None:
     """Text -> the index's unit query vector, or None when its model does not embed text."""
     if TEXT not in engine.modalities:
         return None
-    embedder = load_embedder(Path(engine.meta["run"]))
+    embedder = index_embedder(engine.meta)  # a pretrained encoder, or the index's training run
     return lambda text: embedder.embed_query(text=text)
 
 

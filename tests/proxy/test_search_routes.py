@@ -233,6 +233,11 @@ class TextTorchServe:
         return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
                           embedding=vector.tolist() if embedding else None)
 
+    async def embed_text(self, model: str, text: str) -> list[float]:
+        """As the query encoder (``query.mar``) answers: the vector of the text alone."""
+        self.bodies.append((model, {"json": {"text": text}}))
+        return self.embedder.embed_query(text=text).tolist()
+
     async def model(self, name: str) -> ModelDescription:
         return ModelDescription.model_validate(
             {"modelName": name, "modelVersion": self.version, "workers": []})
@@ -327,6 +332,45 @@ def test_get_search_on_a_text_index_with_torchserve_down_is_503(text_search_inde
     assert down.status_code == 503
     assert "not reachable" in down.json()["detail"] and "make serve" in down.json()["detail"]
     assert lexical.status_code == 200
+
+
+# --- an index of the pretrained text encoder: the query embedded by TorchServe's query model ----
+
+@pytest.fixture
+def encoder_client(encoder_search_index, tmp_path: Path) -> Iterator[tuple[TestClient, TextTorchServe]]:
+    meta = layout.read_meta(layout.current_generation(encoder_search_index["index"]))
+    fake = TextTorchServe(Path(meta["run"]), f"20261201-{meta['model_sha256'][:8]}-onnx-int8")
+    app = text_app(encoder_search_index, tmp_path)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        yield test_client, fake
+
+
+def test_get_search_on_an_encoder_index_embeds_with_the_query_model(encoder_client,
+                                                                    encoder_search_index):
+    client, fake = encoder_client
+
+    response = client.get("/search", params={"q": "pram", "k": 5})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "query" and body["retriever"] == "fused"
+    assert fake.bodies[-1] == ("query", {"json": {"text": "pram"}})
+    engine = SearchEngine.open(encoder_search_index["index"])
+    query = fake.embedder.embed_query(text="pram")
+    hit = next(hit for hit in body["results"] if hit["dense_score"] is not None)
+    stored = engine.vectors.vectors[engine.position(hit["id"])]
+    assert hit["dense_score"] == pytest.approx(float(stored @ query), abs=1e-5)
+
+
+def test_get_search_on_an_encoder_index_refuses_other_served_weights(encoder_client):
+    client, fake = encoder_client
+    fake.version = "20261201-deadbeef-onnx-int8"
+
+    response = client.get("/search", params={"q": "pram"})
+
+    assert response.status_code == 503
+    assert "deadbeef" in response.json()["detail"] and "'query'" in response.json()["detail"]
 
 
 # --- an image + text index: photo and text embedded together by TorchServe's listing model ------
