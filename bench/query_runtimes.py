@@ -68,10 +68,8 @@ def _onnx(eager: SentenceEncoder, stage: Path, runtime: str) -> OnnxSentenceEnco
     query_archive.export_onnx(eager, fp32)
     path = fp32
     if runtime == "onnx-int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         path = stage / "int8.onnx"
-        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+        query_archive.quantize_int8(fp32, path)
     return OnnxSentenceEncoder(default_folder(), path, eager.token_budget, eager.dim)
 
 
