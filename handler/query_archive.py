@@ -6,7 +6,7 @@ passes the accuracy gate.
 The archive holds ``query_handler.py`` (:mod:`handler.query_handler`), the encoder's
 ``tokenizer.json``, ``runtime.json`` and, by runtime, ``model.safetensors`` + ``config.json``
 (eager) or ``model.onnx`` (``onnx-fp32``; ``onnx-int8``: the same graph with int8 weights,
-ONNX Runtime's dynamic quantisation, the usual choice for transformers), plus ``aicore`` and
+ONNX Runtime's dynamic quantisation, :func:`quantize_int8`), plus ``aicore`` and
 ``common``. ``--runtime auto`` tries ``onnx-int8``, then ``onnx-fp32``, and keeps the first whose
 vectors keep a cosine >= :data:`MIN_COSINE` to eager PyTorch on every gate text (listing texts of
 ``--data`` and sample queries); eager when none does. The version is
