@@ -41,7 +41,7 @@ TRAIN_ARGS  ?=
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
-# (onnx-int8, then onnx-fp32, then eager); README "Runtimes".
+# (onnx-int8, then onnx-fp32, then eager); docs/serving.md "Runtimes".
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
@@ -160,7 +160,7 @@ text-index: $(DATA)/manifest.csv ## build TEXT_INDEX (indexes/text) of DATA's li
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe (both models) and the proxy in the background; runtime files in .serve/
+serve: $(STAMP) ## start TorchServe (the four models of config.properties) and the proxy in the background; runtime files in .serve/
 	$(PY) -m serving.ctl start
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)

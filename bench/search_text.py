@@ -46,6 +46,7 @@ import psutil
 from aicore.categories import ROOT_CATEGORIES
 from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
+from common.codec import ModelRequest, encode
 from common.dataset_format import PRODUCTS_FILE, write_clean_dir
 from common.properties import derive_config, read_properties
 from common.torchserve import ENV_PREFIX, INFERENCE_KEY, bearer, read_key_file
@@ -225,9 +226,9 @@ def time_embeddings(stack: Stack, texts: list[str], served: str = SERVED) -> lis
     with http_session() as session:
         for text in texts:
             started = time.perf_counter()
-            body = {"text": text} if served == "query" else {"title": text, "embedding": True}
+            body = encode(served, ModelRequest(title=text, embedding=True))  # as the proxy sends it
             response = session.post(f"{stack.inference_url}/predictions/{served}", headers=headers,
-                                    json=body, timeout=60)
+                                    timeout=60, **body)
             seconds.append(time.perf_counter() - started)
             if response.status_code != 200 or "embedding" not in response.json():
                 raise UserError(f"TorchServe answered {response.status_code} for {text!r}: "
@@ -238,8 +239,7 @@ def time_embeddings(stack: Stack, texts: list[str], served: str = SERVED) -> lis
 def build_text_index(data: Path, run_dir: Path, index: Path) -> dict:
     """A trained text run's index and text.mar; the build's seconds."""
     started = time.perf_counter()
-    build.main(build.get_args_parser().parse_args(
-        ["--data", str(data), "--run", str(run_dir), "--out", str(index), "--no-progress"]))
+    build.build(build.BuildConfig(data=data, run=run_dir, out=index, no_progress=True))
     build_s = time.perf_counter() - started
     build_archive(run_dir, SERVED, OUT / "model_store", runtime="eager")
     return {"run": str(run_dir), "index_build_s": round(build_s, 1)}

@@ -8,10 +8,12 @@ index build ran, so a served query vector equals the in-process one.
 
 Per request (TorchServe hands over a batch of up to ``batchSize``):
 
-- a JSON body ``{"text": "..."}`` (or the form field ``text``);
-- output: ``{"embedding": [floats]}``, the text's L2-normalised vector; a request without text,
-  with a non-string ``text`` or one over :data:`MAX_QUERY_CHARS` gets ``400 {"error": ...}`` on
-  its own; the rest of the batch is answered and the worker stays up.
+- the served-model contract's body for kind ``query`` (:func:`common.codec.encode`): JSON
+  ``{"title": "<the query>", "description": "", "embedding": true}`` (the query is read as a
+  listing's text, :func:`aicore.sentence.listing_text`, so a whole listing may be sent too);
+- output: ``{"embedding": [floats]}``, the text's L2-normalised vector; a request without words,
+  a non-string field or a field over its cap gets ``400 {"error": ...}`` on its own; the rest of
+  the batch is answered and the worker stays up.
 """
 
 import json
@@ -20,13 +22,13 @@ import logging
 from ts.context import Context
 from ts.torch_handler.base_handler import BaseHandler
 
-from aicore.sentence import load_encoder_runtime
-from common.handling import RequestError, torch_threads_from_env
+from aicore.sentence import listing_text, load_encoder_runtime
+from common.catalogue import QUERY
+from common.codec import RequestError, decode
+from common.handling import torch_threads_from_env
 
 logger = logging.getLogger(__name__)
 
-TEXT_FIELD = "text"
-MAX_QUERY_CHARS = 1000  # a search box's text; the encoder reads 128 word pieces of it anyway
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -100,30 +102,13 @@ class QueryEncoderHandler(BaseHandler):
 
 
 def query_text(row: dict) -> str:
-    """The ``text`` of one request, from a JSON body or a form field.
+    """The text of one request (title, then description), decoded by the served-model contract.
 
     Raises:
         RequestError: naming the field and what to send.
     """
-    body = row.get("body")
-    if isinstance(body, (bytes, bytearray)):  # JSON sent without its content type
-        try:
-            body = json.loads(bytes(body).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RequestError('the body is not JSON: send {"text": "..."} as application/json') from None
-    source = body if isinstance(body, dict) else row
-    value = source.get(TEXT_FIELD)
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            raise RequestError(f"field {TEXT_FIELD!r} is not UTF-8 text") from None
-    if not isinstance(value, str):
-        got = "nothing" if value is None else type(value).__name__
-        raise RequestError(f'field {TEXT_FIELD!r} must be a string, got {got}: send {{"text": "..."}}')
-    if not value.strip():
-        raise RequestError(f"field {TEXT_FIELD!r} is empty: send the query's words")
-    if len(value) > MAX_QUERY_CHARS:
-        raise RequestError(f"field {TEXT_FIELD!r} is {len(value)} characters long; the limit is "
-                           f"{MAX_QUERY_CHARS}")
-    return value.strip()
+    request = decode(QUERY, row)
+    text = listing_text(request.title, request.description)
+    if not text:
+        raise RequestError('no words to embed: send {"title": "<the query>"}')
+    return text

@@ -3,6 +3,7 @@
     python -m search.build --data data/demo/clean --out indexes/text             # all-MiniLM-L6-v2
     python -m search.build --data data/demo/clean --out indexes/text --encoder FOLDER_OR_NAME
     python -m search.build --data data/demo/clean --run runs/cnn --out indexes/demo
+    build(BuildConfig(data=..., run=..., out=...))          # from Python
 
 Writes a new generation of INDEX_DIR (see :mod:`search.layout`): ``listings.sqlite`` (records +
 FTS5), ``vectors.faiss`` (flat or IVF by size, :mod:`search.vectors`), ``vectors.npy`` and
@@ -21,13 +22,15 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import PRODUCTS_FILE
 from search import layout
-from search.embedders import SERVED_MODELS, EmbeddingCache, load_embedder, run_arch
+from common.catalogue import served_model_of_arch
+from search.embedders import EmbeddingCache, load_embedder, run_arch
 from search.encoder import PretrainedTextEmbedder
 from search.listings import read_listings
 from search.records import write_records
@@ -57,6 +60,27 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="seeds the IVF training sample and its recall check (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """``python -m search.build``'s options, typed, for callers that are not a shell."""
+
+    data: Path  # a cleaned dataset
+    run: Path | None  # a finished training run whose model embeds the listings; None: the encoder
+    out: Path  # the index directory
+    seed: int = 0
+    no_progress: bool = False
+    encoder: str | None = None  # without a run: a model folder or name (None: all-MiniLM-L6-v2)
+    threads: int = 1  # torch threads of the encoder
+
+    def to_args(self) -> argparse.Namespace:
+        return argparse.Namespace(**asdict(self))
+
+
+def build(config: BuildConfig) -> Path:
+    """Build and publish the index ``config`` describes (:func:`main` without a command line)."""
+    return main(config.to_args())
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -139,7 +163,7 @@ def _model_meta(run_dir: Path | None, embedder) -> dict:
         return embedder.meta()
     arch = embedder.arch
     return {"run": str(Path(run_dir).resolve()), "arch": arch, "model_sha256": embedder.fingerprint,
-            "served_model": SERVED_MODELS[arch]}
+            "served_model": served_model_of_arch(arch)}
 
 
 if __name__ == "__main__":

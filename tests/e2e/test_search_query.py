@@ -38,7 +38,7 @@ def stack(serving_model_store: Path, encoder_index: Path,
 
 
 def served(stack: ctl.Stack, text: str) -> np.ndarray:
-    response = e2e.predict_listing_direct(stack, "query", json={"text": text})
+    response = e2e.predict_listing_direct(stack, "query", json={"title": text, "embedding": True})
     assert response.status_code == 200, response.text
     return np.asarray(response.json()["embedding"], dtype=np.float32)
 
@@ -58,10 +58,10 @@ def test_served_query_vector_equals_the_index_build_and_in_process(stack, encode
 
 
 def test_query_model_refuses_a_request_without_text(stack):
-    response = e2e.predict_listing_direct(stack, "query", json={"title": "sofa"})
+    response = e2e.predict_listing_direct(stack, "query", json={"title": " ", "description": ""})
 
     assert response.status_code == 400
-    assert "'text' must be a string" in response.json()["error"]
+    assert "no words to embed" in response.json()["error"]
 
 
 def test_proxy_text_search_embeds_the_query_with_the_query_model(stack, encoder_index):

@@ -12,7 +12,8 @@ from ts.utils.util import list_classes_from_module
 from aicore.sentence import RUNTIME_FILE, SentenceEncoder, default_folder
 from handler import query_archive
 from handler import query_handler as handler_module
-from handler.query_handler import MAX_QUERY_CHARS, QueryEncoderHandler
+from common.codec import MAX_TITLE_CHARS
+from handler.query_handler import QueryEncoderHandler
 from tests.support.handler import make_context
 
 TEXTS = ["red sofa bed", "something to edit my holiday videos"]
@@ -58,7 +59,8 @@ def test_module_defines_exactly_one_class():
 
 def test_eager_answer_is_the_in_process_vector(eager_dir, reference):
     service = start(eager_dir)
-    rows = [{"body": {"text": TEXTS[0]}}, {"body": json.dumps({"text": TEXTS[1]}).encode()}]
+    rows = [{"body": {"title": TEXTS[0], "embedding": True}},
+            {"body": json.dumps({"title": TEXTS[1]}).encode()}]
 
     bodies, codes = handle(service, eager_dir, rows)
 
@@ -67,16 +69,16 @@ def test_eager_answer_is_the_in_process_vector(eager_dir, reference):
 
 
 @pytest.mark.parametrize(("row", "message"), [
-    ({"body": {"title": "sofa"}}, "'text' must be a string, got nothing"),
-    ({"body": {"text": 3}}, "'text' must be a string, got int"),
-    ({"body": {"text": "  "}}, "'text' is empty"),
-    ({"body": {"text": "a" * (MAX_QUERY_CHARS + 1)}}, "the limit is 1000"),
-    ({"body": b"{not json"}, "the body is not JSON"),
+    ({"body": {"text": "sofa"}}, "no words to embed"),
+    ({"body": {"title": "  "}}, "no words to embed"),
+    ({"body": {"title": 3}}, "'title' must be a string"),
+    ({"body": {"title": "a" * (MAX_TITLE_CHARS + 1)}}, f"the limit is {MAX_TITLE_CHARS}"),
+    ({"body": b"{not json"}, "not JSON"),
 ])
 def test_bad_request_gets_its_own_400(eager_dir, row, message):
     service = start(eager_dir)
 
-    bodies, codes = handle(service, eager_dir, [{"body": {"text": "sofa"}}, row])
+    bodies, codes = handle(service, eager_dir, [{"body": {"title": "sofa"}}, row])
 
     assert codes == [200, 400]
     assert message in bodies[1]["error"]
@@ -86,7 +88,7 @@ def test_onnx_fp32_passes_the_gate_and_serves_close_vectors(tmp_path, reference)
     model_dir = staged(tmp_path, "onnx-fp32")
     record = json.loads((model_dir / RUNTIME_FILE).read_text())
 
-    bodies, codes = handle(start(model_dir), model_dir, [{"body": {"text": t}} for t in TEXTS])
+    bodies, codes = handle(start(model_dir), model_dir, [{"body": {"title": t}} for t in TEXTS])
 
     assert record["runtime"] == "onnx-fp32" and record["accuracy_gate"]["passed"]
     assert codes == [200, 200]
