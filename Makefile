@@ -169,7 +169,7 @@ stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
 status: $(STAMP) ## say what is running
 	$(PY) -m serving.ctl status
 
-demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 4 trained models -> archives -> TorchServe + proxy -> predictions
+demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 4 trained models + the pretrained text encoder -> archives -> TorchServe + proxy -> predictions and searches
 	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
 	$(QUERY_ARCHIVE)
 	$(PY) -m serving.ctl start
