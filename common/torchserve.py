@@ -35,6 +35,9 @@ MANAGEMENT_KEY = "management"
 API_KEY = "API"  # may only call GET /token, which renews one of the other two
 READY = "READY"
 
+# --- served models ------------------------------------------------------------------------------
+QUERY_MODEL = "query"  # the pretrained query-text encoder (query.mar), kind "query"
+
 # --- environment variables ----------------------------------------------------------------------
 ENV_PREFIX = "AICORE_"  # the proxy's Settings read AICORE_<FIELD>
 ENV_INFERENCE_URL = f"{ENV_PREFIX}INFERENCE_URL"
