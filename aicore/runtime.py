@@ -13,7 +13,7 @@ Every runtime returns the embedding too (the layer before the head, L2-normalise
 :func:`aicore.models.embed`), computed in the same pass as the logits: the exported graph has both
 outputs.
 
-Measured on a 2-core AVX2 CPU (ResNet-50, 128 px, batch 4, one thread, README "Runtimes"):
+Measured on a 2-core AVX2 CPU (ResNet-50, 128 px, batch 4, one thread, docs/serving.md):
 ``onnx-int8`` is the fastest, ``onnx-fp32`` next, eager channels-last the slowest.
 """
 
@@ -33,7 +33,7 @@ ONNX_FILE = "model.onnx"
 EAGER = "eager"
 ONNX_FP32 = "onnx-fp32"
 ONNX_INT8 = "onnx-int8"
-# Fastest first, as measured (README "Runtimes"); `make archive`'s default takes the first one that
+# Fastest first, as measured (docs/serving.md); `make archive`'s default takes the first one that
 # passes the accuracy gate.
 RUNTIMES = (ONNX_INT8, ONNX_FP32, EAGER)
 # Names of the exported graph's input and outputs.

@@ -83,7 +83,7 @@ class TextEncoder(nn.Module):
     With ``idf=True`` the mean is weighted by each feature's inverse document frequency (the
     ``idf`` buffer, set once from the training split by :meth:`set_idf` and saved in the
     ``state_dict``): a word found in every listing ("used", "collection") counts less than one
-    that names the item, as in TF-IDF. Measured on real text (README, "Text and listings"): the
+    that names the item, as in TF-IDF. Measured on real text (docs/text.md): the
     plain mean trailed a TF-IDF + logistic regression reference by a point, the weighted mean
     matches it. A listing without tokens is an empty bag and encodes to zeros.
     """

@@ -56,7 +56,7 @@ RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
 # Archive name -> the architecture its run must hold (model_args.json "arch").
 ARCHIVES = ARCHIVE_ARCHS
 # The text and listing archives run eager PyTorch: ONNX Runtime runs the exported EmbeddingBag
-# ~1.5x slower than eager (`python -m bench.text_runtime`; README, "Runtimes").
+# ~1.5x slower than eager (`python -m bench.text_runtime`; docs/serving.md).
 EAGER_ONLY = ("text", "listing")
 # The handler file of each kind of model.
 HANDLERS = {IMAGE: IMAGE_HANDLER_FILE, TEXT: LISTING_HANDLER_FILE, LISTING: LISTING_HANDLER_FILE}
@@ -167,7 +167,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path, runtime: str = AUTO,
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_run(run_dir, name)
-    if name in EAGER_ONLY:  # measured: no optimised runtime is faster for them (README)
+    if name in EAGER_ONLY:  # measured: no optimised runtime is faster for them (docs/serving.md)
         runtime = EAGER
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:

@@ -14,6 +14,7 @@ from common.cli import UserError
 from common.catalogue import served_models
 from common.properties import derive_config
 from common.torchserve import (ENV_INFERENCE_URL, ENV_KEY_FILE, ENV_MANAGEMENT_URL, ENV_MODELS,
+                              ENV_TORCHSERVE_CONFIG,
                                ENV_TORCH_THREADS, PROXY_APP)
 from serving.stack import REPO_ROOT, Stack
 
@@ -142,6 +143,7 @@ def start_proxy(stack: Stack) -> psutil.Process:
         ENV_MANAGEMENT_URL: stack.management_url,
         ENV_KEY_FILE: str(stack.key_file),
         ENV_MODELS: ",".join(stack.models),
+        ENV_TORCHSERVE_CONFIG: str((REPO_ROOT / stack.config).resolve()),  # the catalogue
     })
     command = [sys.executable, "-m", "uvicorn", PROXY_APP,
                "--host", stack.host, "--port", str(stack.proxy_port)]
