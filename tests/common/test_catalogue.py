@@ -22,7 +22,7 @@ def test_repository_catalogue_names_every_served_model_with_its_kind():
 
     assert {name: model.kind for name, model in catalogue.items()} == {
         "cnn": IMAGE, "resnet50": IMAGE, "efficientnet_lite0": IMAGE, "text": TEXT,
-        "listing": LISTING}
+        "listing": LISTING, "query": QUERY}
     assert catalogue.names(IMAGE) == ("cnn", "resnet50", "efficientnet_lite0")
     assert catalogue["text"].mar_name == "text.mar" and catalogue["text"].batch_size == 16
     assert catalogue.kind("vgg") is None

@@ -28,7 +28,7 @@ def test_settings_default_model_not_served_is_rejected():
 def test_settings_default_models_are_the_catalogues():
     settings = Settings()
     assert settings.models == list(Catalogue.from_config(REPO_ROOT / "config.properties"))
-    assert settings.models == ["cnn", "resnet50", "efficientnet_lite0", "text", "listing"]
+    assert settings.models == ["cnn", "resnet50", "efficientnet_lite0", "text", "listing", "query"]
     assert settings.default_model == "efficientnet_lite0"  # docs/transfer-learning.md says why
 
 
