@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from proxy.admission import Admission, AdmissionMiddleware
+from proxy.admission import Admission
 from proxy.errors import TorchServeError
 from proxy.listing_routes import router as listing_router
 from proxy.routes import router, size_admission
@@ -21,7 +22,10 @@ from proxy.search_routes import make_holder, search_error
 from proxy.search_routes import router as search_router
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
-from proxy.upload import UploadLimitMiddleware
+from proxy.json_errors import invalid_unicode, validation_error
+from proxy.middleware import GateMiddleware, Routes
+from proxy.redact import RedactMiddleware, Redactor
+from proxy.upload import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from search import SearchError
 from proxy.webpage import add_web
 
@@ -102,18 +106,31 @@ def create_app(
     app.state.settings = settings
     admission = Admission(settings.models, settings.admission_in_flight_batches,
                           settings.admission_waiting_batches, settings.admission_default_slots,
-                          settings.admission_max_wait_s, settings.retry_after_s)
+                          settings.admission_max_wait_s, settings.retry_after_s,
+                          {"search": settings.search_in_flight, "status": settings.status_in_flight})
     app.state.admission = admission
     app.state.search = make_holder(settings)
     app.state.search_versions = {}  # (model, index generation) -> when its version was checked
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
-    if settings.admission:  # added last: runs first, before anything reads the body
-        app.add_middleware(AdmissionMiddleware, admission=admission,
-                           routes={"/predict/image": settings.default_model},
-                           fixed_routes={"/predict/text": settings.text_model,
-                                         "/predict/listing": settings.listing_model})
+    # Added last: runs first, before anything reads the body (proxy/middleware.py).
+    routes = Routes(model_routes={"/predict/image": settings.default_model},
+                    fixed_routes={"/predict/text": settings.text_model,
+                                  "/predict/listing": settings.listing_model},
+                    route_gates={})
+    if not settings.admission:  # bodies are still read first, within their limits
+        routes = Routes({}, {}, {})
+    app.add_middleware(GateMiddleware, admission=admission, routes=routes,
+                       max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       max_upload_bytes=settings.max_upload_bytes,
+                       body_timeout_s=settings.body_timeout_s,
+                       receiving_bodies=settings.receiving_bodies,
+                       retry_after_s=settings.retry_after_s)
     app.add_exception_handler(TorchServeError, torchserve_error)
     app.add_exception_handler(SearchError, search_error)
+    # Outermost: every answer, the gate's own refusals included, leaves through it.
+    app.add_middleware(RedactMiddleware, redactor=Redactor(settings))
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(UnicodeEncodeError, invalid_unicode)
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
     app.include_router(search_router)

@@ -14,15 +14,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
+from aicore.text import MAX_DESCRIPTION_CHARS as DESCRIPTION_CAP
+from aicore.text import MAX_TITLE_CHARS as TITLE_CAP
 from proxy.routes import PREDICT_ERRORS, AppSettings, TorchServe, _error
 from proxy.schemas import PredictResponse
 from proxy.upload import read_upload
 
 router = APIRouter()
 
-# The handler's caps (aicore.text.MAX_TITLE_CHARS / MAX_DESCRIPTION_CHARS); it refuses longer
-# fields with 400 and says so. Stated here for the docs only; the handler is the one that checks.
-TITLE_CAP, DESCRIPTION_CAP = 1_000, 20_000
+# The handler's caps (aicore.text), checked here too: a field over its cap is a 422 naming it
+# before anything is forwarded, and the handler stays the second line.
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
     **PREDICT_ERRORS,
     400: _error("The listing is empty, a field is too long, or the photo cannot be decoded",
@@ -45,9 +46,11 @@ class TextListing(BaseModel):
         ]},
     )
 
-    title: str = Field("", description=f"the listing's title (at most {TITLE_CAP} characters)")
+    title: str = Field("", max_length=TITLE_CAP,
+                        description=f"the listing's title (at most {TITLE_CAP} characters)")
     description: str = Field(
-        "", description=f"the listing's description (at most {DESCRIPTION_CAP} characters)"
+        "", max_length=DESCRIPTION_CAP,
+        description=f"the listing's description (at most {DESCRIPTION_CAP} characters)"
     )
 
 
@@ -83,9 +86,11 @@ async def predict_listing(
     torchserve: TorchServe,
     settings: AppSettings,
     image: Annotated[UploadFile | None, File(description="the listing photo (optional)")] = None,
-    title: Annotated[str, Form(description=f"the title (at most {TITLE_CAP} characters)")] = "",
+    title: Annotated[str, Form(max_length=TITLE_CAP,
+                                description=f"the title (at most {TITLE_CAP} characters)")] = "",
     description: Annotated[
-        str, Form(description=f"the description (at most {DESCRIPTION_CAP} characters)")
+        str, Form(max_length=DESCRIPTION_CAP,
+                   description=f"the description (at most {DESCRIPTION_CAP} characters)")
     ] = "",
 ) -> PredictResponse:
     """Send photo and text to TorchServe's listing model (image + text in one head).

@@ -10,8 +10,8 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from common.torchserve import (DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, ENV_PREFIX, KEY_FILE,
-                               RUNTIME_DIR)
+from common.torchserve import (DEFAULT_HOST, DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL,
+                               DEFAULT_PROXY_PORT, ENV_PREFIX, KEY_FILE, RUNTIME_DIR)
 
 # proxy/settings.py -> the repository root, where `make serve` keeps TorchServe's runtime files.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +92,28 @@ class Settings(BaseSettings):
         description="the TorchServe model that embeds search queries (default: the model the "
         "index was built with, e.g. cnn)",
     )
+
+    # --- what one client may cost (docs/limits.md lists every limit and the status of a breach) ---
+    proxy_host: str = Field(DEFAULT_HOST, description="address `python -m proxy.server` binds")
+    proxy_port: int = Field(DEFAULT_PROXY_PORT, gt=0, lt=65536, description="port it binds")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="seconds a client may take to send the request line and headers "
+        "(408 and the connection closed past it)")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="seconds a client may take to send a whole request body (408 past "
+        "it; no admission slot is held meanwhile)")
+    keep_alive_timeout_s: int = Field(5, gt=0, description="seconds an idle kept-alive connection stays open")
+    max_header_bytes: int = Field(16 * 1024, gt=0, description="request target + headers, in bytes (431)")
+    max_headers: int = Field(100, gt=0, description="header lines per request (431)")
+    receiving_bodies: int = Field(
+        32, gt=0, description="request bodies received at once, across routes (503 past it): "
+        "bounds the memory uploads in transit take (x the upload limit)")
+    search_in_flight: int = Field(
+        16, gt=0, description="GET/POST /search and GET /listings/* requests in flight at once "
+        "(as many again may wait AICORE_ADMISSION_MAX_WAIT_S; 503 + Retry-After past that)")
+    status_in_flight: int = Field(
+        4, gt=0, description="GET /health and GET /models requests in flight at once (each asks "
+        "TorchServe's management API; as many again may wait; 503 + Retry-After past that)")
 
     @field_validator("inference_url", "management_url")
     @classmethod

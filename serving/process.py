@@ -133,7 +133,8 @@ def start_torchserve(stack: Stack) -> psutil.Process:
 
 
 def start_proxy(stack: Stack) -> psutil.Process:
-    """Launch the proxy (uvicorn proxy.main:app) in the background, pointed at ``stack``."""
+    """Launch the proxy (``python -m proxy.server proxy.main:app``: uvicorn with header deadlines
+    and caps) in the background, pointed at ``stack``."""
     check_port_free(stack.host, stack.proxy_port, "proxy")
     env = dict(os.environ)
     env.update({
@@ -142,7 +143,7 @@ def start_proxy(stack: Stack) -> psutil.Process:
         ENV_KEY_FILE: str(stack.key_file),
         ENV_MODELS: ",".join(stack.models),
     })
-    command = [sys.executable, "-m", "uvicorn", PROXY_APP,
+    command = [sys.executable, "-m", "proxy.server", PROXY_APP,
                "--host", stack.host, "--port", str(stack.proxy_port)]
     with stack.proxy_log.open("ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
