@@ -116,7 +116,8 @@ def create_app(
     routes = Routes(model_routes={"/predict/image": settings.default_model},
                     fixed_routes={"/predict/text": settings.text_model,
                                   "/predict/listing": settings.listing_model},
-                    route_gates={})
+                    route_gates={"/search": "search", "/listings": "search",
+                                 "/health": "status", "/models": "status"})
     if not settings.admission:  # bodies are still read first, within their limits
         routes = Routes({}, {}, {})
     app.add_middleware(GateMiddleware, admission=admission, routes=routes,

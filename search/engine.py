@@ -21,7 +21,6 @@ TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -32,20 +31,16 @@ import numpy as np
 
 from search import layout
 from search.errors import BadRequest, IndexUnavailable, NotFound
+from search.limits import FUSION_DEPTH, MAX_K, check_limits
 from search.places import Places
 from search.records import Records, fts_query
 from search.vectors import IndexSpec, VectorIndex, normalise
 
 logger = logging.getLogger(__name__)
 
-RETRIEVERS = ("fused", "dense", "lexical")
-MAX_K = 100
-FUSION_DEPTH = 100
 RRF_K = 60
 DECAY = 0.7
 PERSONAL_WEIGHT = 0.3
-MAX_VIEWED = 50
-MAX_TEXT_CHARS = 500
 
 
 @dataclass
@@ -209,34 +204,15 @@ class SearchEngine:
 
     def _check(self, request: SearchRequest) -> str:
         """Validate ``request``; return its text stripped ('' when none)."""
-        text = (request.text or "").strip()
+        text = check_limits(request, self.max_k)
         if not text and request.vector is None:
             raise BadRequest("empty query: send text (q) or a photo (image), or both")
-        if len(text) > MAX_TEXT_CHARS:
-            raise BadRequest(f"the query text has {len(text)} characters; the limit is "
-                             f"{MAX_TEXT_CHARS}")
         if text and request.vector is None and fts_query(text) is None:
             raise BadRequest(f"the query {text!r} has no words to search for: use letters or digits")
-        if not 1 <= request.k <= self.max_k:
-            raise BadRequest(f"k={request.k} is out of range: ask for 1 to {self.max_k} results")
-        if request.retriever not in RETRIEVERS:
-            raise BadRequest(f"unknown retriever {request.retriever!r}: choose one of "
-                             f"{', '.join(RETRIEVERS)}")
-        for name in ("min_price", "max_price"):
-            value = getattr(request, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise BadRequest(f"{name}={value} must be a number >= 0")
-        if request.min_price is not None and request.max_price is not None \
-                and request.min_price > request.max_price:
-            raise BadRequest(f"min_price={request.min_price:g} is above max_price="
-                             f"{request.max_price:g}: swap them or widen the range")
         if request.vector is not None and np.shape(request.vector) != (self.vectors.dim,):
             raise BadRequest(f"the query embedding has shape {np.shape(request.vector)}; this "
                              f"index holds {self.vectors.dim}-d vectors of model "
                              f"{self.meta['arch']!r}")
-        if len(request.viewed) > MAX_VIEWED:
-            raise BadRequest(f"viewed lists {len(request.viewed)} listings; send the latest "
-                             f"{MAX_VIEWED} at most")
         return text
 
     def _user_vector(self, viewed: Sequence[str]) -> np.ndarray | None:

@@ -398,3 +398,22 @@ def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
     assert response.status_code == 200, response.text
     assert response.json()["embedded_by"] == "listing"
     assert fake.bodies[-1] == ("listing", {"json": {"title": "pram", "embedding": True}})
+
+
+# Cheap checks first: a query over a limit is refused before TorchServe embeds anything.
+@pytest.mark.parametrize(("params", "message"), [
+    ({"q": "pram " * 200}, "the limit is 500"),
+    ({"q": "pram", "k": 1000}, "k=1000 is out of range"),
+    ({"q": "pram", "min_price": 9, "max_price": 1}, "is above max_price"),
+    ({"q": "pram", "viewed": ",".join(f"id-{i}" for i in range(60))}, "send the latest 50"),
+])
+def test_search_over_a_limit_is_refused_before_the_query_is_embedded(text_client, text_fake,
+                                                                     params, message):
+    before = len(text_fake.bodies)
+    response = text_client.get("/search", params=params)
+    posted = text_client.post("/search", params={k: v for k, v in params.items() if k != "q"},
+                              data={"q": params["q"]})
+
+    assert response.status_code == 400 and posted.status_code == 400
+    assert message in response.json()["detail"] and message in posted.json()["detail"]
+    assert len(text_fake.bodies) == before
