@@ -80,7 +80,7 @@ lint: $(STAMP) ## ruff over the code, hadolint over Dockerfile.serve
 # --- data -> models -> archives: file targets, so re-running reuses what is already done ------
 
 $(DATA_RAW)/Products.csv: | $(STAMP)
-	$(PY) -m training.demo_data --out $(DATA_RAW)
+	$(PY) -m datagen.demo_data --out $(DATA_RAW)
 
 $(DATA)/manifest.csv: $(DATA_RAW)/Products.csv
 	$(PY) -m training.prepare --products $(DATA_RAW)/Products.csv --images $(DATA_RAW)/Images.csv \
@@ -109,10 +109,10 @@ prepare: $(STAMP) ## clean the export in DATA_RAW into DATA (data/demo/clean)
 		--image-dir $(DATA_RAW)/images --out $(DATA)
 
 devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 images) -> data/devset/clean
-	$(PY) -m training.devset --out data/devset
+	$(PY) -m datagen.devset --out data/devset
 
 textdevset: $(STAMP) ## real labelled text (Debian's package index here: synopsis -> section, 13 classes, 4,160 listings) -> data/textdev/clean
-	$(PY) -m training.textdevset --out data/textdev
+	$(PY) -m datagen.textdevset --out data/textdev
 
 train: $(STAMP) ## train MODEL=cnn|resnet50|text|multimodal on DATA into RUN (runs/MODEL); EPOCHS=, TRAIN_ARGS=
 	$(PY) -m training.train --model $(MODEL) --data $(DATA) --out $(RUN) --epochs $(EPOCHS) \

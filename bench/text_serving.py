@@ -12,7 +12,7 @@ data's lengths, a few very long descriptions), written once as the JSON bodies `
 2. **torchserve** — ``POST /predictions/text`` with the inference key, at each concurrency;
 3. **proxy** — ``POST /predict/text`` through the FastAPI proxy, same concurrencies;
 4. **ratios** — torchserve/raw and proxy/torchserve at the top concurrency, the proxy's added p50
-   at the lowest (:func:`bench.run.ratios`, without the baseline, which serves images only).
+   at the lowest (:func:`bench.report.ratios`, without the baseline, which serves images only).
 
 The figures measure speed, not accuracy: the words are random.
 """

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aicore.text import MAX_DESCRIPTION_CHARS as DESCRIPTION_CAP
 from aicore.text import MAX_TITLE_CHARS as TITLE_CAP
-from proxy.routes import PREDICT_ERRORS, AppSettings, TorchServe, _error
+from proxy.deps import AppSettings, TorchServe, error_doc
+from proxy.routes import PREDICT_ERRORS
 from proxy.schemas import PredictResponse
 from proxy.upload import read_upload
 
@@ -26,9 +27,9 @@ router = APIRouter()
 # before anything is forwarded, and the handler stays the second line.
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
     **PREDICT_ERRORS,
-    400: _error("The listing is empty, a field is too long, or the photo cannot be decoded",
+    400: error_doc("The listing is empty, a field is too long, or the photo cannot be decoded",
                 "empty listing: it has no words to read; send a title or a description"),
-    404: _error("The text or listing model is not served",
+    404: error_doc("The text or listing model is not served",
                 "TorchServe has no model 'text' registered (...): build it with `make archive` "
                 "and restart with `make serve`; GET /models lists what is served"),
 }

@@ -4,13 +4,13 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from proxy.admission import Admission
+from proxy.deps import AppSettings, TorchServe, error_doc
 from proxy.errors import ModelNotFound, TorchServeError
 from proxy.schemas import (
-    ErrorResponse,
     HealthResponse,
     ModelHealth,
     ModelInfo,
@@ -18,7 +18,6 @@ from proxy.schemas import (
     PredictResponse,
     TorchServeHealth,
 )
-from proxy.settings import Settings
 from proxy.torchserve import ModelDescription, TorchServeClient
 from proxy.upload import read_upload
 
@@ -26,45 +25,21 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
-# async, though they only read an attribute: FastAPI runs a plain `def` dependency in its thread
-# pool, and those thread hops cost ~0.3 ms of CPU per request plus the wake-up latency of a
-# thread on a busy 2-core machine (measured with cProfile, see README "Where the proxy's time goes").
-async def get_torchserve(request: Request) -> TorchServeClient:
-    """The app's one TorchServe client (made by the lifespan); tests override this dependency."""
-    return request.app.state.torchserve
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-TorchServe = Annotated[TorchServeClient, Depends(get_torchserve)]
-AppSettings = Annotated[Settings, Depends(get_settings)]
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {
-        "model": ErrorResponse,
-        "description": description,
-        "content": {"application/json": {"example": {"detail": example}}},
-    }
-
-
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("The file is empty or not an image TorchServe can decode",
+    400: error_doc("The file is empty or not an image TorchServe can decode",
                 "cannot decode the image: cannot identify image file"),
-    404: _error("The model is unknown to the proxy or not registered in TorchServe",
+    404: error_doc("The model is unknown to the proxy or not registered in TorchServe",
                 "Unknown model 'vgg': choose one of cnn, resnet50"),
-    413: _error("The file is larger than the upload limit",
+    413: error_doc("The file is larger than the upload limit",
                 "The image is larger than the upload limit of 10485760 bytes (10.0 MiB): send a "
                 "smaller or more compressed image"),
-    502: _error("Bad gateway: the worker running the request died and the one retry the retry "
+    502: error_doc("Bad gateway: the worker running the request died and the one retry the retry "
                 "budget allows (see AICORE_RETRY_RATIO) failed too, or TorchServe answered "
                 "something unexpected",
                 "TorchServe's worker for model 'resnet50' died while running this request (500: "
                 "Worker died.): TorchServe restarts it; retry, and if it keeps happening see "
                 "TorchServe's logs (model_log.log) for the crash"),
-    503: _error("Unavailable, each with its own detail: the proxy is at capacity for the model "
+    503: error_doc("Unavailable, each with its own detail: the proxy is at capacity for the model "
                 "(refused before reading the upload; `Retry-After` header), TorchServe's queue "
                 "for the model is full (`Retry-After` header), the model is loading (no worker "
                 "READY yet), TorchServe runs no worker for it, or TorchServe is not reachable",
@@ -72,7 +47,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
                 "waiting): retry after 1 s")
     | {"headers": {"Retry-After": {"description": "seconds to wait, on the busy answers",
                                    "schema": {"type": "integer"}}}},
-    504: _error("TorchServe did not answer in time (overloaded, or a worker is stuck)",
+    504: error_doc("TorchServe did not answer in time (overloaded, or a worker is stuck)",
                 "TorchServe at http://127.0.0.1:8080 did not answer within 30 s: it may be "
                 "overloaded or a worker is stuck; retry, or raise AICORE_READ_TIMEOUT_S"),
 }
@@ -179,12 +154,12 @@ async def health(request: Request, torchserve: TorchServe, settings: AppSettings
     "/models",
     response_model=ModelsResponse,
     responses={
-        502: _error("TorchServe answered something unexpected",
+        502: error_doc("TorchServe answered something unexpected",
                     "TorchServe answered 500 to GET /models: Internal Server Error"),
-        503: _error("TorchServe is down",
+        503: error_doc("TorchServe is down",
                     "TorchServe is not reachable at http://127.0.0.1:8081: start it with "
                     "`make serve`"),
-        504: _error("TorchServe did not answer in time", "TorchServe at http://127.0.0.1:8081 "
+        504: error_doc("TorchServe did not answer in time", "TorchServe at http://127.0.0.1:8081 "
                     "did not answer within 30 s"),
     },
     summary="The models TorchServe serves and their versions",

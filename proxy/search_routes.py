@@ -20,8 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from proxy.errors import TorchServeError
-from proxy.routes import get_settings, get_torchserve
-from proxy.schemas import ErrorResponse
+from proxy.deps import AppSettings, Engine, TorchServe, error_doc
 from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
@@ -38,37 +37,19 @@ router = APIRouter(tags=["search"])
 VERSION_CHECK_S = 30.0  # how long a checked served-model version is trusted
 
 
-async def get_engine(request: Request) -> SearchEngine:
-    """The live index (503 with what to run when there is none); tests override this.
-
-    In a worker thread: loading a rebuilt index reads files, which must not stall the event loop.
-    """
-    return await run_in_threadpool(request.app.state.search.get)
-
-
-Engine = Annotated[SearchEngine, Depends(get_engine)]
-TorchServe = Annotated[TorchServeClient, Depends(get_torchserve)]
-AppSettings = Annotated[Settings, Depends(get_settings)]
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description,
-            "content": {"application/json": {"example": {"detail": example}}}}
-
-
 SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("A bad query: no text and no photo, k out of range, min_price > max_price, an "
+    400: error_doc("A bad query: no text and no photo, k out of range, min_price > max_price, an "
                 "unknown category or place, a viewed id not in the index, a corrupt photo, a "
                 "photo sent to an index whose model reads text only",
                 "min_price=50 is above max_price=10: swap them or widen the range"),
-    413: _error("The photo is larger than the upload limit", "The image is larger than the "
+    413: error_doc("The photo is larger than the upload limit", "The image is larger than the "
                 "upload limit of 10485760 bytes (10.0 MiB): send a smaller or more compressed image"),
-    503: _error("No index yet, one being built, or TorchServe cannot embed the query (down, or "
+    503: error_doc("No index yet, one being built, or TorchServe cannot embed the query (down, or "
                 "serving other weights than the index was built with)",
                 "no search index in indexes/demo: build one with `make index`"),
 }
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: _error("No listing with that id", "no listing 'x' in the index (973 listings); take ids "
+    404: error_doc("No listing with that id", "no listing 'x' in the index (973 listings); take ids "
                 "from a search result"),
     503: SEARCH_ERRORS[503],
 }

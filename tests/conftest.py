@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.support.data import make_clean_dataset
-from training.demo_data import Export, generate
+from datagen.demo_data import Export, generate
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def image_bytes() -> Callable[..., bytes]:
 def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     """A small demo export (3 usable-looking images per category), generated once per session.
 
-    Returns the :class:`training.demo_data.Export` (``.out`` is where it was written; ``.usable``
+    Returns the :class:`datagen.demo_data.Export` (``.out`` is where it was written; ``.usable``
     and ``.dropped_*`` are what prepare must keep and drop). Treat the files as read-only: other
     tests share them.
     """

@@ -16,7 +16,6 @@ import argparse
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,25 +23,25 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from aicore.models import ARCHITECTURES, MODEL_FILE, build_model, model_args, save_trained
+from aicore.models import ARCHITECTURES, build_model, model_args, save_trained
 from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import SPLIT_FILE, CleanDataset, read_clean_dir
 from training import distributed, progress, recipes
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
+from training.finish import finish, print_summary
 from training.listing_data import build_dataset
 from training.distributed import SINGLE, Dist
 from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, evaluate, make_loader,
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
-from training.report import compute_metrics, confusion_figure, format_report
+from training.run_state import RunState
 from training.split import limit_ids, load_split, save_split, split_dataset
 from training.text_runs import (check_text_args, fit_idf, init_image_encoder, init_text_encoder,
-                                text_model_options, text_reference)
+                                text_model_options)
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 # What --resume takes from the command line; everything else comes from the checkpoint's config,
 # so a resumed run continues the same split, optimizer and learning-rate schedule.
 RESUME_OVERRIDES = ("epochs", "workers", "device", "data")
@@ -99,26 +98,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="text and multimodal: rows of the hashed n-gram embedding table "
                              f"(default: {DEFAULT_BUCKETS})")
     return parser
-
-
-@dataclass
-class RunState:
-    """Everything a run needs between its start (or resume) and its end."""
-
-    run_dir: Path
-    config: dict
-    data: CleanDataset
-    split: dict[str, list[str]]
-    model: nn.Module
-    model_args: dict
-    optimizer: torch.optim.Optimizer | None = None  # built once the model is on its device
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    start_epoch: int = 1
-    best_val_acc: float = -1.0  # below any accuracy, so epoch 1 always writes model.pt
-    best_epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    resumed_from: dict | None = None  # the checkpoint, holding the optimizer state
-    dist: Dist = SINGLE  # this process's rank under torchrun
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -357,61 +336,6 @@ def save_checkpoint(state: RunState, epoch: int) -> None:
         "model_args": state.model_args,
         "config": state.config,
     }, state.run_dir / CHECKPOINT_FILE)
-
-
-def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: float,
-           wall: float) -> dict:
-    """Evaluate the best-validation model on the test split; write metrics.json."""
-    cfg = state.config
-    best = torch.load(state.run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
-    state.model.load_state_dict(best)
-    test_ds = build_dataset(state.data, state.split["test"], state.model, state.model_args,
-                            augment=None)
-    test = evaluate(state.model, make_loader(test_ds, cfg["batch_size"], cfg["workers"], device),
-                    device)
-    test_metrics = compute_metrics(test["y_true"], test["y_pred"], state.data.class_names)
-    metrics = {
-        "test_accuracy": test_metrics["accuracy"], "test_loss": test["loss"],
-        "val_accuracy": state.best_val_acc, "best_epoch": state.best_epoch,
-        "epochs": cfg["epochs"], "classification_report": test_metrics["report"],
-        "confusion_matrix": test_metrics["confusion_matrix"],
-        "class_names": state.data.class_names, "counts": split_counts(state),
-        "history": state.history, "train_images_per_second": speed, "wall_time_s": wall,
-    }
-    if state.model_args["arch"] == "text":  # how far from the classic baseline, same split
-        metrics["tfidf_logreg"] = text_reference(state.data, state.split)
-    atomic_write_text(state.run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    writer.add_figure("confusion_matrix/test", confusion_figure(
-        test_metrics["confusion_matrix"], state.data.class_names, "test confusion matrix"),
-        state.best_epoch)
-    writer.add_hparams(_hparams(cfg), {"hparam/test_accuracy": metrics["test_accuracy"],
-                                       "hparam/best_val_accuracy": state.best_val_acc},
-                       run_name=".")
-    print(format_report(test_metrics, "test"))
-    return metrics
-
-
-def split_counts(state: RunState) -> dict:
-    """Images per split and class, as trained (``--limit-train`` applied)."""
-    cfg = state.config
-    ids = {**state.split, "train": limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])}
-    category = state.data.manifest.set_index("image_id")["category"]
-    return {name: {"total": len(split_ids),
-                   "per_class": {c: int(n) for c, n in
-                                 category.loc[split_ids].value_counts().sort_index().items()}}
-            for name, split_ids in ids.items()}
-
-
-def _hparams(config: dict) -> dict:
-    """TensorBoard accepts only numbers, strings and booleans."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
-
-
-def print_summary(state: RunState, metrics: dict) -> None:
-    print(f"best val accuracy {metrics['val_accuracy']:.4f} (epoch {metrics['best_epoch']}), "
-          f"test accuracy {metrics['test_accuracy']:.4f}; trained at "
-          f"{metrics['train_images_per_second']:.1f} images/s; wall time "
-          f"{metrics['wall_time_s']:.1f} s; run in {state.run_dir}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from proxy.app import create_app
 from tests.support.proxy import FakeTorchServe, LIMIT
-from proxy.routes import get_torchserve
+from proxy.deps import get_torchserve
 from proxy.settings import Settings
 
 

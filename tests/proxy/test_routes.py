@@ -13,7 +13,7 @@ from proxy.errors import (
     TorchServeUnreachable,
     UnexpectedAnswer,
 )
-from proxy.routes import get_torchserve
+from proxy.deps import get_torchserve
 
 
 

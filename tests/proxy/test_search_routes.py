@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from proxy.app import create_app
 from proxy.errors import InvalidImage
-from proxy.routes import get_torchserve
+from proxy.deps import get_torchserve
 from proxy.settings import Settings
 from proxy.torchserve import ModelDescription, Prediction
 from search import layout

@@ -5,7 +5,7 @@ import json
 import pytest
 from proxy.app import create_app
 from tests.support.proxy import LIMIT, post_image
-from proxy.routes import get_torchserve
+from proxy.deps import get_torchserve
 from proxy.upload import MULTIPART_OVERHEAD
 
 

@@ -18,7 +18,7 @@ from training.checkpoint import load_checkpoint
 from training.listing_data import ListingTextDataset
 from common.cli import UserError
 from common.dataset_format import read_clean_dir
-from training.demo_text import listing_text
+from datagen.demo_text import listing_text
 from training.export import PRODUCT_COLUMNS
 
 SMALL = ["--buckets", "4096", "--workers", "0", "--batch-size", "8"]

@@ -1,6 +1,6 @@
 """Build a development set of real pictures from Debian's Open Clip Art package.
 
-    python -m training.devset --out data/devset        # = make devset
+    python -m datagen.devset --out data/devset        # = make devset
 
 The demo data is synthetic, and tuning a recipe on it alone hid that the original recipe
 underfits real pictures. Debian ships ``openclipart-png`` (~130 MB): thousands of real drawings
@@ -36,7 +36,7 @@ PER_CLASS = 125  # 13 x 125 ~ 1,600 images: a few CPU-minutes per CNN epoch budg
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.devset",
+    parser = argparse.ArgumentParser(prog="python -m datagen.devset",
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/devset"),

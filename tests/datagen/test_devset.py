@@ -1,4 +1,4 @@
-"""training.devset without apt: choosing pictures from an unpacked package tree, and cleaning it."""
+"""datagen.devset without apt: choosing pictures from an unpacked package tree, and cleaning it."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from training import devset
+from datagen import devset
 from common.cli import UserError
 
 

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from aicore.categories import ROOT_CATEGORIES
 from aicore.presets import load_image
 from common.cli import UserError
-from training.demo_data import (ORPHAN_IMAGES, SAMPLES, SPECIAL_KINDS, UNPHOTOGRAPHED_PRODUCTS,
+from datagen.demo_data import (ORPHAN_IMAGES, SAMPLES, SPECIAL_KINDS, UNPHOTOGRAPHED_PRODUCTS,
                                 build_export, generate, get_args_parser, main)
 from training.export import IMAGE_COLUMNS, PRODUCT_COLUMNS
 

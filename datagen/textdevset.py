@@ -1,6 +1,6 @@
 """Build a development set of real labelled text from Debian's package index on this machine.
 
-    python -m training.textdevset --out data/textdev        # = make textdevset
+    python -m datagen.textdevset --out data/textdev        # = make textdevset
 
 The demo listings are generated, so a text model tuned on them alone proves little. Every Debian
 machine holds real, human-written, labelled short texts: apt's package index
@@ -43,7 +43,7 @@ PER_CLASS = 320  # the smallest of the 13 (editors) has 327 synopses no other pa
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.textdevset",
+    parser = argparse.ArgumentParser(prog="python -m datagen.textdevset",
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/textdev"),

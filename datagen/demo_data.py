@@ -1,6 +1,6 @@
 """Write a small synthetic marketplace export, in exactly the real export's format.
 
-    python -m training.demo_data --out data/demo/raw [--seed 0] [--images-per-category 75]
+    python -m datagen.demo_data --out data/demo/raw [--seed 0] [--images-per-category 75]
 
 Writes ``Products.csv``, ``Images.csv``, ``images/<Images.id>.jpg`` and ``samples/`` (a few
 photos at realistic sizes for demoing predictions, listed in ``samples/samples.json``).
@@ -13,7 +13,7 @@ images, image rows whose file is missing, and image files of every kind -- RGB J
 PNG with transparency, palette PNG/GIF, greyscale and CMYK JPEG, an EXIF-rotated JPEG, a truncated
 file and an XML error page -- all named ``<id>.jpg`` as the real export names them.
 
-The photos carry a learnable signal per category (see :mod:`training.demo_draw`). Everything is
+The photos carry a learnable signal per category (see :mod:`datagen.demo_draw`). Everything is
 deterministic from ``--seed``: the same seed writes byte-identical files.
 """
 
@@ -32,8 +32,8 @@ from PIL import Image
 
 from aicore.categories import CATEGORY_SEPARATOR, ROOT_CATEGORIES
 from common.cli import UserError, run
-from training.demo_draw import category_style, draw_listing_photo
-from training.demo_text import listing_text
+from datagen.demo_draw import category_style, draw_listing_photo
+from datagen.demo_text import listing_text
 from training.export import IMAGE_COLUMNS, PRODUCT_COLUMNS
 
 # Sub-category paths under each root, as the marketplace writes them.
@@ -105,7 +105,7 @@ class Export:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.demo_data",
+    parser = argparse.ArgumentParser(prog="python -m datagen.demo_data",
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",

@@ -1,4 +1,4 @@
-"""training.textdevset on a tiny fake apt index: parsing, de-duplication, choice, the export."""
+"""datagen.textdevset on a tiny fake apt index: parsing, de-duplication, choice, the export."""
 
 import glob
 import json
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from common.cli import UserError
-from training import textdevset
+from datagen import textdevset
 
 
 def stanza(name: str, section: str, synopsis: str) -> str:

@@ -1,0 +1,30 @@
+"""What a training run carries from its start (or resume) to its end."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common.dataset_format import CleanDataset
+from training.distributed import SINGLE, Dist
+
+
+@dataclass
+class RunState:
+    """Everything a run needs between its start (or resume) and its end."""
+
+    run_dir: Path
+    config: dict
+    data: CleanDataset
+    split: dict[str, list[str]]
+    model: nn.Module
+    model_args: dict
+    optimizer: torch.optim.Optimizer | None = None  # built once the model is on its device
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    start_epoch: int = 1
+    best_val_acc: float = -1.0  # below any accuracy, so epoch 1 always writes model.pt
+    best_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    resumed_from: dict | None = None  # the checkpoint, holding the optimizer state
+    dist: Dist = SINGLE  # this process's rank under torchrun
