@@ -5,6 +5,7 @@ Importing this module reads no environment, so tests build the app from the sett
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,6 +55,16 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         {"detail": f"internal proxy error ({type(exc).__name__}): see the proxy's log"},
         status_code=500,
     )
+
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The index's SQLite file cannot be read (damaged, deleted, disk error): the index is
+    unavailable, not the proxy broken."""
+    logger.error("%s %s: search index database error: %r", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": f"the search index's database cannot be read ({type(exc).__name__}: {exc}): "
+                   "rebuild it with `make index`; the proxy's log has the details"},
+        status_code=503, headers={"Retry-After": "30"})
 
 
 def create_app(
@@ -132,6 +143,7 @@ def create_app(
     app.add_middleware(RedactMiddleware, redactor=Redactor(settings))
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(UnicodeEncodeError, invalid_unicode)
+    app.add_exception_handler(sqlite3.Error, database_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
     app.include_router(search_router)
