@@ -136,8 +136,8 @@ index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index IND
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe (both models) and the proxy in the background; runtime files in .serve/
-	$(PY) -m serving.ctl start
+serve: $(STAMP) ## start TorchServe and the proxy in the background (PROXY_HOST=0.0.0.0 to serve the proxy beyond this machine; TorchServe's management/metrics stay on loopback); runtime files in .serve/
+	$(PY) -m serving.ctl start $(if $(HOST),--host $(HOST)) $(if $(PROXY_HOST),--proxy-host $(PROXY_HOST))
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
 	$(PY) -m serving.ctl stop

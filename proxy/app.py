@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from proxy.admission import Admission
 from proxy.errors import TorchServeError
@@ -23,6 +24,7 @@ from proxy.search_routes import make_holder, search_error
 from proxy.search_routes import router as search_router
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
+from proxy.headers import SecurityHeadersMiddleware, allowed_hosts
 from proxy.json_errors import invalid_unicode, validation_error
 from proxy.middleware import GateMiddleware, Routes
 from proxy.redact import RedactMiddleware, Redactor
@@ -149,5 +151,8 @@ def create_app(
     app.include_router(search_router)
     app.include_router(listing_router)
     add_web(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    # Outermost: a request for another Host is refused before anything else runs.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     return app
 

@@ -19,13 +19,14 @@ import asyncio
 import copy
 import json
 import logging
+import os
 
 import httptools
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from common.torchserve import PROXY_APP
+from common.torchserve import ENV_PREFIX, PROXY_APP
 from proxy import logsafe
 from proxy.settings import Settings
 
@@ -165,6 +166,10 @@ def log_config() -> dict:
 
 def main(args: argparse.Namespace) -> None:
     logsafe.install()
+    if args.host:
+        # The app (imported by uvicorn from its module path) reads its Settings from the
+        # environment: the bind address on the command line is also a Host it must accept.
+        os.environ[f"{ENV_PREFIX}PROXY_HOST"] = args.host
     settings = Settings()
     config = uvicorn.Config(
         args.app, host=args.host or settings.proxy_host, port=args.port or settings.proxy_port,

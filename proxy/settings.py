@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         4, gt=0, description="GET /health and GET /models requests in flight at once (each asks "
         "TorchServe's management API; as many again may wait; 503 + Retry-After past that)")
 
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        [], description="Host names the proxy answers besides the loopback ones and its bind "
+        "address (comma-separated in the env; 400 for any other Host header, see proxy/headers.py)")
+
     @field_validator("inference_url", "management_url")
     @classmethod
     def _check_url(cls, url: str) -> str:
@@ -128,7 +132,7 @@ class Settings(BaseSettings):
         path = path.expanduser()
         return path if path.is_absolute() else REPO_ROOT / path
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "allowed_hosts", mode="before")
     @classmethod
     def _split_models(cls, value: object) -> object:
         if isinstance(value, str):
