@@ -1,10 +1,11 @@
 """Admission control: per model, a bounded number of requests in flight and a bounded queue.
 
 Past both bounds a prediction is refused with 503 + ``Retry-After`` *before* its upload is read
-(an ASGI middleware, outside FastAPI's multipart parsing) and before TorchServe sees it, so an
-overloaded proxy spends well under a millisecond on each request it cannot serve instead of a
-full multipart parse plus a body copy in TorchServe's frontend. TorchServe's ``job_queue_size``
-stays the second line.
+(``proxy.middleware.GateMiddleware``, outside FastAPI's multipart parsing) and before TorchServe
+sees it, so an overloaded proxy spends well under a millisecond on each request it cannot serve.
+An admitted request's body is read in full before it takes its slot, so a slow upload never
+holds one. TorchServe's ``job_queue_size`` stays the second line. Routes that serve no one model
+but cost work (search, listings, status) have fixed-size route gates (``route_gates``).
 
 Sizing, per model, from TorchServe's describe API (``GET /models/<name>``: workers x batchSize):
 

@@ -137,7 +137,7 @@ def create_app(
                        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                        max_upload_bytes=settings.max_upload_bytes,
                        body_timeout_s=settings.body_timeout_s,
-                       receiving_bodies=settings.receiving_bodies,
+                       receiving_bytes=settings.receiving_bytes,
                        retry_after_s=settings.retry_after_s)
     app.add_exception_handler(TorchServeError, torchserve_error)
     app.add_exception_handler(SearchError, search_error)

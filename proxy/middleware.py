@@ -7,9 +7,9 @@ Order of the checks, cheapest first, so a hostile or slow client costs as little
    and the route must not read different values), an unknown model too (404), and a full gate
    answers 503 + ``Retry-After`` before any of the body is read;
 2. the body, read in full *before* the gate is entered, within ``AICORE_BODY_TIMEOUT_S`` (408
-   past it), at most the upload limit (413) and with at most ``AICORE_RECEIVING_BODIES`` bodies in
-   transit at once (503): a client that trickles its upload holds a receiving place, never one
-   of the slots fast requests need;
+   past it), at most the upload limit (413), with at most ``AICORE_RECEIVING_BYTES`` of bodies in
+   transit at once (503 past it). The budget counts bytes received, not requests: a client that
+   trickles its upload costs what it has sent, never a slot or a place a fast request needs;
 3. the gate's slot, held while the route runs (the body is replayed to it from memory).
 """
 
@@ -58,7 +58,7 @@ class GateMiddleware:
     """Gate, then body, then route: see the module docstring."""
 
     def __init__(self, app: ASGIApp, admission: Admission, routes: Routes, max_body_bytes: int,
-                 max_upload_bytes: int, body_timeout_s: float, receiving_bodies: int,
+                 max_upload_bytes: int, body_timeout_s: float, receiving_bytes: int,
                  retry_after_s: int) -> None:
         self.app = app
         self.admission = admission
@@ -66,8 +66,8 @@ class GateMiddleware:
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.body_timeout_s = body_timeout_s
-        self.receiving_places = receiving_bodies
-        self.receiving = 0
+        self.receiving_budget = receiving_bytes
+        self.receiving = 0  # bytes of bodies not yet complete
         self.retry_after_s = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,34 +127,35 @@ class GateMiddleware:
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise Refused(413, too_large_detail(self.max_upload_bytes, int(length)))
-        if self.receiving >= self.receiving_places:
-            raise Refused(503, f"the proxy is receiving {self.receiving} uploads already: retry "
-                               f"after {self.retry_after_s} s",
-                          {"Retry-After": str(self.retry_after_s)})
-        self.receiving += 1
+        chunks = bytearray()
         try:
             async with asyncio.timeout(self.body_timeout_s):
-                body = await self._collect(receive)
+                await self._collect(receive, chunks)
         except TimeoutError:
             logger.info("request body not received within %g s", self.body_timeout_s)
             raise Refused(408, f"the request body did not arrive within {self.body_timeout_s:g} s: "
                                "send it faster, or a smaller one",
                           {"Connection": "close"}) from None
         finally:
-            self.receiving -= 1
-        return replay(body, receive)
+            self.receiving -= len(chunks)
+        return replay(bytes(chunks), receive)
 
-    async def _collect(self, receive: Receive) -> bytes:
-        chunks = bytearray()
+    async def _collect(self, receive: Receive, chunks: bytearray) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise Refused(400, "the client closed the connection before its body ended")
-            chunks += message.get("body", b"")
-            if len(chunks) > self.max_body_bytes:
+            chunk = message.get("body", b"")
+            if len(chunks) + len(chunk) > self.max_body_bytes:
                 raise Refused(413, too_large_detail(self.max_upload_bytes), {"Connection": "close"})
+            if self.receiving + len(chunk) > self.receiving_budget:
+                raise Refused(503, f"the proxy is receiving {self.receiving} bytes of uploads "
+                                   f"already: retry after {self.retry_after_s} s",
+                              {"Retry-After": str(self.retry_after_s), "Connection": "close"})
+            chunks += chunk
+            self.receiving += len(chunk)
             if not message.get("more_body", False):
-                return bytes(chunks)
+                return
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -105,9 +105,10 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: int = Field(5, gt=0, description="seconds an idle kept-alive connection stays open")
     max_header_bytes: int = Field(16 * 1024, gt=0, description="request target + headers, in bytes (431)")
     max_headers: int = Field(100, gt=0, description="header lines per request (431)")
-    receiving_bodies: int = Field(
-        32, gt=0, description="request bodies received at once, across routes (503 past it): "
-        "bounds the memory uploads in transit take (x the upload limit)")
+    receiving_bytes: int = Field(
+        256 * MIB, gt=0, description="bytes of request bodies still arriving, across requests "
+        "(503 past it): bounds the memory uploads in transit take; counts bytes, not requests, "
+        "so stalled uploads cost what they sent")
     search_in_flight: int = Field(
         16, gt=0, description="GET/POST /search and GET /listings/* requests in flight at once "
         "(as many again may wait AICORE_ADMISSION_MAX_WAIT_S; 503 + Retry-After past that)")

@@ -282,7 +282,7 @@ def gated(inner, admission: Admission, model_routes: dict[str, str],
           fixed_routes: dict[str, str] | None = None) -> GateMiddleware:
     return GateMiddleware(inner, admission, Routes(model_routes, fixed_routes or {}, {}),
                           max_body_bytes=10**6, max_upload_bytes=10**6, body_timeout_s=5,
-                          receiving_bodies=4, retry_after_s=admission.retry_after_s)
+                          receiving_bytes=10**7, retry_after_s=admission.retry_after_s)
 
 
 def test_admission_refuses_before_reading_the_body():

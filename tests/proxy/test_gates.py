@@ -73,3 +73,21 @@ def test_empty_model_parameter_takes_the_default_gate_and_model(client, fake):
 
     assert response.status_code == 200
     assert fake.calls[0][0] == "resnet50"
+
+
+def test_bodies_in_transit_past_the_byte_budget_are_refused_and_release_their_bytes():
+    from proxy.middleware import GateMiddleware, Routes
+
+    async def inner(scope, receive, send) -> None:
+        await receive()
+
+    admission = Admission(["resnet50"], 1.0, 0.0, default_slots=1, max_wait_s=1, retry_after_s=1)
+    app = GateMiddleware(inner, admission, Routes({"/predict/image": "resnet50"}, {}, {}),
+                         max_body_bytes=10**6, max_upload_bytes=10**6, body_timeout_s=5,
+                         receiving_bytes=3 * 16384, retry_after_s=1)
+
+    sent, pulled = asgi_post(app, "/predict/image", b"", chunks=5)  # 5 x 16 KiB > 48 KiB
+
+    assert sent[0]["status"] == 503 and pulled == [4]
+    assert app.receiving == 0  # what the refused body held is given back
+    assert admission.gates["resnet50"].in_flight == 0
