@@ -41,7 +41,7 @@ TRAIN_ARGS  ?=
 SEARCH_RUN  ?= $(CNN_RUN)
 INDEX       ?= indexes/demo
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
-# (onnx-int8, then onnx-fp32, then eager); README "Runtimes".
+# (onnx-int8, then onnx-fp32, then eager); docs/serving.md "Runtimes".
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
@@ -136,7 +136,7 @@ index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index IND
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe and the proxy in the background (PROXY_HOST=0.0.0.0 to serve the proxy beyond this machine; TorchServe's management/metrics stay on loopback); runtime files in .serve/
+serve: $(STAMP) ## start TorchServe (the four models of config.properties) and the proxy in the background (PROXY_HOST=0.0.0.0 serves the proxy beyond this machine; TorchServe's management/metrics stay on loopback); runtime files in .serve/
 	$(PY) -m serving.ctl start $(if $(HOST),--host $(HOST)) $(if $(PROXY_HOST),--proxy-host $(PROXY_HOST))
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)

@@ -3,27 +3,45 @@
 A trained model travels as three files in one directory (a training run, or an unpacked ``.mar``):
 ``model.pt`` (a ``state_dict``, never a pickled module), ``model_args.json`` (the constructor
 arguments of :func:`build_model`) and ``index_to_name.json`` (the labels).
+
+Every architecture implements :class:`EncoderClassifier`: ``encode`` (the layer before the head,
+the listing's embedding before normalisation) and ``head`` (that layer -> logits), so one pass
+gives both (:mod:`aicore.runtime`). Adding an image architecture: a class implementing the
+protocol and one row of :data:`IMAGE_ARCHITECTURES`.
 """
 
 import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import ResNet
-from torchvision.models import resnet50 as tv_resnet50
+from torchvision.models.resnet import Bottleneck, ResNet
 
+from aicore import text_models
 from aicore.categories import INDEX_TO_NAME_FILE, index_to_name, index_to_name_text, read_index_to_name
 from aicore.presets import IMAGE_SIZE
 
 MODEL_FILE = "model.pt"
 MODEL_ARGS_FILE = "model_args.json"
-IMAGE_ARCHITECTURES = ("cnn", "resnet50")
-# text and multimodal read listing text: aicore.text_models.
-ARCHITECTURES = (*IMAGE_ARCHITECTURES, "text", "multimodal")
+
+
+@runtime_checkable
+class EncoderClassifier(Protocol):
+    """What every architecture is: an encoder to a ``(B, D)`` embedding and a head to logits.
+
+    ``model(x) == model.head(model.encode(x))``; ``x`` is the model's own input (an image tensor
+    ``(B, 3, S, S)``, an :class:`aicore.text.TextBatch` or an :class:`aicore.text_models.ListingBatch`).
+    """
+
+    embedding_dim: int  # D
+
+    def encode(self, x) -> torch.Tensor: ...  # (B, D)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor: ...  # (B, D) -> (B, C) logits
 
 
 class MarketplaceCNN(nn.Module):
@@ -32,6 +50,8 @@ class MarketplaceCNN(nn.Module):
     The original ended in ReLU + Softmax and was trained with ``cross_entropy``, which applies a
     softmax again; that double softmax held it at 13-15 % accuracy.
     """
+
+    embedding_dim = 64
 
     def __init__(self, num_classes: int, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
@@ -60,9 +80,9 @@ class MarketplaceCNN(nn.Module):
         """The activations before the head: the 64-d layer feeding the last Linear."""
         return self.classifier[:-1](self.features(x))
 
-    def head(self) -> nn.Module:
-        """The last Linear, 64 -> num_classes: :meth:`encode` followed by it is :meth:`forward`."""
-        return self.classifier[-1]
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # (B, 64) -> (B, num_classes)
+        """The last Linear: :meth:`encode` followed by it is :meth:`forward`."""
+        return self.classifier[-1](features)
 
 
 def _cnn_side(image_size: int) -> int:
@@ -75,40 +95,49 @@ def _cnn_side(image_size: int) -> int:
     return side
 
 
-def build_resnet50(num_classes: int) -> nn.Module:
-    """torchvision's ResNet-50 with ``fc`` replaced by a ``num_classes``-way linear layer."""
-    # zero_init_residual: every residual branch starts as identity, which keeps a from-scratch
-    # run stable at the default lr 0.08 (without it the demo run's loss reached 11.8 in epoch 1).
-    # Initialisation only: pretrained weights and saved state_dicts load unchanged.
-    model = tv_resnet50(weights=None, zero_init_residual=True)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
+class ResNet50Classifier(ResNet):
+    """torchvision's ResNet-50 with ``fc`` replaced by a ``num_classes``-way linear layer.
+
+    A subclass only to add the protocol's methods: its ``state_dict`` keys are torchvision's, so
+    ImageNet weights and saved runs load unchanged.
+    """
+
+    embedding_dim = 2048
+
+    def __init__(self, num_classes: int) -> None:
+        # zero_init_residual: every residual branch starts as identity, which keeps a from-scratch
+        # run stable at the default lr 0.08 (without it the demo run's loss reached 11.8 in epoch
+        # 1). Initialisation only: pretrained weights and saved state_dicts load unchanged.
+        super().__init__(Bottleneck, [3, 4, 6, 3], zero_init_residual=True)
+        self.fc = nn.Linear(self.fc.in_features, num_classes)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 2048)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, S/4, S/4)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 2048, S/32, S/32)
+        return torch.flatten(self.avgpool(x), 1)  # (B, 2048)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2048) -> (B, num_classes)
+        return self.fc(features)
+
+
+def build_resnet50(num_classes: int, image_size: int = IMAGE_SIZE) -> nn.Module:
+    """ResNet-50 for ``num_classes``; global average pooling: any ``image_size`` works."""
+    return ResNet50Classifier(num_classes)
+
+
+# Image architecture -> its constructor ``(num_classes, image_size) -> model``. The multimodal
+# model's image encoder is one of these too (``image_arch``).
+IMAGE_ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {
+    "cnn": MarketplaceCNN,
+    "resnet50": build_resnet50,
+}
+# text and multimodal read listing text: aicore.text_models.
+ARCHITECTURES = (*IMAGE_ARCHITECTURES, "text", "multimodal")
 
 
 def encode(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
-    """The layer before a model's classification head, ``(B, ...) -> (B, D)``.
-
-    ``x`` is the model's own input: an image tensor ``(B, 3, S, S)``, an
-    :class:`aicore.text.TextBatch` (text) or an :class:`aicore.text_models.ListingBatch`
-    (multimodal). Every architecture of :data:`ARCHITECTURES` answers: ours through an ``encode``
-    method, torchvision's ResNet through its own layers up to the global average pool.
-    """
-    if isinstance(model, ResNet):
-        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))  # (B, 64, S/4, S/4)
-        x = model.layer4(model.layer3(model.layer2(model.layer1(x))))  # (B, 2048, S/32, S/32)
-        return torch.flatten(model.avgpool(x), 1)  # (B, 2048)
+    """The layer before a model's classification head, ``(B, ...) -> (B, D)`` (its ``encode``)."""
     return model.encode(x)
-
-
-def head(model: nn.Module) -> nn.Module:
-    """A model's classification head: ``model(x) == head(model)(encode(model, x))``.
-
-    Lets a caller that needs both the embedding and the logits (the served runtimes) run the
-    backbone once.
-    """
-    if isinstance(model, ResNet):
-        return model.fc
-    return model.head()
 
 
 def embed(model: nn.Module, x: torch.Tensor | tuple) -> torch.Tensor:
@@ -130,21 +159,20 @@ def build_model(arch: str, num_classes: int, image_size: int = IMAGE_SIZE,
     Raises:
         ValueError: for an unknown ``arch`` or options it does not take.
     """
-    if arch in ("text", "multimodal"):
-        from aicore import text_models  # it builds its image encoder with this function
-
-        if arch == "text":
-            return text_models.TextClassifier(num_classes, **options)
+    if arch == "text":
+        return text_models.TextClassifier(num_classes, **options)
+    if arch == "multimodal":
         image_arch = str(options.pop("image_arch", "cnn"))
-        image_model = build_model(image_arch, num_classes, image_size)
+        if image_arch not in IMAGE_ARCHITECTURES:
+            raise ValueError(f"unknown image_arch {image_arch!r}; choose one of "
+                             f"{', '.join(IMAGE_ARCHITECTURES)}")
+        image_model = IMAGE_ARCHITECTURES[image_arch](num_classes, image_size)
         return text_models.MultimodalClassifier(num_classes, image_arch, image_model, **options)
+    if arch not in IMAGE_ARCHITECTURES:
+        raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if options:
         raise ValueError(f"model {arch!r} takes no options, got {sorted(options)}")
-    if arch == "cnn":
-        return MarketplaceCNN(num_classes, image_size)
-    if arch == "resnet50":
-        return build_resnet50(num_classes)  # global average pooling: any image_size works
-    raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return IMAGE_ARCHITECTURES[arch](num_classes, image_size)
 
 
 def model_args(arch: str, num_classes: int, image_size: int = IMAGE_SIZE, **options: object) -> dict:

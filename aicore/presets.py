@@ -192,7 +192,7 @@ class EvalPreset:
 #   affine: flip + a slight affine warp (the original recipe's augmentation, kept for --recipe seed).
 #   crop:   RandomResizedCrop + flip.
 #   strong: RandomResizedCrop + flip + TrivialAugmentWide (torchvision's reference recipe uses the
-#           same trio). Which one a recipe uses is measured in README "Training recipes".
+#           same trio). Which one a recipe uses is measured in docs/training.md.
 AUGMENTATIONS = ("flip", "affine", "crop", "strong")
 # RandomResizedCrop's area range: torchvision's 0.08 lower bound suits 224-px ImageNet photos;
 # our 128-px pictures are already tightly framed, and crops below a third of the area cut the

@@ -3,14 +3,17 @@
 An archive built with ``make archive RUNTIME=...`` carries ``runtime.json`` (:data:`RUNTIME_FILE`)
 naming its runtime and, for the ONNX runtimes, ``model.onnx`` (:data:`ONNX_FILE`), exported and (for
 int8) quantised at build time by ``handler.runtimes``. The worker calls :func:`load_runtime` and gets
-one callable, ``runtime(batch) -> Outputs(logits, embedding)``, whatever the engine: the handler's
+one callable, ``runtime(batch) -> Outputs(logits, embedding)``, whatever the engine and whatever
+the kind of model: ``batch`` is the model's own input (an image tensor, a
+:class:`aicore.text.TextBatch`, a :class:`aicore.text_models.ListingBatch`); the ONNX runtimes
+take image tensors (the text models are served eager, ``handler.archive``). The handler's
 preprocessing (:mod:`aicore.presets`) is the same for every runtime.
 
 Every runtime returns the embedding too (the layer before the head, L2-normalised, as
 :func:`aicore.models.embed`), computed in the same pass as the logits: the exported graph has both
 outputs.
 
-Measured on a 2-core AVX2 CPU (ResNet-50, 128 px, batch 4, one thread, README "Runtimes"):
+Measured on a 2-core AVX2 CPU (ResNet-50, 128 px, batch 4, one thread, docs/serving.md):
 ``onnx-int8`` is the fastest, ``onnx-fp32`` next, eager channels-last the slowest.
 """
 
@@ -23,14 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from aicore.models import MODEL_ARGS_FILE, encode, head, load_trained
+from aicore.models import MODEL_ARGS_FILE, load_trained
 
 RUNTIME_FILE = "runtime.json"
 ONNX_FILE = "model.onnx"
 EAGER = "eager"
 ONNX_FP32 = "onnx-fp32"
 ONNX_INT8 = "onnx-int8"
-# Fastest first, as measured (README "Runtimes"); `make archive`'s default takes the first one that
+# Fastest first, as measured (docs/serving.md); `make archive`'s default takes the first one that
 # passes the accuracy gate.
 RUNTIMES = (ONNX_INT8, ONNX_FP32, EAGER)
 # Names of the exported graph's input and outputs.
@@ -47,7 +50,7 @@ class Outputs:
 
 
 class EagerRuntime:
-    """The trained PyTorch model itself, in channels-last memory layout."""
+    """The trained PyTorch model itself (images in channels-last memory layout)."""
 
     name = EAGER
 
@@ -57,12 +60,15 @@ class EagerRuntime:
         self.model = model.to(device, memory_format=torch.channels_last).eval()
         self.device = device
 
-    def __call__(self, batch: torch.Tensor) -> Outputs:  # (B, 3, S, S) -> Outputs
-        batch = batch.to(self.device, memory_format=torch.channels_last)
+    def __call__(self, batch) -> Outputs:  # the model's input, B listings -> Outputs
+        if isinstance(batch, torch.Tensor):  # (B, 3, S, S)
+            batch = batch.to(self.device, memory_format=torch.channels_last)
+        else:  # a TextBatch or ListingBatch
+            batch = batch.to(self.device)
         with torch.inference_mode():
-            features = encode(self.model, batch)  # (B, D)
-            logits = head(self.model)(features)  # (B, C)
-            return Outputs(logits.float().cpu(), F.normalize(features, dim=1).float().cpu())
+            features = self.model.encode(batch)  # (B, D)
+            logits = self.model.head(features)  # (B, C)
+            return Outputs(logits.float().cpu(), F.normalize(features.float(), dim=1).cpu())
 
 
 class OnnxRuntime:

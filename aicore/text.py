@@ -23,8 +23,8 @@ Training reads the export's title/description from the cleaned dataset and calls
 fields with the featuriser rebuilt from ``model_args.json``; ``tests/aicore/test_text.py`` proves both give
 the same tensor for the same listing.
 
-The request caps (:data:`MAX_TITLE_CHARS`, :data:`MAX_DESCRIPTION_CHARS`) are what a server
-accepts; longer fields are refused rather than silently cut.
+What a served request may hold (the caps on title and description) is the request contract's:
+:mod:`common.codec`.
 """
 
 import html
@@ -36,10 +36,6 @@ from typing import NamedTuple
 
 import torch
 
-# What a served request may hold (longer is a 400): the export's longest titles are ~100
-# characters and its descriptions a few thousand.
-MAX_TITLE_CHARS = 1_000
-MAX_DESCRIPTION_CHARS = 20_000
 # Tokens of one listing the model reads (title first): a 20,000-character description is ~3,500
 # tokens; the first 400 hold what a buyer reads and keep a listing's featurisation under ~2 ms.
 MAX_TOKENS = 400

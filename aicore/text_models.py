@@ -17,9 +17,6 @@ from aicore.text import TextBatch, TextFeaturizer, collate_ids
 
 DEFAULT_TEXT_DIM = 64
 DEFAULT_FUSION_DIM = 128
-# Size of each image architecture's encoding (aicore.models.encode): the CNN's 64-d layer before
-# its head, ResNet-50's 2048-d global average pool.
-IMAGE_ENCODING_DIMS = {"cnn": 64, "resnet50": 2048}
 
 
 class ListingBatch(NamedTuple):
@@ -86,7 +83,7 @@ class TextEncoder(nn.Module):
     With ``idf=True`` the mean is weighted by each feature's inverse document frequency (the
     ``idf`` buffer, set once from the training split by :meth:`set_idf` and saved in the
     ``state_dict``): a word found in every listing ("used", "collection") counts less than one
-    that names the item, as in TF-IDF. Measured on real text (README, "Text and listings"): the
+    that names the item, as in TF-IDF. Measured on real text (docs/text.md): the
     plain mean trailed a TF-IDF + logistic regression reference by a point, the weighted mean
     matches it. A listing without tokens is an empty bag and encodes to zeros.
     """
@@ -146,7 +143,8 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.featurizer = make_featurizer(text)
         self.encoder = TextEncoder(self.featurizer.buckets, dim, idf=idf)
-        self.head = nn.Linear(dim, num_classes)  # logits
+        self.embedding_dim = dim
+        self.head = nn.Linear(dim, num_classes)  # logits: (B, dim) -> (B, num_classes)
 
     def encode(self, batch: TextBatch) -> torch.Tensor:  # -> (B, dim)
         return self.encoder(batch)
@@ -158,7 +156,8 @@ class TextClassifier(nn.Module):
 class MultimodalClassifier(nn.Module):
     """Image encoder + text encoder, concatenated and fused into one classification head.
 
-    The image encoder is a whole image model of :mod:`aicore.models` (its own head unused), so the
+    The image encoder is a whole image model of :mod:`aicore.models` (its own head unused; its
+``embedding_dim`` sizes the fusion layer), so the
     ``model.pt`` of a finished image run loads into ``self.image`` unchanged. A listing without a
     photo has its image encoding zeroed, one without text encodes to zeros on the text side; two
     indicator inputs (has photo, has text) tell the fusion layer which parts are missing.
@@ -168,26 +167,23 @@ class MultimodalClassifier(nn.Module):
                  text: dict | None = None, text_dim: int = DEFAULT_TEXT_DIM,
                  fusion_dim: int = DEFAULT_FUSION_DIM, idf: bool = False) -> None:
         super().__init__()
-        if image_arch not in IMAGE_ENCODING_DIMS:
-            raise ValueError(f"unknown image_arch {image_arch!r}; choose one of "
-                             f"{', '.join(IMAGE_ENCODING_DIMS)}")
+        self.image_arch = image_arch
         self.featurizer = make_featurizer(text)
         self.image = image_model
         self.text = TextEncoder(self.featurizer.buckets, text_dim, idf=idf)
-        image_dim = IMAGE_ENCODING_DIMS[image_arch]
+        image_dim = image_model.embedding_dim  # the image architecture's encoding size
         # LayerNorm per modality: the CNN's ReLU features and the text mean live on very
         # different scales; normalised, neither drowns the other at the start of training.
         self.image_norm = nn.LayerNorm(image_dim)
         self.text_norm = nn.LayerNorm(text_dim)
         self.fuse = nn.Sequential(nn.Linear(image_dim + text_dim + 2, fusion_dim),
                                   nn.ReLU(inplace=True))
-        self.head = nn.Linear(fusion_dim, num_classes)  # logits
+        self.embedding_dim = fusion_dim
+        self.head = nn.Linear(fusion_dim, num_classes)  # logits: (B, fusion_dim) -> (B, C)
 
     def encode(self, batch: ListingBatch) -> torch.Tensor:  # -> (B, fusion_dim)
-        from aicore.models import encode as encode_image  # aicore.models builds this class
-
         has_image = batch.has_image.unsqueeze(1)  # (B, 1)
-        image = self.image_norm(encode_image(self.image, batch.images)) * has_image  # (B, Di)
+        image = self.image_norm(self.image.encode(batch.images)) * has_image  # (B, Di)
         has_text = (batch.offsets.diff(append=batch.offsets.new_tensor([batch.ids.numel()])) > 0
                     ).to(image.dtype).unsqueeze(1)  # (B, 1): the bag is not empty
         text = self.text_norm(self.text(batch.text)) * has_text  # (B, Dt)

@@ -1,6 +1,6 @@
 """The ceiling: the served model's own throughput, in-process, without HTTP.
 
-It runs the very handler TorchServe runs (``handler.handler.ImageClassifierHandler``, or
+It runs the very handler TorchServe runs (``handler.image_handler.ImageClassifierHandler``, or
 ``handler.listing_handler.ListingClassifierHandler`` for the text model) over the unpacked
 ``.mar``: decode + preprocess + forward + softmax + JSON, with the worker's torch thread count, in
 as many processes as TorchServe has workers for the model. For an image model it also times the
@@ -26,13 +26,13 @@ def unpack_archive(mar: Path, dest: Path) -> Path:
     return dest
 
 
-HANDLERS = ("image", "listing")  # handler/handler.py, handler/listing_handler.py
+HANDLERS = ("image", "listing")  # handler/image_handler.py, handler/listing_handler.py
 
 
 def _handler(model_dir: Path, batch_size: int, kind: str = "image"):
     from ts.context import Context, RequestProcessor
 
-    from handler.handler import ImageClassifierHandler
+    from handler.image_handler import ImageClassifierHandler
     from handler.listing_handler import ListingClassifierHandler
 
     context = Context(Path(model_dir).name, str(model_dir), {"model": {}}, batch_size, None, "0.12.0")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench import faults, runtimes, stages, text_serving
 
-# What the served stack should reach (README "Benchmarks"): ratios at the top concurrency, the
+# What the served stack should reach (docs/benchmarks.md): ratios at the top concurrency, the
 # proxy's added p50 at one client.
 TARGETS = {"torchserve_over_raw": 0.90, "proxy_over_torchserve": 0.90,
            "torchserve_over_baseline": 1.2, "proxy_added_p50_ms": 3.0}

@@ -43,7 +43,7 @@ from bench.images import content_type, make_bench_images
 from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
 from common.cli import UserError, run
 from common.net import free_port
-from common.properties import served_models
+from common.catalogue import served_models
 from common.torchserve import INFERENCE_KEY, bearer, read_key_file
 from serving import ctl
 from serving.stack import stack_on_free_ports

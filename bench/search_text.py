@@ -231,8 +231,7 @@ def main(args: argparse.Namespace) -> dict:
     run_dir = args.run or train_text_run(data, OUT / "run", args.epochs)
     index = OUT / "index"
     started = time.perf_counter()
-    build.main(build.get_args_parser().parse_args(
-        ["--data", str(data), "--run", str(run_dir), "--out", str(index), "--no-progress"]))
+    build.build(build.BuildConfig(data=data, run=run_dir, out=index, no_progress=True))
     build_s = time.perf_counter() - started
     build_archive(run_dir, SERVED, OUT / "model_store", runtime="eager")
     stack = stack_on_free_ports(OUT / "serve", OUT / "model_store",

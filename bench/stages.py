@@ -1,6 +1,6 @@
 """Where one served request's time goes: the handler's stages, timed one by one per bench image.
 
-Stages, exactly as :mod:`handler.handler` runs them (the same :mod:`aicore.presets` functions):
+Stages, exactly as :mod:`handler.image_handler` runs them (the same :mod:`aicore.presets` functions):
 decode (``decode_image`` with the JPEG reduced-size draft), clean (``to_rgb`` + ``resize_pad``),
 tensor (the eval preset's ToImage/ToDtype/Normalize), forward (the archive's runtime, batch 1) and
 JSON (the answer's dict and ``json.dumps``). Each figure is the median of ``repeats`` timings in
@@ -40,7 +40,7 @@ def measure_stages(model_dir: Path, images: list[Path], repeats: int = 5) -> lis
 
 
 def _image_stages(path: Path, runtime, class_names: list[str], size: int, to_tensor, repeats: int) -> dict:
-    from handler.handler import prediction
+    from common.handling import prediction
 
     data = path.read_bytes()
     decoded = decode_image(data, draft_size=size)

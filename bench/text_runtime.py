@@ -2,7 +2,7 @@
 
     python -m bench.text_runtime [--listings 2000] [--repeats 3]
 
-The image models gain 1.5-4x from ONNX Runtime (README, "Runtimes"); the text model is an
+The image models gain 1.5-4x from ONNX Runtime (docs/serving.md, "Runtimes"); the text model is an
 ``EmbeddingBag`` + a 64 x 13 head, so its forward pass is a table lookup and a tiny matrix product.
 This exports the served computation (embedding bag -> head -> softmax) with the same TorchScript
 exporter ``handler.runtimes`` uses and times, per listing on one thread, ``collate`` + forward +

@@ -20,26 +20,28 @@ The figures measure speed, not accuracy: the words are random.
 import json
 from pathlib import Path
 
-from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
+from common.catalogue import TEXT
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, ModelRequest, encode
 from bench import raw
 from bench.loadgen import Body
 from bench.text import synthetic_listings
 
-MODEL = "text"  # the served text model (config.properties, the proxy's AICORE_TEXT_MODEL)
+MODEL = "text"  # the served text model (config.properties' model of kind text)
 LISTINGS = 256  # distinct bodies wrk rotates through
 JSON = "application/json"
 
 
 def listing_bodies(listings: list[tuple[str, str]], dest: Path) -> list[Body]:
-    """One JSON body ``{"title", "description"}`` per listing in ``dest``, each field cut to the
-    handler's cap (a longer one would be a 400, not a measurement)."""
+    """One JSON body per listing in ``dest``, as the request codec writes it for a text model
+    (:func:`common.codec.encode`; also the body ``POST /predict/text`` takes), each field cut to
+    the handler's cap (a longer one would be a 400, not a measurement)."""
     dest.mkdir(parents=True, exist_ok=True)
     bodies = []
     for i, (title, description) in enumerate(listings):
+        request = ModelRequest(title=title[:MAX_TITLE_CHARS],
+                               description=description[:MAX_DESCRIPTION_CHARS])
         path = dest / f"listing-{i:04d}.json"
-        path.write_text(json.dumps({"title": title[:MAX_TITLE_CHARS],
-                                    "description": description[:MAX_DESCRIPTION_CHARS]}),
-                        encoding="utf-8")
+        path.write_text(json.dumps(encode(TEXT, request)["json"]), encoding="utf-8")
         bodies.append(Body(path, JSON))
     return bodies
 

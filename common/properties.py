@@ -1,13 +1,10 @@
-"""TorchServe's ``config.properties``: a Java-properties reader, an editor that keeps comments, and
-the ``model_snapshot`` that names the served models and their batching.
+"""TorchServe's ``config.properties``: a Java-properties reader and an editor that keeps comments.
 
-``make serve`` derives the running config from the repository's with other addresses,
-``make bench`` reads each model's workers and batch size from it, the proxy's admission control
-sizes itself from the same numbers: one parser for all of them.
+``make serve`` derives the running config from the repository's with other addresses; the
+``model_snapshot`` it holds (the served models, their kinds and batching) is read by
+:mod:`common.catalogue`: one parser for all of them.
 """
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli import UserError
@@ -74,41 +71,3 @@ def derive_config(text: str, overrides: dict[str, str]) -> str:
             out.extend(physical)
     out.extend(f"{key}={value}" for key, value in overrides.items() if key not in done)
     return "\n".join(out) + "\n"
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """One model of the ``model_snapshot``: its archive and how TorchServe runs it."""
-
-    name: str
-    mar_name: str
-    workers: int
-    batch_size: int
-    max_batch_delay_ms: int
-
-
-def snapshot_models(properties: dict[str, str], config: Path) -> dict[str, ServedModel]:
-    """Model name -> :class:`ServedModel`, from the ``model_snapshot`` of ``config.properties``.
-
-    Raises:
-        UserError: if the snapshot is missing or not the JSON TorchServe expects.
-    """
-    raw = properties.get("model_snapshot")
-    if not raw:
-        raise UserError(f"{config} has no model_snapshot: it names the models to serve")
-    try:
-        models = json.loads(raw)["models"]
-        served = {}
-        for name, versions in models.items():
-            entry = next(iter(versions.values()))  # one version per model: the archive's own
-            served[name] = ServedModel(name, entry["marName"], int(entry["minWorkers"]),
-                                       int(entry["batchSize"]), int(entry["maxBatchDelay"]))
-        return served
-    except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:
-        raise UserError(f"model_snapshot in {config} is not a TorchServe snapshot "
-                        f"({exc!r}); see the comment above it") from None
-
-
-def served_models(config: Path) -> dict[str, ServedModel]:
-    """:func:`snapshot_models` of the config file at ``config``."""
-    return snapshot_models(read_properties(config), config)

@@ -2,9 +2,11 @@
 
 ``make archive`` calls :func:`main`; tests call :func:`build_archive`. Each ``.mar`` holds
 
-- the handler TorchServe imports in the worker: ``handler.py`` (:mod:`handler.handler`) for the
-  image models, ``listing_handler.py`` (:mod:`handler.listing_handler`) for ``text`` and
-  ``listing`` (the multimodal model);
+- the handler TorchServe imports in the worker, by the kind of model the run holds
+  (:data:`common.catalogue.ARCH_KINDS`): ``image_handler.py`` (:mod:`handler.image_handler`) for
+  the image models, ``listing_handler.py`` (:mod:`handler.listing_handler`) for ``text`` and
+  ``listing`` (the multimodal model), and the ``handler`` package holding only their shared base
+  (:mod:`handler.base`);
 - ``model.pt`` (the best-validation ``state_dict``), ``model_args.json`` and ``index_to_name.json``
   exactly as training wrote them;
 - the ``aicore`` package, so the worker preprocesses and builds the model with the very code
@@ -12,28 +14,29 @@
 - ``runtime.json`` and, for an ONNX runtime, ``model.onnx`` (``--runtime``; :mod:`handler.runtimes`
   exports, calibrates and checks the accuracy gate on the run's test split).
 
-The archive version is ``<date>-<hash>-<runtime>``: the UTC date ``model.pt`` was written, the
-first 8 hex digits of its SHA-256 and the runtime, so ``GET /models/<name>`` names the weights and
-the runtime being served (``?customized=true`` adds the whole ``runtime.json``). Archives are rebuilt
-on every call (a few seconds) and moved into place atomically.
+The archive version is ``<date>-<hash>-<runtime>`` (:func:`common.catalogue.format_version`):
+the UTC date ``model.pt`` was written, the first 8 hex digits of its SHA-256 and the runtime,
+so ``GET /models/<name>`` names the weights and the runtime being served (``?customized=true``
+adds the whole ``runtime.json``). Archives are rebuilt on every call (a few seconds) and moved
+into place atomically.
 """
 
 import argparse
-import hashlib
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aicore
 import common
+import handler
 from aicore.categories import INDEX_TO_NAME_FILE
 from aicore.models import MODEL_ARGS_FILE, MODEL_FILE, load_trained
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
+from common.catalogue import ARCHIVE_ARCHS, IMAGE, LISTING, TEXT, format_version, kind_of_arch
 from common.cli import UserError, run
 from aicore.runtime import EAGER
 from handler.runtimes import AUTO, CHOICES, GateError, SplitError, prepare_runtime
@@ -41,19 +44,22 @@ from handler.split_images import run_data_dir
 
 logger = logging.getLogger(__name__)
 
-HANDLER_FILE = Path(__file__).with_name("handler.py")
-# The packages every worker imports besides the handler: the shared core and the small shared
-# layer (the handler reads the TorchServe contract, e.g. its environment variable, from it).
-PACKED_PACKAGES = (Path(aicore.__file__).parent, Path(common.__file__).parent)
+IMAGE_HANDLER_FILE = Path(__file__).with_name("image_handler.py")
 LISTING_HANDLER_FILE = Path(__file__).with_name("listing_handler.py")
+# The packages every worker imports besides the handler: the shared core and the small shared
+# layer (the served-model contract, the TorchServe environment variable ...).
+PACKED_PACKAGES = (Path(aicore.__file__).parent, Path(common.__file__).parent)
+# ... and of this package only the handlers' shared base (the rest builds archives).
+PACKED_HANDLER_FILES = ("__init__.py", "base.py")
+HANDLER_PACKAGE = Path(handler.__file__).parent
 RUN_FILES = (MODEL_FILE, MODEL_ARGS_FILE, INDEX_TO_NAME_FILE)
 # Archive name -> the architecture its run must hold (model_args.json "arch").
-ARCHIVES = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "listing": "multimodal"}
+ARCHIVES = ARCHIVE_ARCHS
 # The text and listing archives run eager PyTorch: ONNX Runtime runs the exported EmbeddingBag
-# ~1.5x slower than eager (`python -m bench.text_runtime`; README, "Runtimes").
+# ~1.5x slower than eager (`python -m bench.text_runtime`; docs/serving.md).
 EAGER_ONLY = ("text", "listing")
-HANDLERS = {"cnn": HANDLER_FILE, "resnet50": HANDLER_FILE, "text": LISTING_HANDLER_FILE,
-            "listing": LISTING_HANDLER_FILE}
+# The handler file of each kind of model.
+HANDLERS = {IMAGE: IMAGE_HANDLER_FILE, TEXT: LISTING_HANDLER_FILE, LISTING: LISTING_HANDLER_FILE}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -135,15 +141,8 @@ def check_run(run_dir: Path, name: str) -> None:
 
 
 def archive_version(run_dir: Path, runtime: str) -> str:
-    """``<YYYYMMDD>-<sha8>-<runtime>``: when the run's ``model.pt`` was written (UTC), its SHA-256
-    prefix and the runtime that serves it."""
-    weights = Path(run_dir) / MODEL_FILE
-    digest = hashlib.sha256()
-    with weights.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    written = datetime.fromtimestamp(weights.stat().st_mtime, tz=UTC)
-    return f"{written:%Y%m%d}-{digest.hexdigest()[:8]}-{runtime}"
+    """The archive version of the run's ``model.pt`` served with ``runtime``."""
+    return format_version(Path(run_dir) / MODEL_FILE, runtime)
 
 
 def build_archive(run_dir: Path, name: str, out_dir: Path, runtime: str = AUTO,
@@ -163,7 +162,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path, runtime: str = AUTO,
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_run(run_dir, name)
-    if name in EAGER_ONLY:  # measured: no optimised runtime is faster for them (README)
+    if name in EAGER_ONLY:  # measured: no optimised runtime is faster for them (docs/serving.md)
         runtime = EAGER
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
@@ -176,7 +175,7 @@ def build_archive(run_dir: Path, name: str, out_dir: Path, runtime: str = AUTO,
             raise UserError(f"{name}.mar: {exc}") from None
         config = ModelArchiverConfig(
             model_name=name,
-            handler=str(HANDLERS[name]),
+            handler=str(HANDLERS[kind_of_arch(ARCHIVES.get(name, name))]),
             version=archive_version(run_dir, record["runtime"]),
             serialized_file=str(run_dir / MODEL_FILE),
             extra_files=str(extra),
@@ -195,13 +194,16 @@ def stage_extra_files(run_dir: Path, extra: Path) -> Path:
     """Lay out the files the archiver copies into the archive root.
 
     ``--extra-files`` given a directory copies its *contents* flat into the archive, so the
-    staged folder holds ``aicore/`` and ``common/`` (packages again inside the archive) next to
-    the labels.
+    staged folder holds ``aicore/``, ``common/`` and ``handler/`` (packages again inside the
+    archive) next to the labels.
     """
     extra.mkdir(parents=True)
     for package in PACKED_PACKAGES:
         shutil.copytree(package, extra / package.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (extra / HANDLER_PACKAGE.name).mkdir()
+    for name in PACKED_HANDLER_FILES:
+        shutil.copy2(HANDLER_PACKAGE / name, extra / HANDLER_PACKAGE.name / name)
     for name in (MODEL_ARGS_FILE, INDEX_TO_NAME_FILE):
         shutil.copy2(run_dir / name, extra / name)
     return extra

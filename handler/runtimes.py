@@ -82,10 +82,8 @@ class _LogitsAndEmbedding(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, 3, S, S)
-        from aicore.models import encode, head
-
-        features = encode(self.model, x)  # (B, D)
-        return head(self.model)(features), nn.functional.normalize(features, dim=1)  # (B, C), (B, D)
+        features = self.model.encode(x)  # (B, D)
+        return self.model.head(features), nn.functional.normalize(features, dim=1)  # (B, C), (B, D)
 
 
 def export_onnx(model: nn.Module, image_size: int, path: Path) -> None:

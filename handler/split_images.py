@@ -13,8 +13,7 @@ from pathlib import Path
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
 from common.dataset_format import SPLIT_FILE, MANIFEST_FILE
-
-CONFIG_FILE = "config.json"
+from common.runs import read_run_config
 
 
 class SplitError(ValueError):
@@ -24,7 +23,7 @@ class SplitError(ValueError):
 def run_data_dir(run_dir: Path) -> Path:
     """The cleaned dataset a run was trained on, from its ``config.json`` (``"data"``)."""
     try:
-        return Path(json.loads((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))["data"])
+        return read_run_config(run_dir).data
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SplitError(f"cannot tell which dataset {run_dir} was trained on ({exc}); "
                          "pass it with --data (DATA=)") from None

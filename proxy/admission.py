@@ -20,9 +20,9 @@ saturation however many clients push; everything beyond is refused at once.
 
 Every prediction route has its model's gate: ``/predict/image`` the model its ``?model=`` names
 (default ``AICORE_DEFAULT_MODEL``), ``/predict/text`` and ``/predict/listing`` the one model each
-serves (``AICORE_TEXT_MODEL``, ``AICORE_LISTING_MODEL``). With config.properties' workers and
-batch sizes: resnet50 2 x 4 -> 12 in flight + 4 waiting, cnn 2 x 8 -> 24 + 8, text 1 x 16 -> 24 + 8,
-listing 1 x 8 -> 12 + 4.
+serves (the catalogue's model of kind text and listing, :mod:`common.catalogue`). With
+config.properties' workers and batch sizes: resnet50 2 x 4 -> 12 in flight + 4 waiting,
+cnn 2 x 8 -> 24 + 8, text 1 x 16 -> 24 + 8, listing 1 x 8 -> 12 + 4.
 """
 
 import asyncio

@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from common.catalogue import IMAGE, LISTING, TEXT
 from proxy.admission import Admission
 from proxy.errors import TorchServeError
 from proxy.listing_routes import router as listing_router
-from proxy.routes import router, size_admission
+from proxy.routes import PREDICT_PATHS, router, size_admission
 from proxy.search_routes import make_holder, search_error
 from proxy.search_routes import router as search_router
 from proxy.settings import Settings
@@ -38,9 +39,10 @@ SIZING_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
 Classifies marketplace listings into their root category by forwarding them to TorchServe:
-photos (`POST /predict/image`, models `cnn` and `resnet50`), title + description
-(`POST /predict/text`, model `text`) and photo + text (`POST /predict/listing`, model `listing`).
-Every error answers `{"detail": "..."}` saying what to change.
+photos (`POST /predict/image`, the models of kind `image`, e.g. `cnn` and `resnet50`), title +
+description (`POST /predict/text`, the `text` model) and photo + text (`POST /predict/listing`,
+the `listing` model). `GET /models` lists every served model with its kind (from
+config.properties' model_snapshot). Every error answers `{"detail": "..."}` saying what to change.
 """
 
 
@@ -125,10 +127,13 @@ def create_app(
     app.state.search = make_holder(settings)
     app.state.search_versions = {}  # (model, index generation) -> when its version was checked
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
-    # Added last: runs first, before anything reads the body (proxy/middleware.py).
-    routes = Routes(model_routes={"/predict/image": settings.default_model},
-                    fixed_routes={"/predict/text": settings.text_model,
-                                  "/predict/listing": settings.listing_model},
+    # Added last: runs first, before anything reads the body (proxy/middleware.py). The route ->
+    # model table from the catalogue: /predict/image names its model (?model=), the text and
+    # listing routes serve their kind's one model.
+    fixed = {PREDICT_PATHS[kind]: model for kind in (TEXT, LISTING)
+             if (model := settings.model_of_kind(kind)) is not None}
+    routes = Routes(model_routes={PREDICT_PATHS[IMAGE]: settings.default_model},
+                    fixed_routes=fixed,
                     route_gates={"/search": "search", "/listings": "search",
                                  "/health": "status", "/models": "status"})
     if not settings.admission:  # bodies are still read first, within their limits

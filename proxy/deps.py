@@ -18,7 +18,7 @@ from search import SearchEngine
 
 # async, though they only read an attribute: FastAPI runs a plain `def` dependency in its thread
 # pool, and those thread hops cost ~0.3 ms of CPU per request plus the wake-up latency of a
-# thread on a busy 2-core machine (measured with cProfile, see README "Where the proxy's time goes").
+# thread on a busy 2-core machine (measured with cProfile, see docs/benchmarks.md).
 async def get_torchserve(request: Request) -> TorchServeClient:
     """The app's one TorchServe client (made by the lifespan); tests override this dependency."""
     return request.app.state.torchserve

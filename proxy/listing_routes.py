@@ -11,20 +11,22 @@ undecodable photo) come back as 400 with its message; TorchServe down 503, slow 
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from aicore.text import MAX_DESCRIPTION_CHARS as DESCRIPTION_CAP
-from aicore.text import MAX_TITLE_CHARS as TITLE_CAP
+from common.catalogue import LISTING, TEXT
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, ModelRequest
 from proxy.deps import AppSettings, TorchServe, error_doc
 from proxy.routes import PREDICT_ERRORS
 from proxy.schemas import PredictResponse
+from proxy.settings import Settings
 from proxy.upload import read_upload
 
 router = APIRouter()
 
-# The handler's caps (aicore.text), checked here too: a field over its cap is a 422 naming it
-# before anything is forwarded, and the handler stays the second line.
+# The request contract's caps (common.codec), checked here too: a field over its cap is a 422
+# naming it before anything is forwarded, and the handler stays the second line.
+TITLE_CAP, DESCRIPTION_CAP = MAX_TITLE_CHARS, MAX_DESCRIPTION_CHARS
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
     **PREDICT_ERRORS,
     400: error_doc("The listing is empty, a field is too long, or the photo cannot be decoded",
@@ -69,11 +71,11 @@ async def predict_text(listing: TextListing, torchserve: TorchServe,
     Example: `curl -H 'Content-Type: application/json' -d '{"title": "Ikea desk lamp",
     "description": "barely used"}' http://127.0.0.1:8000/predict/text`
     """
-    payload = listing.model_dump()
-    size = len(payload["title"]) + len(payload["description"])
-    prediction = await torchserve.predict_request(settings.text_model, size, json=payload)
+    model = served_model(settings, TEXT)
+    prediction = await torchserve.predict(
+        model, ModelRequest(title=listing.title, description=listing.description))
     return PredictResponse(category=prediction.category,
-                           probabilities=prediction.probabilities, model=settings.text_model)
+                           probabilities=prediction.probabilities, model=model)
 
 
 @router.post(
@@ -99,17 +101,24 @@ async def predict_listing(
     Example: `curl -F image=@photo.jpg -F title='Ikea desk lamp' -F description='barely used'
     http://127.0.0.1:8000/predict/listing`
     """
-    # Form parts without a file name: TorchServe hands them to the handler as text fields.
-    files: dict[str, tuple[str | None, bytes | str, str]] = {
-        "title": (None, title, "text/plain; charset=utf-8"),
-        "description": (None, description, "text/plain; charset=utf-8"),
-    }
-    size = len(title) + len(description)
+    model = served_model(settings, LISTING)
+    data = None
     # A browser form with no file chosen sends an empty part without a file name: no photo.
     if image is not None and (image.filename or image.size):
         data = await read_upload(image, settings.max_upload_bytes)
-        files["image"] = ("image", data, "application/octet-stream")
-        size += len(data)
-    prediction = await torchserve.predict_request(settings.listing_model, size, files=files)
+    prediction = await torchserve.predict(
+        model, ModelRequest(image=data, title=title, description=description))
     return PredictResponse(category=prediction.category,
-                           probabilities=prediction.probabilities, model=settings.listing_model)
+                           probabilities=prediction.probabilities, model=model)
+
+
+def served_model(settings: Settings, kind: str) -> str:
+    """The model the route of ``kind`` sends to; 404 when the proxy serves none of that kind."""
+    model = settings.model_of_kind(kind)
+    if model is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"this proxy serves no {kind} model: add one to config.properties' model_snapshot "
+            f"(and AICORE_MODELS), build it with `make archive` and restart with `make serve`; "
+            "GET /models lists what is served")
+    return model

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse
 
+from common.catalogue import IMAGE, KINDS, LISTING, TEXT
+from common.codec import ModelRequest
 from proxy.admission import Admission
 from proxy.deps import AppSettings, TorchServe, error_doc
 from proxy.errors import ModelNotFound, TorchServeError
@@ -18,11 +20,14 @@ from proxy.schemas import (
     PredictResponse,
     TorchServeHealth,
 )
+from proxy.settings import Settings
 from proxy.torchserve import ModelDescription, TorchServeClient
 from proxy.upload import read_upload
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+# The route that serves each kind of model; a query encoder has none (search uses it).
+PREDICT_PATHS = {IMAGE: "/predict/image", TEXT: "/predict/text", LISTING: "/predict/listing"}
 
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -73,18 +78,22 @@ async def predict_image(
     """Send the image to TorchServe and return its category with every category's probability."""
     name = model or settings.default_model
     if name not in settings.image_models:
-        route = {settings.text_model: "POST /predict/text",
-                 settings.listing_model: "POST /predict/listing"}.get(name)
-        hint = f"; {name!r} reads listing text: use {route}" if route else ""
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"Unknown model {name!r}: choose one of {', '.join(settings.image_models)}{hint}",
-        )
+        raise HTTPException(status.HTTP_404_NOT_FOUND, not_an_image_model(name, settings))
     data = await read_upload(image, settings.max_upload_bytes)
-    prediction = await torchserve.predict(name, data)
+    prediction = await torchserve.predict(name, ModelRequest(image=data))
     return PredictResponse(
         category=prediction.category, probabilities=prediction.probabilities, model=name
     )
+
+
+def not_an_image_model(name: str, settings: Settings) -> str:
+    """Why ``name`` is refused by /predict/image, and the route that serves it if one does."""
+    detail = f"Unknown model {name!r}: choose one of {', '.join(settings.image_models)}"
+    kind = settings.catalogue.kind(name)
+    if kind is not None and kind in PREDICT_PATHS:
+        detail += (f"; {name!r} reads the {KINDS[kind].description}: use "
+                   f"POST {PREDICT_PATHS[kind]}")
+    return detail
 
 
 def size_gate(admission: Admission, description: ModelDescription) -> None:
@@ -166,12 +175,14 @@ async def health(request: Request, torchserve: TorchServe, settings: AppSettings
     tags=["status"],
 )
 async def list_models(torchserve: TorchServe, settings: AppSettings) -> ModelsResponse:
-    """Every model registered in TorchServe (its management API), with its versions."""
+    """Every model registered in TorchServe (its management API), with its versions and, for
+    the models this proxy serves, their kind (what they read; which route serves them)."""
     served = await torchserve.models()
     return ModelsResponse(
         default_model=settings.default_model,
         models=[
-            ModelInfo(name=name, versions=versions, servable=name in settings.models)
+            ModelInfo(name=name, versions=versions, kind=settings.catalogue.kind(name),
+                      servable=name in settings.catalogue)
             for name, versions in served.items()
         ],
     )

@@ -98,7 +98,11 @@ class HealthResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     versions: list[str] = Field(description="every version TorchServe has registered")
-    servable: bool = Field(description="POST /predict/image accepts it as ?model=")
+    kind: str | None = Field(
+        None, description="image, text, listing or query (config.properties' model_snapshot); "
+        "null for a model TorchServe serves that this proxy does not")
+    servable: bool = Field(description="this proxy serves it: an image model on POST "
+                           "/predict/image?model=, the others on the route of their kind")
 
 
 class ModelsResponse(BaseModel):
@@ -110,8 +114,10 @@ class ModelsResponse(BaseModel):
                 {
                     "default_model": "resnet50",
                     "models": [
-                        {"name": "cnn", "versions": ["1.0"], "servable": True},
-                        {"name": "resnet50", "versions": ["1.0"], "servable": True},
+                        {"name": "cnn", "versions": ["20261201-1a2b3c4d-onnx-int8"],
+                         "kind": "image", "servable": True},
+                        {"name": "text", "versions": ["20261201-5e6f7a8b-eager"],
+                         "kind": "text", "servable": True},
                     ],
                 }
             ]

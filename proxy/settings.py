@@ -7,9 +7,11 @@ Nothing else in the proxy reads the environment; tests build a ``Settings(...)``
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.catalogue import IMAGE, Catalogue
+from common.cli import UserError
 from common.torchserve import (DEFAULT_HOST, DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL,
                                DEFAULT_PROXY_PORT, ENV_PREFIX, KEY_FILE, RUNTIME_DIR)
 
@@ -44,13 +46,19 @@ class Settings(BaseSettings):
     # proxy's 504, not TorchServe killing the worker ("Worker died") a moment later.
     read_timeout_s: float = Field(30.0, gt=0, description="seconds to wait for TorchServe's answer")
     max_upload_bytes: int = Field(10 * MIB, gt=0, description="largest image accepted, in bytes")
-    default_model: str = Field("resnet50", description="model used when a request names none")
-    models: Annotated[list[str], NoDecode] = Field(
-        ["cnn", "resnet50"], description="models the proxy serves (comma-separated in the env)"
+    torchserve_config: Path = Field(
+        REPO_ROOT / "config.properties",
+        description="TorchServe's config.properties: its model_snapshot is the catalogue of "
+        "served models and their kinds (common/catalogue.py); a relative path is taken from the "
+        "repository root",
     )
-    text_model: str = Field("text", description="model POST /predict/text sends listings to")
-    listing_model: str = Field(
-        "listing", description="model POST /predict/listing sends listings (photo + text) to"
+    default_model: str = Field(
+        "resnet50", description="image model POST /predict/image uses when a request names none"
+    )
+    models: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="models the proxy serves, comma-separated in the env (default: every model "
+        "of the catalogue); each model's kind comes from the catalogue",
     )
     renew_expired_keys: bool = Field(
         True,
@@ -127,7 +135,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with http:// or https://, got {url!r}")
         return url.rstrip("/")
 
-    @field_validator("key_file", "search_index")
+    _catalogue: Catalogue = PrivateAttr()
+
+    @field_validator("key_file", "search_index", "torchserve_config")
     @classmethod
     def _resolve_key_file(cls, path: Path) -> Path:
         path = path.expanduser()
@@ -141,16 +151,39 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def image_models(self) -> list[str]:
-        """The served models POST /predict/image accepts (the text and listing models read text)."""
-        return [name for name in self.models if name not in (self.text_model, self.listing_model)]
+    def catalogue(self) -> Catalogue:
+        """The served models of :attr:`models`, each with its kind, in the catalogue's order."""
+        return self._catalogue
+
+    @property
+    def image_models(self) -> tuple[str, ...]:
+        """The served models POST /predict/image accepts: those of kind image."""
+        return self._catalogue.names(IMAGE)
+
+    def model_of_kind(self, kind: str) -> str | None:
+        """The served model a kind's route sends to (the catalogue's first of that kind)."""
+        names = self._catalogue.names(kind)
+        return names[0] if names else None
 
     @model_validator(mode="after")
-    def _check_default_model(self) -> Self:
+    def _check_models(self) -> Self:
+        try:
+            catalogue = Catalogue.from_config(self.torchserve_config)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        if self.models is None:
+            self.models = list(catalogue)
         if not self.models:
-            raise ValueError("models is empty: name at least one TorchServe model, e.g. cnn,resnet50")
-        if self.default_model not in self.models:
+            raise ValueError("models is empty: name at least one model of the catalogue, "
+                             f"e.g. {','.join(catalogue)}")
+        unknown = [name for name in self.models if name not in catalogue]
+        if unknown:
+            raise ValueError(f"models {unknown} are not in the model_snapshot of "
+                             f"{self.torchserve_config}: choose from {', '.join(catalogue)}")
+        self._catalogue = Catalogue([catalogue[name] for name in catalogue if name in self.models])
+        if self.default_model not in self._catalogue.names(IMAGE):
             raise ValueError(
-                f"default_model {self.default_model!r} is not one of models {self.models}"
+                f"default_model {self.default_model!r} is not one of the served image models "
+                f"{list(self._catalogue.names(IMAGE))}"
             )
         return self

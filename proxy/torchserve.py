@@ -25,6 +25,8 @@ from proxy.errors import (
     UnexpectedAnswer,
     WorkerDied,
 )
+from common.catalogue import KINDS, Kind
+from common.codec import ModelRequest, encode
 from common.torchserve import API_KEY, READY, read_key_file
 from proxy.retry import RetryBudget
 from proxy.settings import Settings
@@ -43,11 +45,34 @@ MAX_MODEL_PAGES = 50  # GET /models pages of 100: bounds the loop, far above two
 
 
 class Prediction(BaseModel):
-    """What the TorchServe handler answers for one image."""
+    """What the TorchServe handler answers for one request (a query encoder: the embedding only)."""
 
-    category: str
-    probabilities: dict[str, float]
-    embedding: list[float] | None = None  # asked with ?embedding=true
+    category: str | None = None
+    probabilities: dict[str, float] | None = None
+    embedding: list[float] | None = None  # asked with embedding=true
+
+
+def _prediction(model: str, kind: Kind, request: ModelRequest,
+                response: httpx.Response) -> Prediction:
+    """TorchServe's 200 answer, checked against what the kind answers and the request asked."""
+    try:
+        prediction = Prediction.model_validate_json(response.content)
+    except ValidationError:
+        prediction = None
+    if prediction is None or (kind.classifies and (prediction.category is None
+                                                   or prediction.probabilities is None)):
+        raise UnexpectedAnswer(
+            f"TorchServe answered 200 for model {model!r} without a category and "
+            f"probabilities: {response.text[:300]!r}; is the model archived with the "
+            "project's handler (`make archive`)?"
+        )
+    if (request.embedding or kind.embeds_only) and not prediction.embedding:
+        raise UnexpectedAnswer(
+            f"TorchServe's model {model!r} answered without the embedding search asked for: "
+            "its archive predates the embedding field; rebuild it with `make archive` and "
+            "restart with `make serve`"
+        )
+    return prediction
 
 
 class ModelDescription(BaseModel):
@@ -134,34 +159,24 @@ class TorchServeClient:
 
     # --- the API the routes use -------------------------------------------------------------
 
-    async def predict(self, model: str, image: bytes, embedding: bool = False) -> Prediction:
-        """Classify one image with ``model`` (+ its embedding when ``embedding``); a dead worker
-        or a dropped connection is retried once, if the retry budget allows and the request's
-        deadline leaves time.
+    async def predict(self, model: str, request: ModelRequest) -> Prediction:
+        """Send ``request`` to ``model``, encoded for the model's kind (:func:`common.codec.encode`);
+        a dead worker or a dropped connection is retried once, if the retry budget allows and the
+        request's deadline leaves time.
 
         Raises:
-            InvalidImage: the handler refused the bytes (400, its message passed through).
+            ModelNotFound: ``model`` is not in the proxy's catalogue (or TorchServe lacks it).
+            InvalidImage: the handler refused the request (400, its message passed through).
             WorkerDied: the worker died (or the connection dropped) and the retry did not help.
-            ModelNotFound, PayloadTooLarge, QueueFull, ModelLoading, NoWorkerReady,
-            UnexpectedAnswer: TorchServe said so.
+            PayloadTooLarge, QueueFull, ModelLoading, NoWorkerReady, UnexpectedAnswer:
+                TorchServe said so.
             TorchServeUnreachable, TorchServeTimeout, KeyRejected: see :meth:`_request`.
         """
-        if embedding:
-            # A form field, not ?embedding=true: TorchServe 0.12 does not hand URL query
-            # parameters to the handler (measured), multipart fields it does.
-            body: dict = {"files": {"data": ("image", image, "application/octet-stream")},
-                          "data": {"embedding": "true"}}
-        else:
-            # octet-stream: TorchServe decodes text/* and JSON bodies as strings and form bodies
-            # as fields; the handler wants the raw bytes.
-            body = {"content": image, "headers": {"Content-Type": "application/octet-stream"}}
-        return await self.predict_request(model, len(image), embedding=embedding, **body)
-
-    async def predict_request(self, model: str, size: int, embedding: bool = False,
-                              **body: object) -> Prediction:
-        """:meth:`predict` with any body (``content=``, ``json=``, ``files=``); ``size`` (bytes
-        sent) goes into the too-large message; ``embedding``: the body asks for the embedding,
-        which the answer must then carry. Same retries and errors."""
+        kind = self._settings.catalogue.kind(model)
+        if kind is None:
+            raise ModelNotFound(f"Unknown model {model!r}: this proxy serves "
+                                f"{', '.join(self._settings.catalogue)}")
+        body = encode(kind, request)
         self.budget.deposit()
         deadline = time.monotonic() + self._settings.read_timeout_s
         response = await self._try_predict(model, body)
@@ -175,22 +190,8 @@ class TorchServeClient:
             if isinstance(response, WorkerDied):
                 raise response
         if response.status_code != 200:
-            raise await self._prediction_error(model, size, response)
-        try:
-            prediction = Prediction.model_validate_json(response.content)
-        except ValidationError:
-            raise UnexpectedAnswer(
-                f"TorchServe answered 200 for model {model!r} without a category and "
-                f"probabilities: {response.text[:300]!r}; is the model archived with the "
-                "project's handler (`make archive`)?"
-            ) from None
-        if embedding and not prediction.embedding:
-            raise UnexpectedAnswer(
-                f"TorchServe's model {model!r} answered without the embedding search asked for: "
-                "its archive predates the embedding field; rebuild it with `make archive` and "
-                "restart with `make serve`"
-            )
-        return prediction
+            raise await self._prediction_error(model, request.size, response)
+        return _prediction(model, KINDS[kind], request, response)
 
     async def ping(self) -> str:
         """TorchServe's own health word (``"Healthy"`` when it is up)."""

@@ -1,5 +1,6 @@
 """The page for people at ``/`` (static files in ``proxy/web/``) and ``GET /capabilities``, which
-tells the page what this proxy offers (search, text and listing models arrive in later releases).
+tells the page what this proxy offers: search, and each served model with its kind (from the
+catalogue, :mod:`common.catalogue`), the route that serves each kind and the body it takes.
 
 The page is plain HTML, CSS and JavaScript served from this package: no CDN, no build step. Every
 HTML page of the proxy (``/``, ``/docs``, ``/redoc``) carries a Content-Security-Policy that lets
@@ -14,15 +15,29 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from aicore.categories import ROOT_CATEGORIES
+from proxy.routes import PREDICT_PATHS
 from proxy.settings import Settings
 
 WEB_DIR = Path(__file__).with_name("web")
 STATIC_PREFIX = "/web"
 # Optional routes the page adapts to; each appears once the feature's router is included.
 SEARCH_PATH = "/search"
-PREDICT_PATHS = {"image": "/predict/image", "text": "/predict/text", "listing": "/predict/listing"}
+JSON, FORM = "application/json", "multipart/form-data"
 
 router = APIRouter()
+
+
+class ServedModelInfo(BaseModel):
+    """One model this proxy serves, from the catalogue."""
+
+    name: str
+    kind: str = Field(description="image, text, listing or query")
+    reads: str = Field(description="what it reads, for people (\"photo + title + description\")")
+
+
+class PredictRoute(BaseModel):
+    path: str = Field(description="the route serving this kind")
+    body: str = Field(description=f"the request body it takes: {JSON} or {FORM}")
 
 
 class CapabilitiesResponse(BaseModel):
@@ -37,6 +52,8 @@ class CapabilitiesResponse(BaseModel):
                     "categories": list(ROOT_CATEGORIES[:2]),
                     "search": False,
                     "predict": {"image": True, "text": False, "listing": False},
+                    "models": [{"name": "resnet50", "kind": "image", "reads": "photo"}],
+                    "routes": {"image": {"path": "/predict/image", "body": FORM}},
                 }
             ]
         }
@@ -47,8 +64,11 @@ class CapabilitiesResponse(BaseModel):
     categories: list[str] = Field(description="the marketplace's root categories")
     search: bool = Field(description="GET/POST /search and /listings/{id} are served")
     predict: dict[str, bool] = Field(
-        description="which of POST /predict/image, /predict/text, /predict/listing are served"
+        description="per kind: is its route (POST /predict/image, /predict/text, "
+        "/predict/listing) served, with a model of that kind behind it"
     )
+    models: list[ServedModelInfo] = Field(description="the served models and their kinds")
+    routes: dict[str, PredictRoute] = Field(description="per served kind: its route and body")
 
 
 @router.get("/", include_in_schema=False)
@@ -63,16 +83,29 @@ async def index() -> FileResponse:
     tags=["status"],
 )
 async def capabilities(request: Request) -> CapabilitiesResponse:
-    """Read from the app's own OpenAPI paths, so it cannot claim a route that is absent."""
+    """From the catalogue and the app's own OpenAPI paths, so it cannot claim a route that is
+    absent nor a kind no model serves."""
     settings: Settings = request.app.state.settings
     paths = request.app.openapi()["paths"]  # built once, then cached by FastAPI
+    predict = {kind: path in paths and settings.model_of_kind(kind) is not None
+               for kind, path in PREDICT_PATHS.items()}
     return CapabilitiesResponse(
         default_model=settings.default_model,
         max_upload_bytes=settings.max_upload_bytes,
         categories=list(ROOT_CATEGORIES),
         search=SEARCH_PATH in paths,
-        predict={kind: path in paths for kind, path in PREDICT_PATHS.items()},
+        predict=predict,
+        models=[ServedModelInfo(name=m.name, kind=m.kind, reads=m.spec.description)
+                for m in settings.catalogue.values()],
+        routes={kind: PredictRoute(path=PREDICT_PATHS[kind], body=_body(paths[PREDICT_PATHS[kind]]))
+                for kind, served in predict.items() if served},
     )
+
+
+def _body(path_item: dict) -> str:
+    """The request body a POST route takes: JSON when that is its only body, else a form."""
+    content = path_item.get("post", {}).get("requestBody", {}).get("content", {})
+    return JSON if JSON in content and FORM not in content else FORM
 
 
 def add_web(app: FastAPI) -> None:

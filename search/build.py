@@ -1,6 +1,7 @@
 """Index every listing of a cleaned dataset with the embeddings of a trained run.
 
     python -m search.build --data data/demo/clean --run runs/cnn --out indexes/demo
+    build(BuildConfig(data=..., run=..., out=...))          # from Python
 
 Writes a new generation of INDEX_DIR (see :mod:`search.layout`): ``listings.sqlite`` (records +
 FTS5), ``vectors.faiss`` (flat or IVF by size, :mod:`search.vectors`), ``vectors.npy`` and
@@ -15,13 +16,15 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.atomic import atomic_write_text
 from common.cli import UserError, run
 from common.dataset_format import PRODUCTS_FILE
 from search import layout
-from search.embedders import SERVED_MODELS, EmbeddingCache, load_embedder, run_arch
+from common.catalogue import served_model_of_arch
+from search.embedders import EmbeddingCache, load_embedder, run_arch
 from search.listings import read_listings
 from search.records import write_records
 from search.vectors import VectorIndex, build_index
@@ -41,6 +44,25 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="seeds the IVF training sample and its recall check (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """``python -m search.build``'s options, typed, for callers that are not a shell."""
+
+    data: Path  # a cleaned dataset
+    run: Path  # a finished training run whose model embeds the listings
+    out: Path  # the index directory
+    seed: int = 0
+    no_progress: bool = False
+
+    def to_args(self) -> argparse.Namespace:
+        return argparse.Namespace(**asdict(self))
+
+
+def build(config: BuildConfig) -> Path:
+    """Build and publish the index ``config`` describes (:func:`main` without a command line)."""
+    return main(config.to_args())
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -75,7 +97,7 @@ def main(args: argparse.Namespace) -> Path:
                 "run": str(Path(args.run).resolve()),
                 "arch": arch,
                 "model_sha256": embedder.fingerprint,
-                "served_model": SERVED_MODELS[arch],
+                "served_model": served_model_of_arch(arch),
                 "modalities": sorted(embedder.modalities),
                 "dim": int(vectors.shape[1]),
                 "count": len(listings),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.catalogue import weights_sha256
 from common.atomic import atomic_write_bytes
 from common.cli import UserError
 from search.errors import BadRequest
@@ -83,14 +84,11 @@ class EmbeddingCache:
 
 
 def model_fingerprint(run_dir: Path) -> str:
-    """SHA-256 of the run's ``model.pt``: the archive version ends with its first 8 hex digits."""
+    """SHA-256 of the run's ``model.pt``: the archive version names its first 8 hex digits
+    (:func:`common.catalogue.format_version`, :meth:`common.catalogue.ArchiveVersion.same_weights`)."""
     from aicore.models import MODEL_FILE
 
-    digest = hashlib.sha256()
-    with open(Path(run_dir) / MODEL_FILE, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return weights_sha256(Path(run_dir) / MODEL_FILE)
 
 
 class Embedder:
@@ -282,7 +280,6 @@ class ListingEmbedder(TextEmbedder):
 # model_args.json "arch" -> how to embed with it, and the TorchServe model that serves it.
 EMBEDDERS = {"cnn": ImageEmbedder, "resnet50": ImageEmbedder, "text": TextEmbedder,
              "multimodal": ListingEmbedder}
-SERVED_MODELS = {"cnn": "cnn", "resnet50": "resnet50", "text": "text", "multimodal": "listing"}
 
 
 def run_arch(run_dir: Path) -> str:

@@ -99,6 +99,7 @@ class SearchEngine:
             raise IndexUnavailable(f"the index {self.generation.parent} has format "
                                    f"{self.meta.get('format')}, this code reads format "
                                    f"{layout.FORMAT_VERSION}: rebuild it with `make index`")
+        self.info = layout.IndexMeta.from_dict(self.meta)  # typed, for other packages
         self.records = Records(self.generation / layout.RECORDS_FILE)
         self.vectors = VectorIndex.load(self.generation, IndexSpec.from_json(self.meta["index"]),
                                         layout.FAISS_FILE, layout.VECTORS_FILE)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.atomic import atomic_write_text
@@ -77,6 +78,23 @@ def publish(index_dir: Path, generation: Path) -> None:
 
 def read_meta(generation: Path) -> dict:
     return json.loads((generation / META_FILE).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What other packages read of a generation's ``meta.json`` (the proxy: which served model
+    embeds the queries, with which weights), typed."""
+
+    run: Path  # the training run whose model embedded the listings
+    arch: str  # its architecture (model_args.json "arch")
+    served_model: str  # the TorchServe model serving that architecture
+    model_sha256: str  # of the run's model.pt: the served archive's version must name it
+    modalities: frozenset[str]  # the query inputs the model embeds: "image", "text"
+
+    @classmethod
+    def from_dict(cls, meta: dict) -> IndexMeta:
+        return cls(Path(meta["run"]), meta["arch"], meta["served_model"], meta["model_sha256"],
+                   frozenset(meta["modalities"]))
 
 
 def building_pid(index_dir: Path) -> int | None:

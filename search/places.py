@@ -51,7 +51,8 @@ class Places:
     def __init__(self, towns: np.ndarray, regions: np.ndarray) -> None:
         self.towns = towns  # (N,) place_key of each listing's town ('' when none)
         self.regions = regions  # (N,) place_key of its region
-        self.known = sorted({*towns, *regions} - {""})
+        # str(): numpy's own strings would show as np.str_('leeds') in the suggestions
+        self.known = sorted({str(name) for name in (*towns, *regions)} - {""})
 
     def near(self, place: str) -> np.ndarray:
         """``(N,)`` bool: the listings near ``place`` (see the module docstring).

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common.cli import positive_int, run
-from common.properties import served_models
+from common.catalogue import served_models
 from serving.process import (proxy_process, start_proxy, start_torchserve, stop_proxy,
                              stop_torchserve, torchserve_process)
 from serving.ready import (http_session, model_status, proxy_ready, torchserve_ready, wait_proxy,
@@ -154,7 +154,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="seconds `start` waits for every model to be ready (default: 180)")
     parser = argparse.ArgumentParser(
         prog="python -m serving.ctl",
-        description="Run TorchServe (cnn + resnet50) and the proxy in the background.")
+        description="Run TorchServe (the models of config.properties) and the proxy in the background.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("start", parents=[common], help="start TorchServe and the proxy, wait ready")
     sub.add_parser("stop", parents=[common], help="stop everything `start` started")

@@ -11,7 +11,8 @@ import sys
 import psutil
 
 from common.cli import UserError
-from common.properties import derive_config, served_models
+from common.catalogue import served_models
+from common.properties import derive_config
 from common.torchserve import (DEFAULT_HOST, ENV_INFERENCE_URL, ENV_KEY_FILE, ENV_MANAGEMENT_URL,
                                ENV_MODELS, ENV_TORCH_THREADS, PROXY_APP)
 from serving.stack import REPO_ROOT, Stack

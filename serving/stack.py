@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.net import free_ports
-from common.properties import served_models
+from common.catalogue import served_models
 from common.torchserve import (DEFAULT_GRPC_INFERENCE_PORT, DEFAULT_GRPC_MANAGEMENT_PORT,
                                DEFAULT_HOST, DEFAULT_INFERENCE_PORT, DEFAULT_MANAGEMENT_PORT,
                                DEFAULT_METRICS_PORT, DEFAULT_PROXY_PORT, KEY_FILE, RUNTIME_DIR)

@@ -71,15 +71,14 @@ def search_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from search import build
     from tests.support.search_data import make_listings_dataset
     from training import train
+    from training.config import TrainConfig
 
     root = tmp_path_factory.mktemp("search")
     data = make_listings_dataset(root / "clean")
     run = root / "run"
-    train.main(train.get_args_parser().parse_args(
-        ["--model", "cnn", "--data", str(data), "--out", str(run), "--epochs", "1",
-         "--workers", "0", "--batch-size", "8", "--image-size", "48"]))
-    build.main(build.get_args_parser().parse_args(
-        ["--data", str(data), "--run", str(run), "--out", str(root / "index"), "--no-progress"]))
+    train.train(TrainConfig(model="cnn", data=data, out=run, epochs=1, workers=0, batch_size=8,
+                            image_size=48))
+    build.build(build.BuildConfig(data=data, run=run, out=root / "index", no_progress=True))
     return {"data": data, "run": run, "index": root / "index"}
 
 
@@ -90,13 +89,12 @@ def text_search_index(search_index: dict[str, Path],
     hashing table), once per session: ``{"data": dir, "run": dir, "index": dir}``. Read-only."""
     from search import build
     from training import train
+    from training.config import TrainConfig
 
     root = tmp_path_factory.mktemp("search_text")
     run = root / "run"
-    train.main(train.get_args_parser().parse_args(
-        ["--model", "text", "--data", str(search_index["data"]), "--out", str(run),
-         "--epochs", "1", "--workers", "0", "--batch-size", "8", "--buckets", "4096"]))
-    build.main(build.get_args_parser().parse_args(
-        ["--data", str(search_index["data"]), "--run", str(run), "--out", str(root / "index"),
-         "--no-progress"]))
+    train.train(TrainConfig(model="text", data=search_index["data"], out=run, epochs=1,
+                            workers=0, batch_size=8, buckets=4096))
+    build.build(build.BuildConfig(data=search_index["data"], run=run, out=root / "index",
+                                  no_progress=True))
     return {"data": search_index["data"], "run": run, "index": root / "index"}

@@ -1,4 +1,4 @@
-"""The import rule of the README's architecture section, checked on every source file.
+"""The import rule of docs/architecture.md, checked on every source file.
 
 ``aicore`` (packed into archives) and ``common`` (the small shared layer) import nothing else of
 ours; the application packages import those two and never each other, except where a package

@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.support.models import make_model_dir
 from aicore.presets import IMAGE_SIZE, EvalPreset
-from handler.handler import ImageClassifierHandler
+from handler.image_handler import ImageClassifierHandler
 from tests.support.handler import make_context
 from training import prepare
 from common.dataset_format import read_clean_dir

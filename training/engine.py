@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from common.cli import UserError
+from common.runs import RunConfig
 from training import distributed, progress
 from training.distributed import SINGLE, Dist
 from training.pretrained import keep_frozen_batchnorm_eval
@@ -60,20 +61,20 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.d
                       drop_last=drop_last, collate_fn=getattr(dataset, "collate", None))
 
 
-def epoch_loader(dataset: Dataset, cfg: dict, device: torch.device, epoch: int,
+def epoch_loader(dataset: Dataset, cfg: RunConfig, device: torch.device, epoch: int,
                  dist_info: Dist = SINGLE) -> DataLoader:
     """The training loader of ``epoch``, seeded so epoch k is the same with or without a resume.
 
     Under torchrun a DistributedSampler gives each process its shard of one seeded permutation.
     """
-    seed = epoch_seed(cfg["seed"], epoch)
+    seed = epoch_seed(cfg.seed, epoch)
     seed_everything((seed + dist_info.rank) % 2**32)  # each process augments differently
     if not dist_info.enabled:
-        return make_loader(dataset, cfg["batch_size"], cfg["workers"], device,
+        return make_loader(dataset, cfg.batch_size, cfg.workers, device,
                            generator=torch.Generator().manual_seed(seed))
-    sampler = DistributedSampler(dataset, dist_info.world, dist_info.rank, seed=cfg["seed"])
+    sampler = DistributedSampler(dataset, dist_info.world, dist_info.rank, seed=cfg.seed)
     sampler.set_epoch(epoch)
-    return make_loader(dataset, cfg["batch_size"], cfg["workers"], device, sampler=sampler)
+    return make_loader(dataset, cfg.batch_size, cfg.workers, device, sampler=sampler)
 
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,

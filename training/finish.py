@@ -20,18 +20,18 @@ METRICS_FILE = "metrics.json"
 def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: float,
            wall: float) -> dict:
     """Evaluate the best-validation model on the test split; write metrics.json."""
-    cfg = state.config
+    cfg = state.run
     best = torch.load(state.run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
     state.model.load_state_dict(best)
     test_ds = build_dataset(state.data, state.split["test"], state.model, state.model_args,
                             augment=None)
-    test = evaluate(state.model, make_loader(test_ds, cfg["batch_size"], cfg["workers"], device),
+    test = evaluate(state.model, make_loader(test_ds, cfg.batch_size, cfg.workers, device),
                     device)
     test_metrics = compute_metrics(test["y_true"], test["y_pred"], state.data.class_names)
     metrics = {
         "test_accuracy": test_metrics["accuracy"], "test_loss": test["loss"],
         "val_accuracy": state.best_val_acc, "best_epoch": state.best_epoch,
-        "epochs": cfg["epochs"], "classification_report": test_metrics["report"],
+        "epochs": cfg.epochs, "classification_report": test_metrics["report"],
         "confusion_matrix": test_metrics["confusion_matrix"],
         "class_names": state.data.class_names, "counts": split_counts(state),
         "history": state.history, "train_images_per_second": speed, "wall_time_s": wall,
@@ -42,7 +42,7 @@ def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: 
     writer.add_figure("confusion_matrix/test", confusion_figure(
         test_metrics["confusion_matrix"], state.data.class_names, "test confusion matrix"),
         state.best_epoch)
-    writer.add_hparams(_hparams(cfg), {"hparam/test_accuracy": metrics["test_accuracy"],
+    writer.add_hparams(_hparams(state.config), {"hparam/test_accuracy": metrics["test_accuracy"],
                                        "hparam/best_val_accuracy": state.best_val_acc},
                        run_name=".")
     print(format_report(test_metrics, "test"))
@@ -51,8 +51,8 @@ def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: 
 
 def split_counts(state: RunState) -> dict:
     """Images per split and class, as trained (``--limit-train`` applied)."""
-    cfg = state.config
-    ids = {**state.split, "train": limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])}
+    cfg = state.run
+    ids = {**state.split, "train": limit_ids(state.split["train"], cfg.limit_train, cfg.seed)}
     category = state.data.manifest.set_index("image_id")["category"]
     return {name: {"total": len(split_ids),
                    "per_class": {c: int(n) for c, n in

@@ -2,9 +2,9 @@
 
 ``--recipe NAME`` fills every recipe option the command line leaves unset, so one flag gives a
 known-good set and any single option can still be changed (which is how the ablation table in
-the README was measured). The resolved values go into ``config.json``.
+docs/training.md was measured). The resolved values go into ``config.json``.
 
-- ``default``: the modern recipe, tuned on real pictures (``make devset``; figures in the README):
+- ``default``: the modern recipe, tuned on real pictures (``make devset``; figures in docs/training.md):
   AdamW (lr 1e-3, decoupled weight decay 0.05, not on biases), label smoothing 0.1, linear
   warm-up (2 epochs) then cosine decay per step, RandomResizedCrop + flip, early stopping on
   validation accuracy (patience 10) and the best-validation epoch as ``model.pt``. On the real

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from common.dataset_format import CleanDataset
+from common.runs import RunConfig
 from training.distributed import SINGLE, Dist
 
 
@@ -15,7 +16,7 @@ class RunState:
     """Everything a run needs between its start (or resume) and its end."""
 
     run_dir: Path
-    config: dict
+    config: dict  # the resolved options, as config.json and the checkpoint hold them
     data: CleanDataset
     split: dict[str, list[str]]
     model: nn.Module
@@ -28,3 +29,8 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     resumed_from: dict | None = None  # the checkpoint, holding the optimizer state
     dist: Dist = SINGLE  # this process's rank under torchrun
+
+    @property
+    def run(self) -> RunConfig:
+        """:attr:`config` typed (what the epoch loop and the end of the run read)."""
+        return RunConfig.from_dict(self.config)

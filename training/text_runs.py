@@ -27,7 +27,7 @@ from training.listing_data import read_listing_text
 from training.sparse_adagrad import SparseAdagrad
 
 # Learning rates per model: SGD for the image models, Adagrad for the text ones (measured on the
-# demo data, see README "Text and listings").
+# demo data, see docs/text.md).
 DEFAULT_LR = {"cnn": 0.08, "resnet50": 0.08, "text": 0.2, "multimodal": 0.01}
 TABLE_LR = DEFAULT_LR["text"]  # the multimodal model's text table
 TEXT_ARCHS = ("text", "multimodal")
@@ -44,7 +44,7 @@ def text_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     gradient history and reached TF-IDF's accuracy in 2 epochs. It takes the embedding table's
     sparse gradients: :class:`training.sparse_adagrad.SparseAdagrad` is torch's Adagrad (same
     maths, same state) with a step that touches only those rows: 2.4x less CPU per step, and 5
-    epochs of 10,000 listings in 36-39 s instead of 48 s (README "Text and listings").
+    epochs of 10,000 listings in 36-39 s instead of 48 s (docs/benchmarks.md).
     In the multimodal model the text table learns at ``TABLE_LR`` while the image encoder and
     the fusion layers take ``--lr``: one Adagrad step moves every weight by about its lr at first,
     which a CNN at the table's 0.2 does not survive (measured: loss 3.6 after one epoch).

@@ -4,7 +4,8 @@
     python -m training.train --model cnn --data data/demo/clean --resume runs/cnn/checkpoint.pt --epochs 10
     torchrun --nproc_per_node=2 -m training.train --model cnn --data data/demo/clean --out runs/cnn
 
-``--recipe`` (:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
+From Python: ``train(TrainConfig(...))`` (:mod:`training.config`). ``--recipe``
+(:mod:`training.recipes`) picks the optimiser, learning-rate schedule, loss and
 augmentation; ``--recipe seed`` is the original. Every epoch writes an atomic checkpoint (model,
 optimizer, scheduler, epoch, best validation accuracy, model arguments, config) and, when
 validation accuracy improves, ``model.pt``; early stopping ends a run whose validation accuracy
@@ -28,7 +29,9 @@ from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.dataset_format import SPLIT_FILE, CleanDataset, read_clean_dir
+from common.runs import RUN_CONFIG_FILE
 from training import distributed, progress, recipes
+from training.config import TrainConfig
 from training.checkpoint import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint
 from training.finish import finish, print_summary
 from training.listing_data import build_dataset
@@ -41,7 +44,6 @@ from training.split import limit_ids, load_split, save_split, split_dataset
 from training.text_runs import (check_text_args, fit_idf, init_image_encoder, init_text_encoder,
                                 text_model_options)
 
-CONFIG_FILE = "config.json"
 # What --resume takes from the command line; everything else comes from the checkpoint's config,
 # so a resumed run continues the same split, optimizer and learning-rate schedule.
 RESUME_OVERRIDES = ("epochs", "workers", "device", "data")
@@ -98,6 +100,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="text and multimodal: rows of the hashed n-gram embedding table "
                              f"(default: {DEFAULT_BUCKETS})")
     return parser
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) the run ``config`` describes: :func:`main` without a command line."""
+    return main(config.to_args())
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -192,7 +199,7 @@ def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
 def write_run_files(run_dir: Path, config: dict, split: dict[str, list[str]]) -> None:
     """The files a run directory holds from its start: config and split (the model files come
     with the first epoch's best model)."""
-    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     save_split(split, config["seed"], run_dir / SPLIT_FILE)
 
 
@@ -221,7 +228,7 @@ def resume_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
     if config["freeze_backbone"]:
         freeze_backbone(model)
     if dist_info.is_main:
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return RunState(run_dir, config, data, load_split(run_dir / SPLIT_FILE), model, margs,
                     start_epoch=int(ckpt["epoch"]) + 1, best_val_acc=float(ckpt["best_val_acc"]),
                     best_epoch=int(ckpt.get("best_epoch", 0)), history=list(ckpt.get("history", [])),
@@ -247,34 +254,34 @@ def _resumed_config(saved: dict, args: argparse.Namespace, tell: bool = True) ->
 
 def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> float:
     """Train from ``state.start_epoch`` to the configured epochs; return training images/s."""
-    cfg, dist_info = state.config, state.dist
-    train_ids = limit_ids(state.split["train"], cfg["limit_train"], cfg["seed"])
+    cfg, dist_info = state.run, state.dist
+    train_ids = limit_ids(state.split["train"], cfg.limit_train, cfg.seed)
     train_ds = build_dataset(state.data, train_ids, state.model, state.model_args,
-                             augment=cfg["augment"])
+                             augment=cfg.augment)
     val_ds = build_dataset(state.data, state.split["val"], state.model, state.model_args,
                            augment=None)
     # a resumed run has its idf saved; --text-init brought the text run's
-    if state.model_args.get("idf") and state.start_epoch == 1 and not cfg.get("text_init"):
+    if state.model_args.get("idf") and state.start_epoch == 1 and not cfg.text_init:
         # a multimodal dataset holds its text dataset; a text dataset is one
         fit_idf(state.model, getattr(train_ds, "text", train_ds).features)
-    val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg["batch_size"],
-                             cfg["workers"], device)
+    val_loader = make_loader(distributed.shard(val_ds, dist_info), cfg.batch_size, cfg.workers,
+                             device)
     steps = len(epoch_loader(train_ds, cfg, device, state.start_epoch, dist_info))
-    state.scheduler = recipes.make_scheduler(state.optimizer, cfg, steps,
+    state.scheduler = recipes.make_scheduler(state.optimizer, state.config, steps,
                                              step=(state.start_epoch - 1) * steps)
     net = distributed.wrap(state.model, dist_info, device)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     images, seconds = 0, 0.0
-    if state.start_epoch > cfg["epochs"] and dist_info.is_main:
+    if state.start_epoch > cfg.epochs and dist_info.is_main:
         print(f"note: the checkpoint has already trained {state.start_epoch - 1} epochs; "
               f"only evaluating (pass --epochs above {state.start_epoch - 1} to train more)")
-    for epoch in progress.epochs(state.start_epoch, cfg["epochs"], dist_info.is_main):
+    for epoch in progress.epochs(state.start_epoch, cfg.epochs, dist_info.is_main):
         if stopped_early(state):
             break
         loader = epoch_loader(train_ds, cfg, device, epoch, dist_info)
         lr = state.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(net, criterion, state.optimizer, state.scheduler, loader, device,
-                                f"epoch {epoch}/{cfg['epochs']}", dist_info)
+                                f"epoch {epoch}/{cfg.epochs}", dist_info)
         # The plain module, not DDP: shards may differ by a batch, DDP's forward would wait.
         val = evaluate(state.model, val_loader, device, dist_info)
         images, seconds = images + train["images"], seconds + train["seconds"]
@@ -287,7 +294,7 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
 
 def stopped_early(state: RunState) -> bool:
     """True once ``patience`` epochs passed without a better validation accuracy."""
-    patience = state.config["patience"]
+    patience = state.run.patience
     last = state.history[-1]["epoch"] if state.history else state.start_epoch - 1
     if not patience or last - state.best_epoch < patience:
         return False
@@ -314,7 +321,7 @@ def end_epoch(state: RunState, epoch: int, lr: float, train: dict, val: dict,
         writer.add_scalar(f"{name}/val", row[f"val_{name}"], epoch)
     writer.add_scalar("learning_rate", lr, epoch)
     writer.flush()
-    progress.log(f"epoch {epoch}/{state.config['epochs']}: lr {lr:.4g}  train loss "
+    progress.log(f"epoch {epoch}/{state.run.epochs}: lr {lr:.4g}  train loss "
                  f"{train['loss']:.4f} acc {train['accuracy']:.4f}  val loss {val['loss']:.4f} "
                  f"acc {val['accuracy']:.4f}  ({row['train_images_per_second']:.1f} images/s)")
     if improved:

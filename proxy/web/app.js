@@ -4,13 +4,9 @@
 
 const $ = (id) => document.getElementById(id);
 
-// Which proxy route serves a model of each kind (GET /capabilities says which routes exist).
-const PREDICT_ROUTES = { image: "/predict/image", text: "/predict/text", listing: "/predict/listing" };
-
 const state = {
-  capabilities: null, // GET /capabilities
-  models: [], // [{name, kind}] servable models, from GET /models
-  openapi: null, // fetched only when a text/listing request needs its body format
+  capabilities: null, // GET /capabilities: the served models' kinds, each kind's route and body
+  models: [], // [{name, kind, reads}] servable models, from GET /models
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -128,14 +124,6 @@ function setUpTabs() {
 // ---------------------------------------------------------------------------------------------
 // Sell
 
-// The proxy's /models names models, not their inputs: a name starting with "listing" reads photo +
-// text, with "text" reads text only, anything else reads the photo (cnn, resnet50).
-function kindOf(name) {
-  if (name.startsWith("listing")) return "listing";
-  if (name.startsWith("text")) return "text";
-  return "image";
-}
-
 async function loadModels() {
   const select = $("sell-model");
   let body;
@@ -145,16 +133,17 @@ async function loadModels() {
     $("service-status").textContent = `The classifier is not available right now. ${error.message}`;
     return;
   }
-  const routes = state.capabilities.predict;
+  // Each model's kind comes from the catalogue (GET /models, GET /capabilities): a kind with a
+  // route (capabilities.routes) can be asked from this page; a query encoder has none.
+  const { routes, models } = state.capabilities;
+  const reads = Object.fromEntries(models.map((m) => [m.name, m.reads]));
   state.models = body.models
-    .filter((m) => m.servable)
-    .map((m) => ({ name: m.name, kind: kindOf(m.name) }))
-    .filter((m) => routes[m.kind]);
+    .filter((m) => m.servable && routes[m.kind])
+    .map((m) => ({ name: m.name, kind: m.kind, reads: reads[m.name] }));
   for (const model of state.models) {
     const option = document.createElement("option");
     option.value = model.name;
-    const reads = { image: "photo", text: "title + description", listing: "photo + title + description" }[model.kind];
-    option.textContent = `${model.name} (reads the ${reads})`;
+    option.textContent = `${model.name} (reads the ${model.reads})`;
     select.append(option);
   }
   if (!state.models.length) {
@@ -185,16 +174,11 @@ function chooseModel(chosen, hasPhoto, hasText) {
   throw new UserMessage(hasText ? "Choose a photo: no text model is served yet." : "Choose a photo of the item first.");
 }
 
-// Text and listing routes may take a form or JSON: their OpenAPI request body says which.
-async function wantsJson(path) {
-  if (!state.openapi) state.openapi = await call("/openapi.json");
-  const content = state.openapi.paths?.[path]?.post?.requestBody?.content || {};
-  return "application/json" in content && !("multipart/form-data" in content);
-}
-
+// Each kind's route and the body it takes (JSON or a form) come from GET /capabilities.
 async function predict(model, photo, title, description) {
-  const path = `${PREDICT_ROUTES[model.kind]}?model=${encodeURIComponent(model.name)}`;
-  if (model.kind !== "image" && (await wantsJson(PREDICT_ROUTES[model.kind]))) {
+  const route = state.capabilities.routes[model.kind];
+  const path = `${route.path}?model=${encodeURIComponent(model.name)}`;
+  if (route.body === "application/json") {
     return call(path, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ title, description }),
     });

@@ -3,7 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from aicore.models import build_model, embed, encode
+from aicore.models import (ARCHITECTURES, IMAGE_ARCHITECTURES, EncoderClassifier, build_model,
+                           embed, encode)
 
 
 
@@ -42,3 +43,35 @@ def test_embed_is_the_unit_length_layer_before_the_head(arch: str, dim: int) -> 
     torch.testing.assert_close(vectors.norm(dim=1), torch.ones(3))
     # encode() really is the input of the head: applying the head to it gives forward()'s logits.
     torch.testing.assert_close(logits_from_features, logits)
+
+
+def _example_input(arch: str):
+    """A batch of 2 of each architecture's own input."""
+    from aicore.text_models import model_input
+
+    if arch in IMAGE_ARCHITECTURES:
+        return torch.randn(2, 3, 64, 64)
+    return model_input(arch, [[1, 2, 3], [4]], [torch.randn(3, 64, 64), None], 64)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_architecture_implements_the_protocol(arch: str) -> None:
+    torch.manual_seed(0)
+    options = {"text": {"buckets": 64}} if arch in ("text", "multimodal") else {}
+    model = build_model(arch, num_classes=4, image_size=64, **options).eval()
+    x = _example_input(arch)
+
+    assert isinstance(model, EncoderClassifier)
+    with torch.no_grad():
+        features = model.encode(x)
+        assert features.shape == (2, model.embedding_dim)
+        # encode then head is forward: one pass can give both the embedding and the logits
+        torch.testing.assert_close(model.head(features), model(x))
+
+
+def test_multimodal_fusion_is_sized_by_its_image_architectures_embedding() -> None:
+    model = build_model("multimodal", num_classes=3, image_size=64, image_arch="resnet50",
+                        text={"buckets": 64})
+    assert model.fuse[0].in_features == 2048 + model.text.dim + 2
+    with pytest.raises(ValueError, match="unknown image_arch 'vgg'; choose one of cnn, resnet50"):
+        build_model("multimodal", num_classes=3, image_arch="vgg")

@@ -93,7 +93,7 @@ def test_training_and_handler_give_the_same_tensor(demo_export, tmp_path, text_h
             assert dataset[i][0] == []
             continue
         assert served.ids == dataset[i][0]
-        expected, got = collate_ids([dataset[i][0]]), text_handler.batch([served])
+        expected, got = collate_ids([dataset[i][0]]), text_handler.collate([served])
         assert torch.equal(expected.ids, got.ids) and torch.equal(expected.offsets, got.offsets)
         compared += 1
     assert compared >= 30  # 3 products per category in the demo fixture, nearly all with text

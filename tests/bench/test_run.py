@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from bench import run as bench_run
 from bench import runtimes as bench_runtimes
 from bench import stages, text_serving

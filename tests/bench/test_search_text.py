@@ -5,7 +5,8 @@ settings for it."""
 import numpy as np
 
 from bench import search_text
-from common.properties import read_properties, served_models
+from common.catalogue import served_models
+from common.properties import read_properties
 from search.listings import read_listings
 from serving.stack import REPO_ROOT
 

@@ -49,21 +49,24 @@ def test_build_archive_packs_handler_model_labels_and_shared_packages(mar, cnn_r
         assert z.read(MODEL_FILE) == (cnn_run / MODEL_FILE).read_bytes()
         assert z.read(MODEL_ARGS_FILE) == (cnn_run / MODEL_ARGS_FILE).read_bytes()
         assert z.read("index_to_name.json") == (cnn_run / "index_to_name.json").read_bytes()
-        assert z.read("handler.py") == archive.HANDLER_FILE.read_bytes()
+        assert z.read("image_handler.py") == archive.IMAGE_HANDLER_FILE.read_bytes()
 
     packed = {f"{package.name}/{p.name}" for package in archive.PACKED_PACKAGES
               for p in package.glob("*.py")}
     assert {"aicore/__init__.py", "aicore/presets.py", "aicore/models.py",
             "common/torchserve.py"} <= packed
-    assert names == {"handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json", "runtime.json",
-                     "MAR-INF/MANIFEST.json", *packed}  # no metrics.json, no __pycache__
+    handler_base = {f"handler/{name}" for name in archive.PACKED_HANDLER_FILES}
+    assert handler_base == {"handler/__init__.py", "handler/base.py"}
+    assert names == {"image_handler.py", MODEL_FILE, MODEL_ARGS_FILE, "index_to_name.json",
+                     "runtime.json", "MAR-INF/MANIFEST.json", *packed, *handler_base}
+    # no metrics.json, no __pycache__, none of the archive builder's own modules
 
 
 def test_build_archive_manifest_names_handler_and_run_version(mar, cnn_run):
     model = read_manifest(mar)["model"]
 
     assert model["modelName"] == "cnn"
-    assert model["handler"] == "handler.py"
+    assert model["handler"] == "image_handler.py"
     assert model["serializedFile"] == MODEL_FILE
     digest = hashlib.sha256((cnn_run / MODEL_FILE).read_bytes()).hexdigest()
     assert re.fullmatch(r"\d{8}-[0-9a-f]{8}-eager", model["modelVersion"])
@@ -98,13 +101,13 @@ LOAD_IN_WORKER = textwrap.dedent("""
     metrics = MetricsCacheYamlImpl(os.path.join(os.path.dirname(ts.__file__), "configs",
                                                 "metrics.yaml"))
     metrics.initialize_cache()
-    service = TsModelLoader().load("cnn", model_dir, "handler.py", None, 1,
+    service = TsModelLoader().load("cnn", model_dir, "image_handler.py", None, 1,
                                    metrics_cache=metrics)
     service.context.request_processor = [RequestProcessor({})]
     [body] = service._entry_point([{"body": open(image, "rb").read()}], service.context)
-    import aicore, handler
+    import aicore, handler, image_handler
     print(json.dumps({"body": json.loads(body), "aicore": aicore.__file__,
-                      "handler": handler.__file__}))
+                      "handler": handler.__file__, "image_handler": image_handler.__file__}))
 """)
 
 
@@ -123,9 +126,10 @@ def test_unpacked_archive_runs_in_torchserve_loader(mar, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert sorted(answer["body"]["probabilities"]) == CATEGORIES
-    # handler.py and aicore came from the archive, not from the repository checkout
+    # the handler, its base package and aicore came from the archive, not the repository checkout
     assert Path(answer["aicore"]).parent == model_dir / "aicore"
-    assert Path(answer["handler"]) == model_dir / "handler.py"
+    assert Path(answer["image_handler"]) == model_dir / "image_handler.py"
+    assert Path(answer["handler"]) == model_dir / "handler" / "__init__.py"
 
 
 def test_build_archive_refuses_missing_run_dir(tmp_path):

@@ -18,8 +18,8 @@ from tests.support.handler import make_context
 from tests.support.models import make_model_dir
 from aicore.models import load_trained
 from aicore.presets import EvalPreset, load_image
-from handler import handler as handler_module
-from handler.handler import ImageClassifierHandler
+from handler import image_handler as handler_module
+from handler.image_handler import ImageClassifierHandler
 
 IMAGE_SIZE = 64  # small: the CNN accepts >= 29 px, and the tests stay fast
 CATEGORIES = sorted(ROOT_CATEGORIES[:5])

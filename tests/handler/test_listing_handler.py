@@ -11,7 +11,8 @@ from ts.utils.util import list_classes_from_module
 
 from aicore.models import embed, load_trained
 from aicore.presets import EvalPreset, load_image
-from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, collate_ids
+from aicore.text import collate_ids
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from aicore.text_models import ListingBatch
 from handler import listing_handler as handler_module
 from handler.listing_handler import ListingClassifierHandler
@@ -171,5 +172,5 @@ def test_listing_batch_answers_each_request(listing_handler, listing_dir):
 
 def test_image_model_archive_is_refused(tmp_path):
     model_dir = write_model_dir(tmp_path / "cnn", "cnn", CATEGORIES)
-    with pytest.raises(ValueError, match="serves text and multimodal models"):
+    with pytest.raises(ValueError, match="serves models of kind text or listing, not .cnn. .kind image."):
         start(model_dir)

@@ -10,7 +10,7 @@ import torch
 
 from aicore.runtime import EAGER, ONNX_FILE, ONNX_FP32, ONNX_INT8, load_runtime, read_record
 from handler import archive, runtimes
-from handler.handler import ImageClassifierHandler
+from handler.image_handler import ImageClassifierHandler
 from common.cli import UserError
 from tests.support.data import make_clean_dataset
 from tests.support.handler import make_context

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from proxy.app import create_app
-from tests.support.proxy import FakeTorchServe, LIMIT
+from tests.support.proxy import LIMIT
+from tests.support.torchserve import FakeTorchServe
 from proxy.deps import get_torchserve
 from proxy.settings import Settings
 

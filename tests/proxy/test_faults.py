@@ -3,7 +3,6 @@ before the body is read), the retry budget, and one distinct answer per TorchSer
 
 import asyncio
 import json
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,10 +13,10 @@ from proxy.middleware import GateMiddleware, Routes
 from proxy.app import create_app
 from proxy.retry import RetryBudget
 from proxy.settings import Settings
-from tests.support.proxy import PROBABILITIES, png_bytes
+from tests.support.proxy import png_bytes
+from tests.support.torchserve import TorchServeHTTP
 from tests.support.proxy import post_image as post_upload
 
-OK = {"category": "Home & Garden", "probabilities": PROBABILITIES}
 WORKER_DIED = {"code": 500, "type": "InternalServerException", "message": "Worker died."}
 NO_WORKER = {"code": 503, "type": "ServiceUnavailableException",
              "message": 'Model "resnet50" has no worker to serve inference request. Please use '
@@ -28,46 +27,12 @@ def post_image(client: TestClient, **params: str) -> httpx.Response:
     return post_upload(client, png_bytes(), **params)
 
 
-def description(name: str, statuses: list[str], batch_size: int = 4) -> list[dict]:
-    return [{"modelName": name, "modelVersion": "1.0", "batchSize": batch_size,
-             "minWorkers": len(statuses),
-             "workers": [{"id": str(9000 + i), "status": s} for i, s in enumerate(statuses)]}]
-
-
-class ScriptedTorchServe:
-    """Answers predictions from a script (one answer per call, the last repeats) and describes
-    every model with ``statuses`` workers."""
-
-    def __init__(self, *answers: Callable[[httpx.Request], httpx.Response] | dict | int,
-                 statuses: tuple[str, ...] = ("READY", "READY"),
-                 batch_sizes: dict[str, int] | None = None) -> None:
-        self.answers = list(answers)
-        self.statuses = list(statuses)
-        self.batch_sizes = batch_sizes or {}  # per model; 4 for the others
-        self.predictions: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/ping":
-            return httpx.Response(200, json={"status": "Healthy"})
-        if not request.url.path.startswith("/predictions/"):
-            name = request.url.path.split("/")[2]
-            return httpx.Response(200, json=description(name, self.statuses,
-                                                        self.batch_sizes.get(name, 4)))
-        self.predictions.append(request)
-        answer = self.answers[min(len(self.predictions), len(self.answers)) - 1]
-        if callable(answer):
-            return answer(request)
-        if answer == 200:
-            return httpx.Response(200, json=OK)
-        return httpx.Response(answer["code"], json=answer)
-
-
 def dropped(request: httpx.Request) -> httpx.Response:
     raise httpx.RemoteProtocolError("Server disconnected without sending a response.",
                                     request=request)
 
 
-def client_for(settings: Settings, backend: ScriptedTorchServe) -> TestClient:
+def client_for(settings: Settings, backend: TorchServeHTTP) -> TestClient:
     return TestClient(create_app(settings, transport=httpx.MockTransport(backend)))
 
 
@@ -99,7 +64,7 @@ def unbounded(request: httpx.Request) -> bytes:
 @pytest.mark.parametrize("failure", [WORKER_DIED, {**WORKER_DIED, "code": 507}, dropped],
                          ids=["worker-died-500", "worker-died-507", "dropped-connection"])
 def test_predict_retries_once_after_worker_died(settings, failure):
-    backend = ScriptedTorchServe(failure, 200)
+    backend = TorchServeHTTP(failure, 200)
     with client_for(settings, backend) as client:
         response = post_image(client)
         budget = client.app.state.torchserve.budget
@@ -113,7 +78,7 @@ def test_predict_retries_once_after_worker_died(settings, failure):
 @pytest.mark.parametrize("route", LISTING_ROUTES)
 @pytest.mark.parametrize("failure", [WORKER_DIED, dropped], ids=["worker-died", "dropped"])
 def test_predict_listing_routes_retry_once_after_worker_died(listing_settings, route, failure):
-    backend = ScriptedTorchServe(failure, 200)
+    backend = TorchServeHTTP(failure, 200)
     with client_for(listing_settings, backend) as client:
         response = post_listing(client, route)
         budget = client.app.state.torchserve.budget
@@ -127,7 +92,7 @@ def test_predict_listing_routes_retry_once_after_worker_died(listing_settings, r
 
 @pytest.mark.parametrize("failure", [WORKER_DIED, dropped], ids=["worker-died", "dropped"])
 def test_predict_worker_died_twice_is_502_saying_so(settings, failure):
-    backend = ScriptedTorchServe(failure)
+    backend = TorchServeHTTP(failure)
     with client_for(settings, backend) as client:
         response = post_image(client)
     assert response.status_code == 502
@@ -138,7 +103,7 @@ def test_predict_worker_died_twice_is_502_saying_so(settings, failure):
 
 def test_predict_without_retry_budget_does_not_retry(tmp_path):
     settings = Settings(key_file=tmp_path / "k.json", retry_ratio=0.0, retry_reserve=0.0)
-    backend = ScriptedTorchServe(WORKER_DIED, 200)
+    backend = TorchServeHTTP(WORKER_DIED, 200)
     with client_for(settings, backend) as client:
         response = post_image(client)
         budget = client.app.state.torchserve.budget
@@ -149,7 +114,7 @@ def test_predict_without_retry_budget_does_not_retry(tmp_path):
 
 
 def test_predict_other_500_is_not_retried(settings):
-    backend = ScriptedTorchServe({"code": 500, "message": "Prediction failed"}, 200)
+    backend = TorchServeHTTP({"code": 500, "message": "Prediction failed"}, 200)
     with client_for(settings, backend) as client:
         response = post_image(client)
     assert response.status_code == 502
@@ -182,7 +147,7 @@ def test_retry_budget_rejects_ratio_outside_unit_interval():
     ((), "runs no worker for model 'resnet50'", None),
 ], ids=["queue-full", "loading", "no-worker"])
 def test_predict_torchserve_503_is_told_apart(settings, statuses, in_detail, retry_after):
-    backend = ScriptedTorchServe(NO_WORKER, statuses=statuses)
+    backend = TorchServeHTTP(NO_WORKER, statuses=statuses)
     with client_for(settings, backend) as client:
         response = post_image(client)
     assert response.status_code == 503
@@ -192,7 +157,7 @@ def test_predict_torchserve_503_is_told_apart(settings, statuses, in_detail, ret
 
 @pytest.mark.parametrize("path", ["/predict/image", *LISTING_ROUTES])
 def test_docs_list_every_failure_with_retry_after(settings, path):
-    with client_for(settings, ScriptedTorchServe(200)) as client:
+    with client_for(settings, TorchServeHTTP(200)) as client:
         responses = client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
     assert "Retry-After" in responses["503"]["headers"]
     for words in ("at capacity", "queue", "loading", "no worker", "not reachable"):
@@ -205,7 +170,7 @@ def test_docs_list_every_failure_with_retry_after(settings, path):
 
 
 def test_admission_sized_from_torchserve_workers_and_batch(settings):
-    backend = ScriptedTorchServe(200, statuses=("READY", "READY"))  # 2 workers x batch 4
+    backend = TorchServeHTTP(200, statuses=("READY", "READY"))  # 2 workers x batch 4
     with client_for(settings, backend) as client:
         gate = client.app.state.admission.gates["resnet50"]
         assert (gate.capacity.in_flight, gate.capacity.waiting) == (12, 4)
@@ -216,7 +181,7 @@ def test_admission_sized_from_torchserve_workers_and_batch(settings):
 
 def test_admission_sizes_text_and_listing_gates_from_their_own_workers(listing_settings):
     # config.properties' shape: image models 2 workers x batch 4/8, text batch 16, listing 8
-    backend = ScriptedTorchServe(200, statuses=("READY",),
+    backend = TorchServeHTTP(200, statuses=("READY",),
                                  batch_sizes={"cnn": 8, "text": 16, "listing": 8})
     with client_for(listing_settings, backend) as client:
         gates = client.app.state.admission.gates
@@ -311,7 +276,7 @@ def test_admission_refuses_before_reading_the_body():
 
 
 def test_overloaded_proxy_answers_503_with_retry_after_and_never_calls_torchserve(settings):
-    backend = ScriptedTorchServe(200)
+    backend = TorchServeHTTP(200)
     with client_for(settings, backend) as client:
         gate = client.app.state.admission.gates["resnet50"]
         gate.in_flight = gate.capacity.in_flight  # every slot taken ...
@@ -351,7 +316,7 @@ def test_admission_gates_text_routes_by_their_model_whatever_the_query():
 
 @pytest.mark.parametrize("route", LISTING_ROUTES)
 def test_overloaded_listing_route_answers_503_and_never_calls_torchserve(listing_settings, route):
-    backend = ScriptedTorchServe(200)
+    backend = TorchServeHTTP(200)
     with client_for(listing_settings, backend) as client:
         gate = client.app.state.admission.gates[LISTING_ROUTES[route]]
         gate.in_flight = gate.capacity.in_flight  # every slot taken ...

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from aicore.text import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from proxy.app import create_app
 from proxy.settings import Settings
 

@@ -1,5 +1,5 @@
 """POST /predict/text and /predict/listing: the real proxy and TorchServeClient against a fake
-TorchServe (httpx.MockTransport) that records what it was sent."""
+TorchServe (tests.support.torchserve.TorchServeHTTP) that records what it was sent."""
 
 import json
 from collections.abc import Callable, Iterator
@@ -9,50 +9,27 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from common.codec import ModelRequest, decode
 from proxy.app import create_app
 from proxy.settings import Settings
+from tests.support.torchserve import TorchServeHTTP, handler_row
 
 PROBABILITIES = {"Appliances": 0.1, "Home & Garden": 0.7, "Video Games & Consoles": 0.2}
 ANSWER = {"category": "Home & Garden", "probabilities": PROBABILITIES}
 LIMIT = 4096
 
 
-class Recorder:
-    """A fake TorchServe inference API: records each request, answers ``answer``."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answer = httpx.Response(200, json=ANSWER)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        if request.url.path.startswith("/predictions/"):  # the proxy also asks the management API
-            self.requests.append(request)
-        return self.answer
+@pytest.fixture
+def recorder() -> TorchServeHTTP:
+    return TorchServeHTTP(httpx.Response(200, json=ANSWER))
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def client(tmp_path: Path, recorder: Recorder) -> Iterator[TestClient]:
+def client(tmp_path: Path, recorder: TorchServeHTTP) -> Iterator[TestClient]:
     settings = Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT,
                         models=["cnn", "resnet50", "text", "listing"])
     with TestClient(create_app(settings, transport=httpx.MockTransport(recorder))) as test_client:
         yield test_client
-
-
-def form_parts(request: httpx.Request) -> dict[str, bytes]:
-    """The multipart body's parts by name (a small parser: enough for what httpx writes)."""
-    boundary = request.headers["content-type"].split("boundary=")[1].encode()
-    parts = {}
-    for chunk in request.content.split(b"--" + boundary)[1:-1]:
-        head, _, body = chunk.partition(b"\r\n\r\n")
-        name = head.split(b'name="')[1].split(b'"')[0].decode()
-        parts[name] = body[:-2]  # the part ends with \r\n
-    return parts
 
 
 def test_predict_text_forwards_json_to_the_text_model(client, recorder):
@@ -60,25 +37,25 @@ def test_predict_text_forwards_json_to_the_text_model(client, recorder):
                                                   "description": "barely used 😊"})
     assert response.status_code == 200
     assert response.json() == {**ANSWER, "model": "text"}
-    [sent] = recorder.requests
+    [sent] = recorder.predictions
     assert sent.url.path == "/predictions/text"
     assert json.loads(sent.content) == {"title": "Ikea desk lamp", "description": "barely used 😊"}
 
 
 def test_predict_text_missing_field_defaults_to_empty(client, recorder):
     assert client.post("/predict/text", json={"title": "sofa"}).status_code == 200
-    assert json.loads(recorder.requests[0].content) == {"title": "sofa", "description": ""}
+    assert json.loads(recorder.predictions[0].content) == {"title": "sofa", "description": ""}
 
 
 @pytest.mark.parametrize("body", [{"title": 5}, {"title": "x", "price": 3}, ["x"]])
 def test_predict_text_malformed_json_is_422(client, recorder, body):
     response = client.post("/predict/text", json=body)
     assert response.status_code == 422
-    assert recorder.requests == []
+    assert recorder.predictions == []
 
 
 def test_predict_text_handler_refusal_is_400_with_its_reason(client, recorder):
-    recorder.answer = httpx.Response(400, json={"error": "empty listing: it has no words"})
+    recorder.answers = [httpx.Response(400, json={"error": "empty listing: it has no words"})]
     response = client.post("/predict/text", json={"title": "", "description": ""})
     assert response.status_code == 400
     assert response.json() == {"detail": "empty listing: it has no words"}
@@ -92,7 +69,7 @@ def test_predict_text_handler_refusal_is_400_with_its_reason(client, recorder):
 ])
 def test_predict_text_torchserve_errors_map_like_images(client, recorder,
                                                         answer: Callable, code: int):
-    recorder.answer = answer()
+    recorder.answers = [answer()]
     response = client.post("/predict/text", json={"title": "sofa"})
     assert response.status_code == code
     assert response.json()["detail"]
@@ -103,17 +80,16 @@ def test_predict_listing_forwards_photo_and_text_as_multipart(client, recorder):
                            data={"title": "PS4 with games", "description": "très bon état"})
     assert response.status_code == 200
     assert response.json() == {**ANSWER, "model": "listing"}
-    [sent] = recorder.requests
+    [sent] = recorder.predictions
     assert sent.url.path == "/predictions/listing"
-    parts = form_parts(sent)
-    assert parts == {"title": b"PS4 with games", "description": "très bon état".encode(),
-                     "image": b"\xff\xd8jpeg"}
+    assert decode("listing", handler_row(sent)) == ModelRequest(
+        image=b"\xff\xd8jpeg", title="PS4 with games", description="très bon état")
 
 
 def test_predict_listing_without_photo_sends_text_only(client, recorder):
     response = client.post("/predict/listing", data={"title": "sofa"})
     assert response.status_code == 200
-    assert form_parts(recorder.requests[0]) == {"title": b"sofa", "description": b""}
+    assert handler_row(recorder.predictions[0]) == {"body": {"title": "sofa", "description": ""}}
 
 
 def test_predict_listing_empty_file_chosen_is_no_photo(client, recorder):
@@ -121,21 +97,21 @@ def test_predict_listing_empty_file_chosen_is_no_photo(client, recorder):
     response = client.post("/predict/listing", files={"image": ("", b"", "application/octet-stream")},
                            data={"title": "sofa"})
     assert response.status_code == 200
-    assert "image" not in form_parts(recorder.requests[0])
+    assert decode("listing", handler_row(recorder.predictions[0])) == ModelRequest(title="sofa")
 
 
 def test_predict_listing_named_empty_file_is_400(client, recorder):
     response = client.post("/predict/listing", files={"image": ("p.jpg", b"", "image/jpeg")})
     assert response.status_code == 400
     assert "empty" in response.json()["detail"]
-    assert recorder.requests == []
+    assert recorder.predictions == []
 
 
 def test_predict_listing_oversized_photo_is_413(client, recorder):
     response = client.post("/predict/listing",
                            files={"image": ("p.jpg", b"x" * (LIMIT + 1), "image/jpeg")})
     assert response.status_code == 413
-    assert recorder.requests == []
+    assert recorder.predictions == []
 
 
 @pytest.mark.parametrize("name", ["text", "listing"])
@@ -144,7 +120,7 @@ def test_predict_image_refuses_text_models_with_the_right_route(client, recorder
                            files={"image": ("p.jpg", b"\xff\xd8jpeg", "image/jpeg")})
     assert response.status_code == 404
     assert f"/predict/{name}" in response.json()["detail"]
-    assert recorder.requests == []
+    assert recorder.predictions == []
 
 
 def test_docs_describe_the_listing_routes(client):

@@ -4,7 +4,8 @@ models, docs."""
 import pytest
 from fastapi.testclient import TestClient
 from proxy.app import create_app
-from tests.support.proxy import PROBABILITIES, describe, png_bytes, post_image
+from tests.support.proxy import png_bytes, post_image
+from tests.support.torchserve import PROBABILITIES, describe
 from proxy.errors import (
     InvalidImage,
     ModelNotFound,
@@ -13,7 +14,9 @@ from proxy.errors import (
     TorchServeUnreachable,
     UnexpectedAnswer,
 )
+from common.codec import ModelRequest
 from proxy.deps import get_torchserve
+from proxy.settings import REPO_ROOT, Settings
 
 
 
@@ -23,7 +26,7 @@ def test_predict_returns_category_probabilities_and_model(client, fake):
     assert response.status_code == 200
     assert response.json() == {"category": "Home & Garden", "probabilities": PROBABILITIES,
                                "model": "resnet50"}
-    assert fake.calls == [("resnet50", image)]  # the exact bytes reach TorchServe
+    assert fake.calls == [("resnet50", ModelRequest(image=image))]  # the exact bytes go on
 
 
 def test_predict_uses_requested_model(client, fake):
@@ -125,19 +128,38 @@ def test_health_torchserve_down_is_503_with_same_shape(client, fake):
     assert set(body) == {"ready", "torchserve", "models"}
     assert body["ready"] is False and body["torchserve"]["status"] is None
     assert body["torchserve"]["detail"] == "TorchServe is not reachable at <internal address>"
-    assert [m["ready"] for m in body["models"]] == [False, False]
+    assert [m["ready"] for m in body["models"]] == [False] * 4  # the catalogue's four
 
 
-def test_models_lists_versions_and_servable(client):
+def test_models_lists_versions_kinds_and_servable(client):
     response = client.get("/models")
     assert response.status_code == 200
     body = response.json()
     assert body["default_model"] == "resnet50"
     assert body["models"] == [
-        {"name": "cnn", "versions": ["1.0"], "servable": True},
-        {"name": "old", "versions": ["0.9", "1.0"], "servable": False},
-        {"name": "resnet50", "versions": ["1.0"], "servable": True},
+        {"name": "cnn", "versions": ["1.0"], "kind": "image", "servable": True},
+        {"name": "listing", "versions": ["1.0"], "kind": "listing", "servable": True},
+        {"name": "old", "versions": ["0.9", "1.0"], "kind": None, "servable": False},
+        {"name": "resnet50", "versions": ["1.0"], "kind": "image", "servable": True},
+        {"name": "text", "versions": ["1.0"], "kind": "text", "servable": True},
     ]
+
+
+def test_models_kinds_come_from_the_catalogue_not_the_names(tmp_path, fake):
+    # A config whose image model is called "text-like": the kind is the snapshot's, not the name's.
+    config = (REPO_ROOT / "config.properties").read_text()
+    config = config.replace('"cnn": {"from-archive": {"marName": "cnn.mar"',
+                            '"textlike": {"from-archive": {"marName": "cnn.mar"')
+    (tmp_path / "config.properties").write_text(config)
+    fake.descriptions["textlike"] = describe("textlike", ["READY"])
+    app = create_app(Settings(key_file=tmp_path / "k.json", torchserve_config=tmp_path /
+                              "config.properties", default_model="textlike"))
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        models = {m["name"]: m["kind"] for m in test_client.get("/models").json()["models"]}
+        predicted = post_image(test_client, png_bytes())
+    assert models["textlike"] == "image"
+    assert predicted.status_code == 200 and predicted.json()["model"] == "textlike"
 
 
 def test_docs_and_openapi_show_predict_schema(client):

@@ -9,37 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from proxy.app import create_app
-from proxy.errors import InvalidImage
 from proxy.deps import get_torchserve
 from proxy.settings import Settings
-from proxy.torchserve import ModelDescription, Prediction
 from search import layout
 from search.embedders import ImageEmbedder, load_embedder
 from search.engine import SearchEngine
-from search.errors import BadRequest
+from common.codec import ModelRequest
 from tests.support.e2e import free_ports
-
-
-class EmbeddingTorchServe:
-    """Answers like the served CNN would: the embedding comes from the same run, in-process."""
-
-    def __init__(self, run: Path, version: str) -> None:
-        self.embedder = ImageEmbedder(run)
-        self.version = version
-        self.calls: list[tuple[str, bool]] = []
-
-    async def predict(self, model: str, image: bytes, embedding: bool = False) -> Prediction:
-        self.calls.append((model, embedding))
-        try:
-            vector = self.embedder.embed_query(image=image)
-        except BadRequest as exc:
-            raise InvalidImage(str(exc)) from None
-        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
-                          embedding=vector.tolist())
-
-    async def model(self, name: str) -> ModelDescription:
-        return ModelDescription.model_validate(
-            {"modelName": name, "modelVersion": self.version, "workers": []})
+from tests.support.torchserve import FakeTorchServe, embedding_answer
 
 
 @pytest.fixture
@@ -49,9 +26,10 @@ def index_dir(search_index, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fake(search_index) -> EmbeddingTorchServe:
+def fake(search_index) -> FakeTorchServe:
     meta = layout.read_meta(layout.current_generation(search_index["index"]))
-    return EmbeddingTorchServe(search_index["run"], f"20261201-{meta['model_sha256'][:8]}")
+    return FakeTorchServe(embedding_answer(ImageEmbedder(search_index["run"])),
+                          f"20261201-{meta['model_sha256'][:8]}-eager")
 
 
 @pytest.fixture
@@ -87,7 +65,7 @@ def test_post_search_with_photo_embeds_it_through_torchserve(client, fake, searc
     body = response.json()
     assert body["retriever"] == "dense" and body["embedded_by"] == "cnn"
     assert body["results"][0]["category"] == "Baby & Kids Stuff"
-    assert fake.calls[-1] == ("cnn", True)
+    assert fake.calls[-1][0] == "cnn" and fake.calls[-1][1].embedding
 
 
 def test_post_search_with_photo_and_text_fuses(client, search_index):
@@ -142,7 +120,7 @@ def test_post_search_nothing_is_400(client):
 
 
 def test_post_search_refuses_a_served_model_of_other_weights(client, fake, search_index):
-    fake.version, real = "20261201-deadbeef", fake.version
+    fake.version, real = "20261201-deadbeef-eager", fake.version
     try:
         response = client.post("/search", files={"image": ("q.png", photo(search_index, "img-01-002-0"))})
     finally:
@@ -212,32 +190,11 @@ def test_rebuilt_index_is_picked_up_without_restart(client, index_dir):
 
 # --- a text index: the query text is embedded by TorchServe's text model --------------------------
 
-class TextTorchServe:
-    """Answers like the served text model would: the embedding of the request's title, in-process
-    with the index's own run; records each request body."""
-
-    def __init__(self, run: Path, version: str) -> None:
-        self.embedder = load_embedder(run)
-        self.version = version
-        self.bodies: list[tuple[str, dict]] = []
-
-    async def predict_request(self, model: str, size: int, embedding: bool = False,
-                              **body: object) -> Prediction:
-        self.bodies.append((model, body))
-        title = body["json"]["title"]  # type: ignore[index]
-        vector = self.embedder.embed_query(text=title)
-        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
-                          embedding=vector.tolist() if embedding else None)
-
-    async def model(self, name: str) -> ModelDescription:
-        return ModelDescription.model_validate(
-            {"modelName": name, "modelVersion": self.version, "workers": []})
-
-
 @pytest.fixture
-def text_fake(text_search_index) -> TextTorchServe:
+def text_fake(text_search_index) -> FakeTorchServe:
     meta = layout.read_meta(layout.current_generation(text_search_index["index"]))
-    return TextTorchServe(text_search_index["run"], f"20261201-{meta['model_sha256'][:8]}-eager")
+    return FakeTorchServe(embedding_answer(load_embedder(text_search_index["run"])),
+                          f"20261201-{meta['model_sha256'][:8]}-eager")
 
 
 def text_app(text_search_index, tmp_path: Path, **settings: object):
@@ -261,7 +218,7 @@ def test_get_search_on_a_text_index_embeds_the_query_and_fuses(text_client, text
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["retriever"] == "fused" and body["embedded_by"] == "text"
-    assert text_fake.bodies[-1] == ("text", {"json": {"title": "pram", "embedding": True}})
+    assert text_fake.calls[-1] == ("text", ModelRequest(title="pram", embedding=True))
     assert any("dense" in hit["matched"] for hit in body["results"])
     # the dense score is the cosine of the query's embedding and the listing's stored vector
     engine = SearchEngine.open(text_search_index["index"])
@@ -275,7 +232,7 @@ def test_get_search_on_a_text_index_embeds_the_query_and_fuses(text_client, text
                                                      ("lexical", {"lexical"})])
 def test_get_search_on_a_text_index_keeps_each_retriever(text_client, text_fake, retriever,
                                                          matched):
-    before = len(text_fake.bodies)
+    before = len(text_fake.calls)
     response = text_client.get("/search", params={"q": "pram", "retriever": retriever})
 
     assert response.status_code == 200, response.text
@@ -283,7 +240,7 @@ def test_get_search_on_a_text_index_keeps_each_retriever(text_client, text_fake,
     assert body["retriever"] == retriever
     assert all(set(hit["matched"]) == matched for hit in body["results"])
     # lexical alone needs no embedding, so no TorchServe call
-    assert len(text_fake.bodies) - before == (0 if retriever == "lexical" else 1)
+    assert len(text_fake.calls) - before == (0 if retriever == "lexical" else 1)
 
 
 def test_get_search_on_a_text_index_without_words_is_400_before_torchserve(text_client,
@@ -292,7 +249,7 @@ def test_get_search_on_a_text_index_without_words_is_400_before_torchserve(text_
 
     assert response.status_code == 400
     assert "no words" in response.json()["detail"]
-    assert text_fake.bodies == []
+    assert text_fake.calls == []
 
 
 def test_post_photo_to_a_text_index_says_to_search_with_text(text_client, search_index):
@@ -327,24 +284,6 @@ def test_get_search_on_a_text_index_with_torchserve_down_is_503(text_search_inde
 
 # --- an image + text index: photo and text embedded together by TorchServe's listing model ------
 
-class ListingTorchServe(TextTorchServe):
-    """Answers like the served listing model would, from the multipart fields or the JSON body
-    the proxy sends."""
-
-    async def predict_request(self, model: str, size: int, embedding: bool = False,
-                              **body: object) -> Prediction:
-        self.bodies.append((model, body))
-        if "json" in body:
-            title, image = body["json"]["title"], None  # type: ignore[index]
-        else:
-            files = body["files"]
-            title, image = files["title"][1], files.get("image", (None, None))[1]  # type: ignore[index]
-            assert files["embedding"][1] == "true"  # type: ignore[index]
-        vector = self.embedder.embed_query(text=title, image=image)
-        return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
-                          embedding=vector.tolist())
-
-
 @pytest.fixture(scope="module")
 def listing_index(search_index, tmp_path_factory) -> Path:
     from search import build
@@ -361,9 +300,10 @@ def listing_index(search_index, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def listing_client(listing_index, tmp_path: Path) -> Iterator[tuple[TestClient, ListingTorchServe]]:
+def listing_client(listing_index, tmp_path: Path) -> Iterator[tuple[TestClient, FakeTorchServe]]:
     meta = layout.read_meta(layout.current_generation(listing_index))
-    fake = ListingTorchServe(Path(meta["run"]), f"20261201-{meta['model_sha256'][:8]}-eager")
+    fake = FakeTorchServe(embedding_answer(load_embedder(Path(meta["run"]))),
+                          f"20261201-{meta['model_sha256'][:8]}-eager")
     app = create_app(Settings(key_file=tmp_path / "key_file.json", search_index=listing_index))
     app.dependency_overrides[get_torchserve] = lambda: fake
     with TestClient(app) as test_client:
@@ -381,9 +321,7 @@ def test_post_photo_and_text_on_a_multimodal_index_embeds_both_together(listing_
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["embedded_by"] == "listing" and body["retriever"] == "fused"
-    model, sent = fake.bodies[-1]
-    assert model == "listing"
-    assert sent["files"]["title"][1] == "pram" and sent["files"]["image"][1] == picture
+    assert fake.calls[-1] == ("listing", ModelRequest(image=picture, title="pram", embedding=True))
 
 
 def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
@@ -393,7 +331,7 @@ def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
 
     assert response.status_code == 200, response.text
     assert response.json()["embedded_by"] == "listing"
-    assert fake.bodies[-1] == ("listing", {"json": {"title": "pram", "embedding": True}})
+    assert fake.calls[-1] == ("listing", ModelRequest(title="pram", embedding=True))
 
 
 # Cheap checks first: a query over a limit is refused before TorchServe embeds anything.
@@ -405,14 +343,14 @@ def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
 ])
 def test_search_over_a_limit_is_refused_before_the_query_is_embedded(text_client, text_fake,
                                                                      params, message):
-    before = len(text_fake.bodies)
+    before = len(text_fake.calls)
     response = text_client.get("/search", params=params)
     posted = text_client.post("/search", params={k: v for k, v in params.items() if k != "q"},
                               data={"q": params["q"]})
 
     assert response.status_code == 400 and posted.status_code == 400
     assert message in response.json()["detail"] and message in posted.json()["detail"]
-    assert len(text_fake.bodies) == before
+    assert len(text_fake.calls) == before
 
 
 def test_search_index_database_error_is_503_with_a_reason(client, monkeypatch):

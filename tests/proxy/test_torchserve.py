@@ -2,7 +2,6 @@
 HTTP server."""
 
 import json
-import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,82 +11,28 @@ import pytest
 from fastapi.testclient import TestClient
 from common.net import free_port
 from proxy.app import create_app
-from tests.support.proxy import PROBABILITIES, png_bytes, post_image
+from tests.support.proxy import png_bytes, post_image
+from tests.support.torchserve import PROBABILITIES, TorchServeHTTP
 from proxy.settings import Settings
 
 
 
-INVALID_KEY = {"code": 400, "type": "InvalidKeyException",
-               "message": "Token Authorization failed. Token either incorrect, expired, or not "
-                          "provided correctly"}
-
-
-class FakeTorchServeServer:
-    """TorchServe 0.12's HTTP behaviour that the proxy relies on, keys included: new keys in
-    key_file.json at every (re)start, 400 InvalidKeyException for a wrong key, GET /token."""
-
-    def __init__(self, key_file: Path) -> None:
-        self.key_file = key_file
-        self.requests: list[httpx.Request] = []
-        self.keys: dict[str, str] = {}
-        self.restart()
-
-    def restart(self) -> None:
-        self.keys = {kind: secrets.token_urlsafe(6) for kind in ("management", "inference", "API")}
-        self.write_key_file()
-
-    def expire(self, kind: str) -> None:
-        """The key in the file stops working, as when token_expiration_min has passed."""
-        self.keys[kind] = "expired-" + secrets.token_urlsafe(6)
-
-    def write_key_file(self) -> None:
-        self.key_file.write_text(json.dumps({kind: {"key": key} for kind, key in self.keys.items()}))
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        api = "management" if request.url.port == 8081 else "inference"
-        auth = request.headers.get("authorization")
-        if request.url.path == "/token":
-            if auth != f"Bearer {self.keys['API']}":
-                return httpx.Response(400, json=INVALID_KEY)
-            self.keys[request.url.params["type"]] = secrets.token_urlsafe(6)
-            self.write_key_file()
-            return httpx.Response(200)
-        if auth != f"Bearer {self.keys[api]}":
-            return httpx.Response(400, json=INVALID_KEY)
-        return self.answer(request)
-
-    def answer(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path == "/ping":
-            return httpx.Response(200, json={"status": "Healthy"})
-        if path.startswith("/predictions/"):
-            if not request.content.startswith(b"\x89PNG"):
-                return httpx.Response(400, json={"error": "cannot decode the image"})
-            return httpx.Response(200, json={"category": "Appliances",
-                                             "probabilities": PROBABILITIES})
-        if path == "/models":
-            return httpx.Response(200, json={"models": [{"modelName": "resnet50"},
-                                                        {"modelName": "cnn"}]})
-        name = path.split("/")[2]
-        versions = ["1.0", "2.0"] if path.endswith("/all") else ["1.0"]
-        return httpx.Response(200, json=[
-            {"modelName": name, "modelVersion": v, "workers": [{"id": "9000", "status": "READY"}]}
-            for v in versions
-        ])
-
-    def paths(self) -> list[str]:
-        return [request.url.path for request in self.requests]
+def png_or_400(request: httpx.Request) -> httpx.Response:
+    """A handler that decodes PNGs only."""
+    if not request.content.startswith(b"\x89PNG"):
+        return httpx.Response(400, json={"error": "cannot decode the image"})
+    return httpx.Response(200, json={"category": "Appliances", "probabilities": PROBABILITIES})
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> FakeTorchServeServer:
-    return FakeTorchServeServer(tmp_path / "key_file.json")
+def server(tmp_path: Path) -> TorchServeHTTP:
+    return TorchServeHTTP(png_or_400, statuses=("READY",), versions=("1.0", "2.0"),
+                          key_file=tmp_path / "key_file.json")
 
 
 @pytest.fixture
-def real_client(settings: Settings, server: FakeTorchServeServer) -> Iterator[TestClient]:
-    app = create_app(settings, transport=httpx.MockTransport(server.handle))
+def real_client(settings: Settings, server: TorchServeHTTP) -> Iterator[TestClient]:
+    app = create_app(settings, transport=httpx.MockTransport(server))
     with TestClient(app) as test_client:
         server.requests.clear()  # the start-up's describe calls (admission sizing)
         yield test_client
@@ -127,7 +72,7 @@ def test_torchserve_client_renews_expired_key(real_client, server):
 
 def test_torchserve_client_wrong_key_file_is_502_naming_it(server, settings):
     settings.key_file.write_text(json.dumps({k: {"key": "wrong"} for k in server.keys}))
-    app = create_app(settings, transport=httpx.MockTransport(server.handle))
+    app = create_app(settings, transport=httpx.MockTransport(server))
     with TestClient(app) as test_client:
         response = post_image(test_client, png_bytes())
     assert response.status_code == 502
@@ -137,7 +82,7 @@ def test_torchserve_client_wrong_key_file_is_502_naming_it(server, settings):
 
 def test_torchserve_client_missing_key_file_is_502_naming_it(settings, server, tmp_path):
     settings.key_file = tmp_path / "elsewhere" / "key_file.json"
-    app = create_app(settings, transport=httpx.MockTransport(server.handle))
+    app = create_app(settings, transport=httpx.MockTransport(server))
     with TestClient(app) as test_client:
         response = test_client.get("/models")
     assert response.status_code == 502
@@ -158,7 +103,7 @@ def test_torchserve_client_health_and_models_use_management_key(real_client, ser
     response = real_client.get("/models")
     assert response.status_code == 200
     assert response.json()["models"][1] == {"name": "resnet50", "versions": ["1.0", "2.0"],
-                                            "servable": True}
+                                            "kind": "image", "servable": True}
     management = [r for r in server.requests if r.url.port == 8081]
     assert management and all(r.headers["authorization"] == f"Bearer {server.keys['management']}"
                               for r in management)
@@ -175,7 +120,7 @@ def test_torchserve_client_health_and_models_use_management_key(real_client, ser
     (httpx.Response(200, json={"unexpected": True}), 502, "without a category"),
 ])
 def test_torchserve_client_maps_torchserve_answers(settings, answer, status, in_detail):
-    app = create_app(settings, transport=httpx.MockTransport(lambda request: answer))
+    app = create_app(settings, transport=httpx.MockTransport(TorchServeHTTP(answer, statuses=())))
     with TestClient(app) as test_client:
         response = post_image(test_client, png_bytes(), model="cnn")
     assert response.status_code == status
@@ -186,7 +131,7 @@ def test_torchserve_client_read_timeout_is_504(settings):
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
-    app = create_app(settings, transport=httpx.MockTransport(slow))
+    app = create_app(settings, transport=httpx.MockTransport(TorchServeHTTP(slow)))
     with TestClient(app) as test_client:
         response = post_image(test_client, png_bytes())
     assert response.status_code == 504
@@ -194,21 +139,15 @@ def test_torchserve_client_read_timeout_is_504(settings):
 
 
 def test_torchserve_client_retries_a_dropped_connection_once(settings):
-    calls = []
+    def dropped(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
 
-    def flaky(request: httpx.Request) -> httpx.Response:
-        if not request.url.path.startswith("/predictions/"):  # admission sizing at start-up
-            return httpx.Response(404, json={"message": "not described here"})
-        calls.append(request)
-        if len(calls) == 1:
-            raise httpx.RemoteProtocolError("Server disconnected", request=request)
-        return httpx.Response(200, json={"category": "Appliances", "probabilities": PROBABILITIES})
-
-    app = create_app(settings, transport=httpx.MockTransport(flaky))
+    backend = TorchServeHTTP(dropped, 200)
+    app = create_app(settings, transport=httpx.MockTransport(backend))
     with TestClient(app) as test_client:
         response = post_image(test_client, png_bytes())
     assert response.status_code == 200
-    assert len(calls) == 2
+    assert len(backend.predictions) == 2
 
 
 class _PingHandler(BaseHTTPRequestHandler):

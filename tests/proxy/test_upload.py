@@ -13,7 +13,7 @@ from proxy.upload import MULTIPART_OVERHEAD
 def test_predict_at_limit_is_accepted(client, fake):
     response = post_image(client, b"x" * LIMIT)
     assert response.status_code == 200
-    assert len(fake.calls[0][1]) == LIMIT
+    assert len(fake.calls[0][1].image) == LIMIT
 
 
 def test_predict_oversize_is_413_with_limit(client, fake):

@@ -68,8 +68,25 @@ def test_capabilities_report_search_and_every_predict_route(client):
         "max_upload_bytes": 4096,
         "categories": list(ROOT_CATEGORIES),
         "search": True,  # proxy.search_routes is included by create_app
-        "predict": {"image": True, "text": True, "listing": True},
+        # the routes exist, but this proxy serves no text or listing model (models=...)
+        "predict": {"image": True, "text": False, "listing": False},
+        "models": [{"name": "cnn", "kind": "image", "reads": "photo"},
+                   {"name": "resnet50", "kind": "image", "reads": "photo"}],
+        "routes": {"image": {"path": "/predict/image", "body": "multipart/form-data"}},
     }
+
+
+def test_capabilities_give_every_served_kind_its_route_and_body():
+    app = create_app(Settings(max_upload_bytes=4096))  # every model of config.properties
+    with TestClient(app) as client:
+        body = client.get("/capabilities").json()
+    assert body["predict"] == {"image": True, "text": True, "listing": True}
+    assert {m["name"]: m["kind"] for m in body["models"]} == {
+        "cnn": "image", "resnet50": "image", "text": "text", "listing": "listing"}
+    assert body["routes"] == {
+        "image": {"path": "/predict/image", "body": "multipart/form-data"},
+        "text": {"path": "/predict/text", "body": "application/json"},
+        "listing": {"path": "/predict/listing", "body": "multipart/form-data"}}
 
 
 def test_capabilities_follow_the_routes_the_app_has():

@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's package) driven by Playwright, cut off from the internet.
 
-Used by the browser tests and by ``python -m tests.support.screenshots`` (the README's pictures).
+Used by the browser tests and by ``python -m tests.support.screenshots`` (the pictures in docs/img).
 Playwright's own browser download is never used: ``executable_path`` is the system Chromium that
 ``make chromium`` installs.
 """

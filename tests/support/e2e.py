@@ -22,6 +22,7 @@ from serving.ready import http_session
 from serving.stack import stack_on_free_ports
 from tests.support.data import make_clean_dataset
 from training import train
+from training.config import TrainConfig
 
 
 PRETRAINED_FILE = "resnet50-11ad3fa6.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V2 file
@@ -55,27 +56,23 @@ def train_runs(root: Path) -> dict[str, Path]:
     # keyed by the served model's name: the multimodal run is served as "listing"
     runs = {name: root / "runs" / name for name in ("cnn", "resnet50", "text")}
     runs["listing"] = root / "runs" / "multimodal"
-    common = ["--data", str(data), "--epochs", "1", "--workers", "0", "--batch-size", "8"]
-    train.main(train.get_args_parser().parse_args(
-        ["--model", "cnn", "--out", str(runs["cnn"]), *common]))
+    common = {"data": data, "epochs": 1, "workers": 0, "batch_size": 8}
+    train.train(TrainConfig(model="cnn", out=runs["cnn"], **common))
     torch_home = root / "torch"
     torch.save(place_resnet50_weights(torch_home), root / "imagenet.pt")
     saved = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = str(torch_home)
     try:
-        train.main(train.get_args_parser().parse_args(
-            ["--model", "resnet50", "--pretrained", "--out", str(runs["resnet50"]),
-             "--limit-train", "8", "--image-size", "64", *common]))
+        train.train(TrainConfig(model="resnet50", pretrained=True, out=runs["resnet50"],
+                                limit_train=8, image_size=64, **common))
     finally:
         if saved is None:
             os.environ.pop("TORCH_HOME")
         else:
             os.environ["TORCH_HOME"] = saved
-    train.main(train.get_args_parser().parse_args(
-        ["--model", "text", "--out", str(runs["text"]), "--buckets", "4096", *common]))
-    train.main(train.get_args_parser().parse_args(
-        ["--model", "multimodal", "--out", str(runs["listing"]), "--buckets", "4096",
-         "--image-init", str(runs["cnn"]), "--limit-train", "8", *common]))
+    train.train(TrainConfig(model="text", out=runs["text"], buckets=4096, **common))
+    train.train(TrainConfig(model="multimodal", out=runs["listing"], buckets=4096,
+                            image_init=runs["cnn"], limit_train=8, **common))
     return runs
 
 

@@ -1,4 +1,4 @@
-"""The README's pictures of the web page and the API docs, taken with the headless Chromium the
+"""The docs' pictures (docs/img) of the web page and the API docs, taken with the headless Chromium the
 browser tests use, from a running proxy (``make demo`` or ``make serve``).
 
     .venv/bin/python -m tests.support.screenshots --url http://127.0.0.1:8000 \\
