@@ -43,6 +43,10 @@ photos (`POST /predict/image`, the models of kind `image`, e.g. `cnn` and `resne
 description (`POST /predict/text`, the `text` model) and photo + text (`POST /predict/listing`,
 the `listing` model). `GET /models` lists every served model with its kind (from
 config.properties' model_snapshot). Every error answers `{"detail": "..."}` saying what to change.
+
+Limits (docs/limits.md): headers within 10 s and 16 KiB / 100 lines (408, 431), a body within
+30 s (408) and 10 MiB (413), title/description 1,000/20,000 characters (422); every costly route
+has a concurrency gate (503 + `Retry-After` when full); a request for another `Host` is a 400.
 """
 
 
