@@ -45,7 +45,7 @@ INDEX       ?= indexes/demo
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
-.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset train evaluate archive serve stop status demo bench bench-text clean index
+.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset relevanceset train evaluate archive serve stop status demo bench bench-text clean index text-index tune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -114,6 +114,15 @@ devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 i
 textdevset: $(STAMP) ## real labelled text (Debian's package index here: synopsis -> section, 13 classes, 4,160 listings) -> data/textdev/clean
 	$(PY) -m datagen.textdevset --out data/textdev
 
+# AppStream metadata comes with apt once its DEP-11 targets are enabled (root; apt's lists hold it).
+APPSTREAM_UPDATE = apt-get update -qq -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=true \
+	-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=true
+relevanceset: $(STAMP) ## real graded search benchmark (Debian's AppStream: ~2,000 apps, 82 judged queries, dev/test) -> data/relevance
+	@ls data/relevance/source/*Components-amd64.yml.gz /var/lib/apt/lists/*dep11_Components-amd64.yml.gz >/dev/null 2>&1 || \
+		{ echo "fetching Debian's AppStream metadata with apt"; \
+		if [ "$$(id -u)" = 0 ]; then $(APPSTREAM_UPDATE); else sudo $(APPSTREAM_UPDATE); fi; }
+	$(PY) -m datagen.relevanceset --out data/relevance
+
 train: $(STAMP) ## train MODEL=cnn|resnet50|text|multimodal on DATA into RUN (runs/MODEL); EPOCHS=, TRAIN_ARGS=
 	$(PY) -m training.train --model $(MODEL) --data $(DATA) --out $(RUN) --epochs $(EPOCHS) \
 		$(if $(filter resnet50,$(MODEL)),$(RESNET_ARGS),$(if $(filter cnn,$(MODEL)),$(CNN_ARGS))) \
@@ -125,14 +134,29 @@ evaluate: $(STAMP) ## re-compute the test metrics of RUN (runs/MODEL) on DATA
 ARCHIVE_RUNS = --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --text-run $(TEXT_RUN) \
 	--listing-run $(LISTING_RUN)
 
-archive: $(STAMP) ## build model_store/{cnn,resnet50,text,listing}.mar from CNN_RUN, RESNET_RUN, TEXT_RUN, LISTING_RUN (RUNTIME=auto|eager|onnx-fp32|onnx-int8)
+# The search query encoder (pretrained all-MiniLM-L6-v2): its ONNX runtimes are gated on DATA's texts.
+QUERY_ARCHIVE = $(PY) -m handler.query_archive --out model_store --runtime $(RUNTIME) \
+	$(if $(wildcard $(DATA)/products.csv),--data $(DATA))
+
+archive: $(STAMP) ## build model_store/{cnn,resnet50,text,listing,query}.mar from CNN_RUN, RESNET_RUN, TEXT_RUN, LISTING_RUN and the text encoder (RUNTIME=auto|eager|onnx-fp32|onnx-int8)
 	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
+	$(QUERY_ARCHIVE)
 
 # --- listing search ------------------------------------------------------------------------------
 
 index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index INDEX (indexes/demo) of DATA with SEARCH_RUN's embeddings, then evaluate it
 	$(PY) -m search.build --data $(DATA) --run $(SEARCH_RUN) --out $(INDEX)
 	$(PY) -m search.evaluate --index $(INDEX)
+
+# Judged queries: tune the index's ranking on dev, then measure on test (docs/relevance.md).
+RELEVANCE_QUERIES ?= data/relevance/queries
+tune: $(STAMP) ## choose INDEX's fusion/BM25/personalisation weights on the dev queries, then score the test queries
+	$(PY) -m search.tune --index $(INDEX) --queries $(RELEVANCE_QUERIES)/dev.tsv --qrels $(RELEVANCE_QUERIES)/dev.qrels
+	$(PY) -m search.evaluate --index $(INDEX) --queries $(RELEVANCE_QUERIES)/test.tsv --qrels $(RELEVANCE_QUERIES)/test.qrels
+
+TEXT_INDEX  ?= indexes/text
+text-index: $(DATA)/manifest.csv ## build TEXT_INDEX (indexes/text) of DATA's listing text with the pretrained encoder (all-MiniLM-L6-v2); serve it with AICORE_SEARCH_INDEX=indexes/text
+	$(PY) -m search.build --data $(DATA) --out $(TEXT_INDEX)
 
 # --- serving -------------------------------------------------------------------------------------
 
@@ -145,16 +169,19 @@ stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
 status: $(STAMP) ## say what is running
 	$(PY) -m serving.ctl status
 
-demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 4 trained models -> archives -> TorchServe + proxy -> predictions
+demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 4 trained models + the pretrained text encoder -> archives -> TorchServe + proxy -> predictions and searches
 	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
+	$(QUERY_ARCHIVE)
 	$(PY) -m serving.ctl start
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model resnet50
 	$(PY) -m proxy.client $(DATA_RAW)/samples --model cnn
 	curl -sS -H 'Content-Type: application/json' -d '{"title": "Dyson cordless hoover - barely used", "description": "Collection only &amp; cash please"}' http://127.0.0.1:8000/predict/text | $(PY) -c 'import json,sys; b=json.load(sys.stdin); print("text    ", b.get("category", b))'
 	curl -sS -F image=@$(DATA_RAW)/samples/Video-Games-and-Consoles.jpg -F 'title=PS4 with 2 controllers' http://127.0.0.1:8000/predict/listing | $(PY) -c 'import json,sys; b=json.load(sys.stdin); print("listing ", b.get("category", b))'
 	$(MAKE) --no-print-directory index
-	@echo; echo "Search by text (BM25) and by photo + text near London (TorchServe embeds the photo):"
-	$(PY) -m search.query --index $(INDEX) --text "sofa" -k 5
+	$(MAKE) --no-print-directory text-index
+	@echo; echo "Search by text (BM25 fused with all-MiniLM-L6-v2, the encoder TorchServe serves as 'query'):"
+	$(PY) -m search.query --index $(TEXT_INDEX) --text "sofa" -k 5
+	@echo; echo "Search by photo + text near London (TorchServe embeds the photo):"
 	curl -s -F image=@$(DATA_RAW)/samples/Home-and-Garden.png -F q=garden \
 		'http://127.0.0.1:8000/search?k=5&near=London' | $(PY) -m json.tool | head -40
 	@echo

@@ -43,7 +43,7 @@ from bench.images import content_type, make_bench_images
 from bench.loadgen import Body, LoadResult, require_wrk, run_wrk
 from common.cli import UserError, run
 from common.net import free_port
-from common.catalogue import served_models
+from common.catalogue import IMAGE, served_models
 from common.torchserve import INFERENCE_KEY, bearer, read_key_file
 from serving import ctl
 from serving.stack import stack_on_free_ports
@@ -59,8 +59,9 @@ FAULT_CLIENTS = 16
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("resnet50", "cnn"), default="resnet50",
-                        help="served model to measure (default: resnet50)")
+    parser.add_argument("--model", choices=served_models(REPO_ROOT / "config.properties").names(IMAGE),
+                        default="resnet50",
+                        help="served image model to measure, of config.properties (default: resnet50)")
     parser.add_argument("--quick", action="store_true",
                         help="short measurements (about two minutes in all) for repeated use")
     parser.add_argument("--duration", type=float, default=None,

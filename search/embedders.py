@@ -307,7 +307,14 @@ def run_arch(run_dir: Path) -> str:
 
 
 def load_embedder(run_dir: Path):
-    """The embedder for ``run_dir`` (see :data:`EMBEDDERS`)."""
+    """The embedder for ``run_dir`` (see :data:`EMBEDDERS`), or for a pretrained encoder's model
+    folder (an index built without ``--run`` records its folder as its ``run``)."""
+    from aicore.sentence import TOKENIZER_FILE
+
+    if (Path(run_dir) / TOKENIZER_FILE).is_file():
+        from search.encoder import PretrainedTextEmbedder
+
+        return PretrainedTextEmbedder(str(run_dir))
     arch = run_arch(run_dir)
     try:
         return EMBEDDERS[arch](Path(run_dir))

@@ -5,15 +5,18 @@ TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed
 
 - **dense**: FAISS nearest neighbours of the query vector (cosine similarity);
 - **lexical**: SQLite FTS5 BM25 over title, description, category path and location;
-- **fused** (the default): both lists merged by reciprocal-rank fusion,
-  ``score = sum over retrievers of 1 / (RRF_K + rank)`` with ``RRF_K = 60`` (Cormack et al. 2009),
-  each retriever contributing its top :data:`FUSION_DEPTH`. With one input only one retriever
+- **fused** (the default): both lists merged by weighted fusion (:mod:`search.ranking`: weighted
+  reciprocal-rank fusion, or normalised score fusion), each retriever contributing its top
+  :data:`FUSION_DEPTH`. The method and weights are the index's stored ranking (``meta.json``
+  ``"ranking"``, chosen on judged dev queries by ``python -m search.tune``); an untuned index
+  uses equal-weight RRF with k = 60 (Cormack et al. 2009). With one input only one retriever
   runs and fusion is that retriever.
 - **personalisation** (``viewed``: listing ids, most recent first): the user vector is the
-  decayed mean of their embeddings, weights ``DECAY ** i`` (the latest view counts 1, the one
-  before 0.7, ...), and the dense query becomes ``normalise((1 - PERSONAL_WEIGHT) q +
-  PERSONAL_WEIGHT u)``. A text-only query on a photo index uses ``u`` alone as its dense side, so
-  the viewed listings re-rank BM25 results through fusion. No ``viewed``: the plain query.
+  decayed mean of their embeddings, weights ``decay ** i`` (the latest view counts 1, the one
+  before 0.7, ...), and the dense query becomes ``normalise((1 - w) q + w u)`` with ``w`` the
+  ranking's ``personal_weight`` (0.3 untuned). A text-only query on a photo index uses ``u``
+  alone as its dense side, so the viewed listings re-rank BM25 results through fusion. Viewed
+  listings are never returned again. No ``viewed``: the plain query.
 - **filters** (price range, category, ``near`` -- see :mod:`search.places`) restrict both
   retrievers before ranking, so ``k`` results come back whenever ``k`` listings qualify.
 """
@@ -33,14 +36,15 @@ from search import generations, layout
 from search.errors import BadRequest, IndexUnavailable, NotFound
 from search.limits import FUSION_DEPTH, MAX_K, check_limits
 from search.places import Places
+from search.ranking import Ranking, fuse
 from search.records import Records, fts_query
 from search.vectors import IndexSpec, VectorIndex, normalise
 
 logger = logging.getLogger(__name__)
 
-RRF_K = 60
-DECAY = 0.7
-PERSONAL_WEIGHT = 0.3
+RRF_K = Ranking.rrf_k  # the untuned ranking's; an index's own is engine.ranking
+DECAY = Ranking.decay
+PERSONAL_WEIGHT = Ranking.personal_weight
 
 
 @dataclass
@@ -58,6 +62,7 @@ class SearchRequest:
     viewed: Sequence[str] = ()
     candidates: np.ndarray | None = None  # (N,) bool: only these positions (the evaluation)
     exclude: Sequence[str] = ()  # listing ids never returned (a listing's own "similar")
+    ranking: Ranking | None = None  # None: the index's stored ranking (search.tune tries others)
 
 
 @dataclass
@@ -69,7 +74,7 @@ class Hit:
     price: float | None
     location: str
     category: str
-    score: float  # fused: the RRF score; dense: cosine similarity; lexical: -bm25
+    score: float  # fused: the fused score (search.ranking); dense: cosine similarity; lexical: -bm25
     matched: list[str]  # the retrievers that found it: "dense", "lexical"
     dense_rank: int | None = None  # 1-based
     dense_score: float | None = None
@@ -109,6 +114,7 @@ class SearchEngine:
         self.places = Places(attributes["town"], attributes["region"])
         self.categories = sorted(set(self.category_of))
         self.data_root = Path(self.meta["data"])
+        self.ranking = Ranking.from_json(self.meta.get("ranking"))
 
     @classmethod
     def open(cls, index_dir: Path, max_k: int = MAX_K) -> SearchEngine:
@@ -142,9 +148,11 @@ class SearchEngine:
         """
         started = time.perf_counter()
         text = self._check(request)
-        user = self._user_vector(request.viewed)
+        ranking = request.ranking or self.ranking
+        user = self._user_vector(request.viewed, ranking.decay)
+        weight = ranking.personal_weight
         dense_query = request.vector if user is None or request.vector is None else normalise(
-            (1 - PERSONAL_WEIGHT) * request.vector + PERSONAL_WEIGHT * user)
+            (1 - weight) * request.vector + weight * user)
         if dense_query is None:
             dense_query = user
         retriever = self._retriever(request.retriever, text, dense_query)
@@ -152,9 +160,11 @@ class SearchEngine:
         depth = request.k if retriever != "fused" else max(request.k, FUSION_DEPTH)
         dense = (self.vectors.search(dense_query, depth, allowed)
                  if retriever in ("fused", "dense") and dense_query is not None else None)
-        lexical = (self.records.lexical(text, depth, allowed)
+        lexical = (self.records.lexical(text, depth, allowed, ranking.bm25_weights)
                    if retriever in ("fused", "lexical") and text else None)
-        hits = self._rank(dense, lexical, request.k)
+        found = fuse(ranking if user is None else ranking.personalised(), dense, lexical)
+        hits = self._rank(found, dense is not None and lexical is not None,
+                          "dense" if dense is not None else "lexical", request.k)
         return SearchResult(hits, retriever, user is not None,
                             (time.perf_counter() - started) * 1000)
 
@@ -218,7 +228,7 @@ class SearchEngine:
                              f"{self.meta['arch']!r}")
         return text
 
-    def _user_vector(self, viewed: Sequence[str]) -> np.ndarray | None:
+    def _user_vector(self, viewed: Sequence[str], decay: float = DECAY) -> np.ndarray | None:
         """Decayed mean of the viewed listings' vectors (most recent first); None for a cold user."""
         viewed = [v for v in viewed if v]
         if not viewed:
@@ -228,7 +238,7 @@ class SearchEngine:
         if unknown:
             raise BadRequest(f"viewed listing(s) not in the index: {', '.join(map(repr, unknown[:5]))}"
                            "; send ids from search results")
-        weights = DECAY ** np.arange(len(viewed), dtype=np.float32)  # (V,)
+        weights = decay ** np.arange(len(viewed), dtype=np.float32)  # (V,)
         stack = np.asarray(self.vectors.vectors[[positions[v] for v in viewed]])  # (V, D)
         return normalise(weights @ stack)
 
@@ -263,9 +273,11 @@ class SearchEngine:
             narrow(self.category_of == self._category(request.category))
         if request.near:
             narrow(self.places.near(request.near))
-        if request.exclude:
+        # a listing the user viewed is not news to them; "similar" leaves its own listing out
+        excluded = [*request.exclude, *(v for v in request.viewed if v)]
+        if excluded:
             keep = np.ones(len(self), bool)
-            keep[list(self.records.position_of(list(request.exclude)).values())] = False
+            keep[list(self.records.position_of(excluded).values())] = False
             narrow(keep)
         return mask
 
@@ -275,23 +287,11 @@ class SearchEngine:
                 return category
         raise BadRequest(f"unknown category {name!r}: choose one of {', '.join(self.categories)}")
 
-    def _rank(self, dense: tuple[np.ndarray, np.ndarray] | None,
-              lexical: tuple[np.ndarray, np.ndarray] | None, k: int) -> list[Hit]:
-        found: dict[int, dict] = {}
-        for name, result in (("dense", dense), ("lexical", lexical)):
-            if result is None:
-                continue
-            for rank, (pos, score) in enumerate(zip(*result, strict=True), start=1):
-                entry = found.setdefault(int(pos), {"rrf": 0.0})
-                entry[name] = (rank, float(score))
-                entry["rrf"] += 1.0 / (RRF_K + rank)
-        fused = dense is not None and lexical is not None
-        only = "dense" if dense is not None else "lexical"
-
+    def _rank(self, found: dict[int, dict], fused: bool, only: str, k: int) -> list[Hit]:
         def key(item: tuple[int, dict]) -> tuple:
             pos, entry = item
             if fused:
-                return (-entry["rrf"], -entry.get("dense", (0, -2.0))[1], pos)
+                return (-entry["fused"], -entry.get("dense", (0, -2.0))[1], pos)
             return (entry[only][0], pos)
 
         ranked = sorted(found.items(), key=key)[:k]
@@ -305,7 +305,7 @@ class SearchEngine:
         return Hit(
             id=record["id"], title=record["title"], price=record["price"],
             location=record["location"], category=record["category"],
-            score=entry["rrf"] if fused else entry[only][1],
+            score=entry["fused"] if fused else entry[only][1],
             matched=[name for name in ("dense", "lexical") if name in entry],
             dense_rank=dense[0] if dense else None, dense_score=dense[1] if dense else None,
             lexical_rank=lexical[0] if lexical else None,

@@ -1,10 +1,19 @@
 """Measure retrieval quality and latency of an index, like a search engine is measured.
 
+    python -m search.evaluate --index INDEX --queries QUERIES.tsv --qrels QRELS [--run-out DIR] [--json OUT]
     python -m search.evaluate --index indexes/demo [--proxy http://127.0.0.1:8000]
 
-With the split saved by the index's training run, the **test** listings are the queries and the
-**training** listings the candidates (validation listings are left out). A result is relevant when
-it has the query's root category. Query kinds, whichever the dataset and model allow:
+**Judged queries** (``--queries`` and ``--qrels``, formats in :mod:`search.trec` and
+docs/relevance.md): each retriever (fused, dense, lexical) ranks the top 100 for every query,
+personalised by the query's viewed listings (``--plain``: not personalised); ir-measures scores
+nDCG@10, P@10, recall@100 and MAP (:mod:`search.judged`), and the engine's latency is timed.
+``--run-out DIR`` writes ``DIR/{fused,dense,lexical}.run`` in TREC run format; ``--json OUT`` the
+report. Judged listings the index does not hold are counted and reported.
+
+**Without judgments** (the second form): with the split saved by the index's training run, the
+**test** listings are the queries and the **training** listings the candidates (validation
+listings are left out). A result is relevant when it has the query's root category. Query kinds,
+whichever the dataset and model allow:
 
 - ``text``: the listing's title (an export; image-folder datasets have no text);
 - ``image``: its main photo (when the model embeds photos);
@@ -32,6 +41,8 @@ from search import layout
 from search.embedders import IMAGE, TEXT, load_embedder
 from search.engine import SearchEngine, SearchRequest
 from search.metrics import map_at_r, ndcg_at_k, percentiles_ms, precision_at_k
+from common import trec
+from search import judged
 
 K = 10
 MAX_DEPTH = 1000  # MAP@R ranks at most this many results per query
@@ -51,10 +62,27 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"use at most this many test listings, a seeded sample "
                              f"(default: {DEFAULT_MAX_QUERIES})")
     parser.add_argument("--seed", type=int, default=0, help="seeds the query sample (default: 0)")
+    judged_args = parser.add_argument_group("judged queries (both or neither)")
+    judged_args.add_argument("--queries", type=Path, metavar="QUERIES.tsv",
+                             help="qid<TAB>text<TAB>viewed ids (comma-separated, may be empty)")
+    judged_args.add_argument("--qrels", type=Path, metavar="QRELS",
+                             help="TREC qrels: qid 0 listing_id grade")
+    judged_args.add_argument("--run-out", type=Path, metavar="DIR",
+                             help="write DIR/fused.run, dense.run, lexical.run (TREC run, top 100)")
+    judged_args.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
+    judged_args.add_argument("--plain", action="store_true",
+                             help="do not personalise by the viewed listings (still left out)")
     return parser
 
 
 def main(args: argparse.Namespace) -> dict:
+    if (args.queries is None) != (args.qrels is None):
+        raise UserError("--queries and --qrels go together: give both, or neither for the "
+                        "same-category evaluation")
+    if args.queries is not None:
+        return main_judged(args)
+    if args.run_out or args.json or args.plain:
+        raise UserError("--run-out, --json and --plain need --queries and --qrels")
     engine = SearchEngine.open(args.index, max_k=MAX_DEPTH)
     queries, candidates = split_positions(engine, args.max_queries, args.seed)
     records = engine.records.fetch(queries)
@@ -74,6 +102,52 @@ def main(args: argparse.Namespace) -> dict:
     atomic_write_text(Path(args.index) / layout.EVAL_FILE, json.dumps(report, indent=2) + "\n")
     print_report(report)
     return report
+
+
+def main_judged(args: argparse.Namespace) -> dict:
+    """Score the index on judged queries; see the module docstring."""
+    queries, qrels = trec.read_queries(args.queries), trec.read_qrels(args.qrels)
+    judged.check_judgments(queries, qrels, args.qrels)
+    engine = SearchEngine.open(args.index)
+    vectors, embed_seconds = judged.embed_all(judged.query_encoder(engine), queries)
+    results, runs = judged.evaluate(engine, queries, qrels, vectors, plain=args.plain)
+    report = {"index": str(engine.generation), "arch": engine.meta["arch"],
+              "queries": str(args.queries), "qrels": str(args.qrels),
+              "judged_queries": len(qrels), "unjudged_queries": [q.qid for q in queries
+                                                                 if q.qid not in qrels],
+              "personalised": not args.plain and any(q.viewed for q in queries),
+              "missing_judged": judged.missing_judged(engine, qrels),
+              "ranking": engine.ranking.to_json(), "results": results}
+    if any(v is not None for v in vectors.values()):
+        report["embedding_ms"] = percentiles_ms(embed_seconds)
+    if args.run_out:
+        args.run_out.mkdir(parents=True, exist_ok=True)
+        for retriever, rankings in runs.items():
+            trec.write_run(args.run_out / f"{retriever}.run", rankings, f"aicore-{retriever}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    print_judged(report)
+    return report
+
+
+def print_judged(report: dict) -> None:
+    missing = report["missing_judged"]
+    print(f"{report['judged_queries']} judged queries ({report['arch']}"
+          f"{', personalised by viewed listings' if report['personalised'] else ''}); "
+          f"{missing['listings']} of {missing['of']} judged listings are not in the index "
+          f"({missing['relevant_judgments']} relevant judgments lost)")
+    if report["unjudged_queries"]:
+        print(f"{len(report['unjudged_queries'])} queries have no judgment and are not scored: "
+              f"{', '.join(report['unjudged_queries'][:5])}")
+    print(f"{'retriever':9s} {'nDCG@10':>8s} {'P@10':>7s} {'R@100':>7s} {'MAP':>7s} "
+          f"{'p50 ms':>8s} {'p99 ms':>8s}")
+    for row in report["results"]:
+        latency = row["latency_ms"]
+        print(f"{row['retriever']:9s} {row['ndcg@10']:8.3f} {row['p@10']:7.3f} "
+              f"{row['recall@100']:7.3f} {row['map']:7.3f} {latency['p50']:8.2f} {latency['p99']:8.2f}")
+    if "embedding_ms" in report:
+        print(f"query embedding (in-process): p50 {report['embedding_ms']['p50']:.2f} ms, "
+              f"p99 {report['embedding_ms']['p99']:.2f} ms")
 
 
 def split_positions(engine: SearchEngine, max_queries: int, seed: int) -> tuple[list[int], np.ndarray]:

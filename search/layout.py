@@ -5,6 +5,8 @@
     INDEX_DIR/
       CURRENT               the live generation's name; replacing this file publishes a new index
       gen-<stamp>-<hex>/    one complete index: meta.json, listings.sqlite, vectors.faiss, vectors.npy
+                            (meta.json's "ranking": the fusion/BM25/personalisation weights that
+                            `python -m search.tune` chose, see search.ranking)
       cache/<model>.npz     embeddings by input hash, reused by the next build of the same model
       eval.json             the last `python -m search.evaluate`
       .building             {"pid", "started"} while `python -m search.build` runs
@@ -19,7 +21,9 @@ reader still uses them (:mod:`search.generations`: readers lease, the build lock
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +78,24 @@ def publish(index_dir: Path, generation: Path) -> None:
     for path in all_generations(index_dir)[GENERATIONS_KEPT:]:
         if path.name != generation.name:
             generations.delete_unused(path)
+
+
+def derive_generation(index_dir: Path, source: Path, meta: dict) -> Path:
+    """A new (not yet live) generation with ``source``'s files and ``meta`` as its meta.json.
+
+    The files are hard links (the index is never written after its build, so sharing is safe and
+    costs no copy), or copies where the file system has no links.
+    """
+    target = new_generation(index_dir)
+    for path in Path(source).iterdir():
+        if path.name == META_FILE or not path.is_file():
+            continue
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+    atomic_write_text(target / META_FILE, json.dumps(meta, indent=2) + "\n")
+    return target
 
 
 def read_meta(generation: Path) -> dict:

@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from common.cli import UserError, positive_int, run
-from search.embedders import IMAGE, TEXT, load_embedder
+from search.embedders import IMAGE, TEXT
+from search.encoder import index_embedder
 from search.engine import SearchEngine, SearchRequest, SearchResult
 from search.limits import MAX_K, RETRIEVERS
 from search.errors import SearchError
@@ -52,7 +53,7 @@ def main(args: argparse.Namespace) -> SearchResult:
     wants_vector = (args.image is not None and IMAGE in engine.modalities) or \
         (args.text and TEXT in engine.modalities)
     if wants_vector:
-        embedder = load_embedder(Path(engine.meta["run"]))
+        embedder = index_embedder(engine.meta)
         image = _read(args.image) if args.image is not None else None
         vector = embedder.embed_query(text=args.text if TEXT in engine.modalities else None,
                                       image=image if IMAGE in engine.modalities else None)

@@ -5,12 +5,12 @@ external-content FTS5 table over title, description, category path and location,
 ``porter unicode61 remove_diacritics 2`` (case, accents and English inflections ignored:
 "Sofas" finds "sofa", "Café" finds "cafe").
 
-A query's words are matched with OR and ranked by BM25 with title matches weighted
-:data:`BM25_WEIGHTS`; user text never reaches FTS5's query syntax (every word is quoted). Words in
-more than :data:`COMMON_SHARE` of the listings (the build counts them: "gumtree", "in",
-"collection" on the demo data) are left out of a query that has other words: their BM25 weight is
-near zero, but matching them would make SQLite score every listing (measured on the demo index:
-the test titles' lexical p50 fell from 35 to N ms).
+A query's words are matched with OR and ranked by BM25 with per-column weights (the index's stored
+ranking, :mod:`search.ranking`; a title match counts most); user text never reaches FTS5's query
+syntax (every word is quoted). Words in more than :data:`COMMON_SHARE` of the listings (the build
+counts them: "gumtree", "in", "collection" on the demo data) are left out of a query that has
+other words: their BM25 weight is near zero, but matching them would make SQLite score every
+listing (measured on the demo index: the test titles' lexical p50 fell from 35 to N ms).
 
 The database is opened read-only and ``immutable`` by the search engine: no locks, no journal,
 safe to share between threads through one connection per thread.
@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from search.listings import Listing
+from search.ranking import DEFAULT_BM25
 from search.places import place_key, split_location
 
-# bm25() column weights, in FTS column order: a word in the title counts most.
-FTS_COLUMNS = ("title", "description", "category_path", "location")
-BM25_WEIGHTS = (4.0, 1.0, 2.0, 1.0)
+FTS_COLUMNS = ("title", "description", "category_path", "location")  # bm25() weights' order
 MAX_QUERY_WORDS = 32
 COMMON_SHARE = 0.5
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -164,8 +163,8 @@ class Records:
         by_pos = {row["pos"]: _record(row) for row in rows}
         return [by_pos[int(p)] for p in positions]
 
-    def lexical(self, text: str, depth: int, allowed: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def lexical(self, text: str, depth: int, allowed: np.ndarray | None = None,
+                weights: Sequence[float] = DEFAULT_BM25) -> tuple[np.ndarray, np.ndarray]:
         """BM25 search: up to ``depth`` ``(positions, scores)``, best first; score = -bm25 (higher
         is better). ``allowed`` (a bool mask by pos) drops listings as they stream by, so a
         selective filter still fills ``depth`` when enough listings match."""
@@ -173,7 +172,7 @@ class Records:
         if query is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         positions, scores = [], []
-        for pos, score in self._ranked(query, depth if allowed is None else None):
+        for pos, score in self._ranked(query, depth if allowed is None else None, weights):
             if allowed is not None and not allowed[pos]:
                 continue
             positions.append(pos)
@@ -182,9 +181,10 @@ class Records:
                 break
         return np.array(positions, dtype=np.int64), np.array(scores, dtype=np.float32)
 
-    def _ranked(self, query: str, limit: int | None) -> Iterator[tuple[int, float]]:
-        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-        sql = (f"SELECT rowid, bm25(listings_fts, {weights}) AS score FROM listings_fts "
+    def _ranked(self, query: str, limit: int | None, weights: Sequence[float]
+                ) -> Iterator[tuple[int, float]]:
+        columns = ", ".join(str(float(w)) for w in weights)  # floats only: nothing user-given
+        sql = (f"SELECT rowid, bm25(listings_fts, {columns}) AS score FROM listings_fts "
                "WHERE listings_fts MATCH ? ORDER BY score")
         params: list = [query]
         if limit is not None:

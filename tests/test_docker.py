@@ -47,7 +47,7 @@ def test_hadolint_passes():
 @pytest.fixture(scope="module")
 def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's files the image needs, plus model_store/ as `make archive` leaves it."""
-    from handler import archive
+    from handler import archive, query_archive
 
     context = tmp_path_factory.mktemp("context")
     runs = tmp_path_factory.mktemp("runs")
@@ -57,6 +57,8 @@ def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--text-run", str(write_model_dir(runs / "text", "text", ["a", "b"])),
         "--listing-run", str(write_model_dir(runs / "multimodal", "multimodal", ["a", "b"])),
         "--out", str(context / "model_store"), "--runtime", "eager"]))
+    query_archive.main(query_archive.get_args_parser().parse_args(
+        ["--out", str(context / "model_store"), "--runtime", "eager"]))
     for name in ("config.properties", "serving/log4j2.xml", ".dockerignore"):
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, context / name)
@@ -68,6 +70,7 @@ def test_copy_sources_exist_after_make_archive(build_context):
 
     assert "model_store/cnn.mar" in sources and "model_store/resnet50.mar" in sources
     assert "model_store/text.mar" in sources and "model_store/listing.mar" in sources
+    assert "model_store/query.mar" in sources
     for source in sources:
         assert (build_context / source).is_file(), f"COPY {source}: not in the build context"
 

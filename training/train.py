@@ -24,7 +24,8 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from aicore.categories import INDEX_TO_NAME_FILE, read_index_to_name
-from aicore.models import ARCHITECTURES, build_model, model_args, save_trained
+from aicore.models import (ARCHITECTURES, IMAGE_ARCHITECTURES, build_model, model_args,
+                           save_trained)
 from aicore.text import DEFAULT_BUCKETS
 from common.atomic import atomic_write_bytes, atomic_write_text
 from common.cli import UserError, positive_int, run
@@ -87,7 +88,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=positive_int, default=None,
                         help="side in pixels the model sees (default: the dataset's image_size)")
     recipes.add_arguments(parser)
-    parser.add_argument("--image-arch", choices=("cnn", "resnet50"), default="cnn",
+    parser.add_argument("--image-arch", choices=tuple(IMAGE_ARCHITECTURES), default="cnn",
                         help="multimodal only: the image encoder's architecture (default: cnn)")
     parser.add_argument("--image-init", type=Path, default=None, metavar="RUN",
                         help="multimodal only: start the image encoder from the model.pt of a "

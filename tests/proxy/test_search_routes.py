@@ -13,6 +13,7 @@ from proxy.deps import get_torchserve
 from proxy.settings import Settings
 from search import layout
 from search.embedders import ImageEmbedder, load_embedder
+from search.encoder import index_embedder
 from search.engine import SearchEngine
 from common.codec import ModelRequest
 from tests.support.e2e import free_ports
@@ -280,6 +281,46 @@ def test_get_search_on_a_text_index_with_torchserve_down_is_503(text_search_inde
     assert down.status_code == 503
     assert "not reachable" in down.json()["detail"] and "make serve" in down.json()["detail"]
     assert lexical.status_code == 200
+
+
+# --- an index of the pretrained text encoder: the query embedded by TorchServe's query model ----
+
+@pytest.fixture
+def encoder_client(encoder_search_index, tmp_path: Path) -> Iterator[tuple[TestClient, FakeTorchServe]]:
+    meta = layout.read_meta(layout.current_generation(encoder_search_index["index"]))
+    fake = FakeTorchServe(embedding_answer(load_embedder(Path(meta["run"]))),
+                          f"20261201-{meta['model_sha256'][:8]}-onnx-int8")
+    app = text_app(encoder_search_index, tmp_path)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        yield test_client, fake
+
+
+def test_get_search_on_an_encoder_index_embeds_with_the_query_model(encoder_client,
+                                                                    encoder_search_index):
+    client, fake = encoder_client
+
+    response = client.get("/search", params={"q": "pram", "k": 5})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "query" and body["retriever"] == "fused"
+    assert fake.calls[-1] == ("query", ModelRequest(title="pram", embedding=True))
+    engine = SearchEngine.open(encoder_search_index["index"])
+    query = index_embedder(engine.meta).embed_query(text="pram")
+    hit = next(hit for hit in body["results"] if hit["dense_score"] is not None)
+    stored = engine.vectors.vectors[engine.position(hit["id"])]
+    assert hit["dense_score"] == pytest.approx(float(stored @ query), abs=1e-5)
+
+
+def test_get_search_on_an_encoder_index_refuses_other_served_weights(encoder_client):
+    client, fake = encoder_client
+    fake.version = "20261201-deadbeef-onnx-int8"
+
+    response = client.get("/search", params={"q": "pram"})
+
+    assert response.status_code == 503
+    assert "deadbeef" in response.json()["detail"] and "'query'" in response.json()["detail"]
 
 
 # --- an image + text index: photo and text embedded together by TorchServe's listing model ------

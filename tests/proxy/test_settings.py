@@ -36,6 +36,11 @@ def test_settings_model_not_in_the_catalogue_is_rejected_naming_it():
         Settings(models=["cnn", "extra"], default_model="cnn")
 
 
-def test_settings_default_model_of_another_kind_is_rejected():
-    with pytest.raises(ValueError, match="default_model 'text' is not one of the served image"):
-        Settings(default_model="text")
+def test_settings_catalogue_comes_from_the_config_it_names(tmp_path):
+    # a text-only TorchServe config (as bench.search_text serves): the catalogue is its own
+    config = (REPO_ROOT / "config.properties").read_text()
+    config = config.replace('"kind": "image"', '"kind": "text"')  # cnn, resnet50 as text kind
+    (tmp_path / "config.properties").write_text(config)
+    settings = Settings(torchserve_config=tmp_path / "config.properties", models=["text"],
+                        default_model="text")
+    assert settings.image_models == () and settings.model_of_kind("text") == "text"

@@ -150,22 +150,19 @@ def test_torchserve_client_retries_a_dropped_connection_once(settings):
     assert len(backend.predictions) == 2
 
 
-class _PingHandler(BaseHTTPRequestHandler):
-    """Just enough TorchServe (token auth disabled) for /health."""
+class _LoopbackTorchServe(BaseHTTPRequestHandler):
+    """The one HTTP fake (TorchServeHTTP, token auth off) behind a real loopback socket, for the
+    tests of connections refused and then accepted."""
+
+    fake = TorchServeHTTP(statuses=("READY",))
 
     def do_GET(self) -> None:
-        if self.path == "/ping":
-            body = {"status": "Healthy"}
-        else:
-            name = self.path.split("/")[2]
-            body = [{"modelName": name, "modelVersion": "1.0",
-                     "workers": [{"id": "9000", "status": "READY"}]}]
-        data = json.dumps(body).encode()
-        self.send_response(200)
+        answer = self.fake(httpx.Request("GET", f"http://{self.headers['host']}{self.path}"))
+        self.send_response(answer.status_code)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(answer.content)))
         self.end_headers()
-        self.wfile.write(data)
+        self.wfile.write(answer.content)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -173,7 +170,7 @@ class _PingHandler(BaseHTTPRequestHandler):
 
 def test_torchserve_down_is_503_then_recovers_when_it_starts(tmp_path):
     # Bound but not listening: connections are refused until server_activate() below.
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), _PingHandler, bind_and_activate=False)
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), _LoopbackTorchServe, bind_and_activate=False)
     backend.server_bind()
     url = f"http://127.0.0.1:{backend.server_address[1]}"
     settings = Settings(inference_url=url, management_url=url, key_file=tmp_path / "none.json")

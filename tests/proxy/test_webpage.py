@@ -147,3 +147,10 @@ def test_json_answers_carry_no_page_policy(client):
     response = client.get("/capabilities")
     assert response.status_code == 200
     assert "content-security-policy" not in response.headers
+
+
+def test_page_takes_kinds_and_bodies_from_the_proxy_not_from_names_or_openapi():
+    script = (WEB_DIR / "app.js").read_text()
+    assert "/openapi.json" not in script
+    assert not re.search(r"name\.startsWith\(", script)  # no kind guessed from a model's name
+    assert "state.capabilities.routes" in script and "m.kind" in script

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.models import resnet50 as tv_resnet50
 
-from handler import archive
+from handler import archive, query_archive
 from common.torchserve import bearer, read_key_file
 from serving import ctl
 from serving.ready import http_session
@@ -77,11 +77,14 @@ def train_runs(root: Path) -> dict[str, Path]:
 
 
 def build_store(runs: dict[str, Path], out: Path) -> Path:
-    """``make archive`` for ``runs`` into ``out``; returns ``out``."""
+    """``make archive`` for ``runs`` into ``out``, with the query encoder on eager PyTorch (the
+    exact vectors of the index build; the ONNX runtimes are gated in tests/handler); returns ``out``."""
     archive.main(archive.get_args_parser().parse_args(
         ["--cnn-run", str(runs["cnn"]), "--resnet-run", str(runs["resnet50"]),
          "--text-run", str(runs["text"]), "--listing-run", str(runs["listing"]),
          "--out", str(out)]))
+    query_archive.main(query_archive.get_args_parser().parse_args(
+        ["--out", str(out), "--runtime", "eager"]))
     return out
 
 

@@ -78,7 +78,8 @@ class FakeTorchServe:
         self.descriptions = {"cnn": describe("cnn", ["READY"], version),
                              "resnet50": describe("resnet50", ["READY", "READY"], version),
                              "text": describe("text", ["READY"], version),
-                             "listing": describe("listing", ["READY"], version)}
+                             "listing": describe("listing", ["READY"], version),
+                             "query": describe("query", ["READY"], version)}
 
     @property
     def version(self) -> str:

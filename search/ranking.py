@@ -1,0 +1,98 @@
+"""How the engine ranks: fusion, BM25 field weights and personalisation, stored with the index.
+
+The defaults are the method the engine always had (equal-weight reciprocal-rank fusion, k = 60;
+title x4; 0.7 query + 0.3 user). ``python -m search.tune`` chooses better values on judged dev
+queries and stores them in the index's ``meta.json`` under ``"ranking"``; the engine (and so the
+proxy's ``/search`` and ``search.query``) reads them from there.
+
+Fusion methods, each weighting a retriever by ``dense_weight`` / ``lexical_weight``:
+
+- ``rrf``: ``sum of weight / (rrf_k + rank)`` (Cormack et al. 2009, weighted);
+- ``score``: each retriever's scores min-max normalised over its own top list, then
+  ``sum of weight * normalised score`` (a listing a retriever did not return adds 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+FUSIONS = ("rrf", "score")
+# bm25() column weights, in FTS column order (title, description, category path, location).
+DEFAULT_BM25 = (4.0, 1.0, 2.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    fusion: str = "rrf"
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    rrf_k: float = 60.0
+    bm25_weights: tuple[float, ...] = DEFAULT_BM25
+    personal_weight: float = 0.3  # the user vector's share of the dense query
+    decay: float = 0.7  # the weight of each older view relative to the next more recent one
+    # the dense weight of a personalised query (None: dense_weight): the user vector knows what
+    # the words alone cannot, so its side of the fusion may deserve more say
+    personal_dense_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} is not one of {', '.join(FUSIONS)}")
+        if len(self.bm25_weights) != len(DEFAULT_BM25):
+            raise ValueError(f"bm25_weights needs {len(DEFAULT_BM25)} values, got {self.bm25_weights}")
+        if not 0 <= self.personal_weight <= 1:
+            raise ValueError(f"personal_weight {self.personal_weight} is outside 0..1")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "bm25_weights": list(self.bm25_weights)}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Ranking:
+        """The stored ranking; missing keys keep their defaults (an index built before tuning)."""
+        if not data:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "bm25_weights" in values:
+            values["bm25_weights"] = tuple(float(w) for w in values["bm25_weights"])
+        return cls(**values)
+
+    def but(self, **changes: object) -> Ranking:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def personalised(self) -> Ranking:
+        """The ranking of a query with viewed listings."""
+        if self.personal_dense_weight is None:
+            return self
+        return replace(self, dense_weight=self.personal_dense_weight)
+
+
+def fuse(ranking: Ranking, dense: tuple[np.ndarray, np.ndarray] | None,
+         lexical: tuple[np.ndarray, np.ndarray] | None) -> dict[int, dict]:
+    """``{pos: {"fused": score, "dense": (rank, score), "lexical": (rank, score)}}`` over both
+    retrievers' ``(positions, scores)`` lists (best first); a retriever that did not run is None."""
+    found: dict[int, dict] = {}
+    for name, result, weight in (("dense", dense, ranking.dense_weight),
+                                 ("lexical", lexical, ranking.lexical_weight)):
+        if result is None:
+            continue
+        positions, scores = result
+        contributions = _contributions(ranking, np.asarray(scores, dtype=np.float64)) * weight
+        for rank, (pos, score, part) in enumerate(zip(positions, scores, contributions, strict=True),
+                                                  start=1):
+            entry = found.setdefault(int(pos), {"fused": 0.0})
+            entry[name] = (rank, float(score))
+            entry["fused"] += float(part)
+    return found
+
+
+def _contributions(ranking: Ranking, scores: np.ndarray) -> np.ndarray:
+    """What each result of one retriever's list adds to its listing's fused score, unweighted."""
+    if ranking.fusion == "rrf":
+        return 1.0 / (ranking.rrf_k + np.arange(1, len(scores) + 1))
+    if len(scores) == 0:
+        return scores
+    low, high = float(scores.min()), float(scores.max())
+    # one result, or all equal: each counts fully (min-max is undefined there)
+    return np.ones_like(scores) if high - low < 1e-12 else (scores - low) / (high - low)

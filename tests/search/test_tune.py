@@ -1,0 +1,122 @@
+"""Weighted fusion (search.ranking) and search.tune storing the chosen ranking with the index."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from search import build, layout, tune
+from search.engine import SearchEngine, SearchRequest
+from search.ranking import Ranking, fuse
+
+
+def test_rrf_weights_each_retriever():
+    dense = (np.array([7, 3]), np.array([0.9, 0.5]))
+    lexical = (np.array([3]), np.array([12.0]))
+
+    found = fuse(Ranking(dense_weight=0.5, lexical_weight=2.0, rrf_k=10), dense, lexical)
+
+    assert found[7]["fused"] == pytest.approx(0.5 / 11)
+    assert found[3]["fused"] == pytest.approx(0.5 / 12 + 2.0 / 11)
+    assert found[3]["dense"] == (2, 0.5) and found[3]["lexical"] == (1, 12.0)
+
+
+def test_score_fusion_min_max_normalises_each_list():
+    dense = (np.array([1, 2, 3]), np.array([0.8, 0.6, 0.4]))
+    lexical = (np.array([3, 4]), np.array([10.0, 5.0]))
+
+    found = fuse(Ranking(fusion="score", dense_weight=1.0, lexical_weight=0.5), dense, lexical)
+
+    assert found[1]["fused"] == pytest.approx(1.0)
+    assert found[2]["fused"] == pytest.approx(0.5)
+    assert found[3]["fused"] == pytest.approx(0.0 + 0.5 * 1.0)
+    assert found[4]["fused"] == pytest.approx(0.0)
+
+
+def test_ranking_round_trips_and_refuses_an_unknown_fusion():
+    ranking = Ranking(fusion="score", dense_weight=0.3, bm25_weights=(1.0, 0.5, 4.0, 1.0))
+
+    assert Ranking.from_json(ranking.to_json()) == ranking
+    assert Ranking.from_json(None) == Ranking()
+    with pytest.raises(ValueError, match="'borda' is not one of rrf, score"):
+        Ranking(fusion="borda")
+
+
+def test_engine_fuses_with_the_requested_weights(text_search_index):
+    engine = SearchEngine.open(text_search_index["index"])
+    vector = np.asarray(engine.vectors.vectors[engine.position("prod-01-002")])
+    ranking = Ranking(dense_weight=0.25, lexical_weight=1.0, rrf_k=5)
+
+    result = engine.search(SearchRequest(text="pram", vector=vector, k=5, ranking=ranking))
+
+    top = result.hits[0]
+    assert top.score == pytest.approx(0.25 / (5 + top.dense_rank) + 1.0 / (5 + top.lexical_rank))
+
+
+@pytest.fixture
+def tuned_index(text_search_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(text_search_index["index"], index)
+    # "kettle" wants the kettles; "vintage" (one per category) was asked by a clothes shopper
+    (tmp_path / "dev.tsv").write_text("k\tkettle\t\nv\tvintage\tprod-02-003,prod-02-004\n")
+    (tmp_path / "dev.qrels").write_text("".join(f"k 0 prod-00-{p:03d} 2\n" for p in range(6))
+                                        + "v 0 prod-02-001 2\n")
+    args = tune.get_args_parser().parse_args(
+        ["--index", str(index), "--queries", str(tmp_path / "dev.tsv"),
+         "--qrels", str(tmp_path / "dev.qrels"), "--json", str(tmp_path / "tune.json")])
+    return index, tune.main(args), text_search_index
+
+
+def test_tune_stores_the_chosen_ranking_in_a_new_generation(tuned_index):
+    index, chosen, source = tuned_index
+    engine = SearchEngine.open(index)
+
+    assert engine.ranking == chosen
+    assert engine.meta["tuned"]["objective"] == "ndcg@10"
+    steps = {step["step"]: step for step in engine.meta["tuned"]["steps"]}
+    assert set(steps) == {"bm25 fields", "fusion", "personalisation"}
+    assert steps["bm25 fields"]["after"]["ndcg@10"] >= steps["bm25 fields"]["before"]["ndcg@10"]
+    for name in ("fusion", "personalisation"):  # chosen among those that never lose, when any
+        floor, after = steps[name]["never_loses"]["floor"], steps[name]["after"]
+        assert steps[name]["never_loses"]["candidates"] == 0 or tune.never_loses(after, floor)
+    assert SearchEngine.open(source["index"]).ranking == Ranking()  # the source index untouched
+    assert len([p for p in index.iterdir() if p.name.startswith(layout.GENERATION_PREFIX)]) == 2
+
+
+def test_rebuild_with_the_same_model_keeps_the_tuned_ranking(tuned_index):
+    index, chosen, source = tuned_index
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(source["data"]), "--run", str(source["run"]), "--out", str(index),
+         "--no-progress"]))
+
+    engine = SearchEngine.open(index)
+    assert engine.ranking == chosen and "tuned" in engine.meta
+
+
+def test_search_query_ranks_with_the_stored_weights(text_search_index, tmp_path):
+    from search import query
+
+    index = tmp_path / "index"
+    shutil.copytree(text_search_index["index"], index)
+    stored = Ranking(dense_weight=0.25, lexical_weight=1.0, rrf_k=5)
+    tune.store(index, SearchEngine.open(index), stored, {"queries": "q", "qrels": "r", "steps": []})
+
+    result = query.main(query.get_args_parser().parse_args(
+        ["--index", str(index), "--text", "vintage kettle", "-k", "5", "--json"]))
+
+    both = [h for h in result.hits if h.dense_rank and h.lexical_rank]
+    assert result.retriever == "fused" and both
+    for hit in both:
+        assert hit.score == pytest.approx(0.25 / (5 + hit.dense_rank) + 1.0 / (5 + hit.lexical_rank))
+
+
+def test_a_personalised_query_fuses_with_its_own_dense_weight(text_search_index):
+    engine = SearchEngine.open(text_search_index["index"])
+    ranking = Ranking(dense_weight=0.1, personal_dense_weight=3.0, rrf_k=5)
+
+    result = engine.search(SearchRequest(text="vintage", k=5, viewed=["prod-02-003"], ranking=ranking))
+
+    both = [h for h in result.hits if h.dense_rank and h.lexical_rank]
+    assert result.personalised and both
+    for hit in both:
+        assert hit.score == pytest.approx(3.0 / (5 + hit.dense_rank) + 1.0 / (5 + hit.lexical_rank))
