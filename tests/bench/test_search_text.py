@@ -42,3 +42,11 @@ def test_text_only_config_serves_the_text_model_with_its_settings(tmp_path):
     ours, repo = read_properties(config), read_properties(REPO_ROOT / "config.properties")
     assert {k: v for k, v in ours.items() if k != "model_snapshot"} == \
         {k: v for k, v in repo.items() if k != "model_snapshot"}
+
+
+def test_query_only_config_serves_the_query_encoder_with_its_settings(tmp_path):
+    config = search_text.text_only_config(tmp_path / "config.properties", "query")
+
+    models = served_models(config)
+    assert list(models) == ["query"]
+    assert models["query"] == served_models(REPO_ROOT / "config.properties")["query"]
