@@ -3,9 +3,8 @@
 The index is the directory in ``Settings.search_index`` (``make index``), served by a
 :class:`search.EngineHolder`: a rebuilt index is loaded at the next request while requests in
 flight finish on the old one. A query is embedded by TorchServe (``embedding=true``) with the
-model the index was built with -- its photo for an image index, its text for a text index (the
-``query`` encoder for an index built with the pretrained text encoder), either or both for an
-image + text index; the archive version must carry the same weights' hash, or
+model the index was built with -- its photo for an image index, its text for a text index, either
+or both for an image + text index; the archive version must carry the same weights' hash, or
 the answer is 503 naming what to rebuild (vectors of two different models are not comparable).
 """
 
@@ -26,8 +25,8 @@ from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
-from common.handling import EMBEDDING_PARAM
-from common.torchserve import QUERY_MODEL
+from common.catalogue import parse_version
+from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
@@ -122,7 +121,7 @@ async def search_upload(
     data = None
     if image is not None:
         if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503
-            raise BadRequest(f"this index's model ({engine.meta['arch']}) does not embed "
+            raise BadRequest(f"this index's model ({engine.info.arch}) does not embed "
                              "photos: search with text (q) only")
         data = await read_upload(image, settings.max_upload_bytes)
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, data)
@@ -192,32 +191,14 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
     use_image = image is not None and IMAGE in engine.modalities
     if not (use_text or use_image) or filters.retriever == "lexical":
         return None, None
-    model = settings.search_model or engine.meta["served_model"]
+    model = settings.search_model or engine.info.served_model
     await _check_served_model(request, torchserve, engine, model)
-    if model == QUERY_MODEL:  # the pretrained text encoder reads the query's words only
-        return _query_vector(await torchserve.embed_text(model, text), engine, model), model
-    if TEXT not in engine.modalities:  # an image model reads the raw photo
-        assert image is not None
-        prediction = await torchserve.predict(model, image, embedding=True)
-    else:
-        body, size = listing_query_body(text if use_text else "", image if use_image else None)
-        prediction = await torchserve.predict_request(model, size, embedding=True, **body)
+    # The query text as a listing's title with no description, as search.embedders.TextEmbedder
+    # embeds it in-process; TorchServeClient encodes it for the model's kind.
+    query = ModelRequest(image=image if use_image else None, title=text if use_text else "",
+                         embedding=True)
+    prediction = await torchserve.predict(model, query)
     return _query_vector(prediction.embedding, engine, model), model
-
-
-def listing_query_body(text: str, image: bytes | None) -> tuple[dict[str, Any], int]:
-    """The request body that asks the text or listing model for a query's embedding, and its size.
-
-    The query text is sent as a listing's title with no description (as
-    :class:`search.embedders.TextEmbedder` embeds it in-process): JSON without a photo,
-    multipart form fields (TorchServe hands them to the handler one by one) with one.
-    """
-    if image is None:
-        return {"json": {"title": text, EMBEDDING_PARAM: True}}, len(text)
-    files = {"title": (None, text, "text/plain; charset=utf-8"),
-             EMBEDDING_PARAM: (None, "true", "text/plain"),
-             "image": ("image", image, "application/octet-stream")}
-    return {"files": files}, len(text) + len(image)
 
 
 def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
@@ -225,7 +206,7 @@ def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: st
     if vector.shape != (engine.vectors.dim,):
         raise IndexUnavailable(
             f"TorchServe's model {model!r} gives {vector.size}-d embeddings but the index holds "
-            f"{engine.vectors.dim}-d vectors of {engine.meta['arch']}: rebuild the index with "
+            f"{engine.vectors.dim}-d vectors of {engine.info.arch}: rebuild the index with "
             "`make index`, or set AICORE_SEARCH_MODEL to the model it was built with")
     return vector
 
@@ -234,9 +215,8 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
                               engine: SearchEngine, model: str) -> None:
     """503 unless TorchServe serves the weights the index was built with.
 
-    The archive version is ``<date>-<sha8>-<runtime>`` (``handler.archive``): its second field is
-    the first 8 hex digits of ``model.pt``'s SHA-256; the index saved the full hash. Checked every
-    ``VERSION_CHECK_S``.
+    The archive version (:func:`common.catalogue.parse_version`) names the first 8 hex digits of
+    ``model.pt``'s SHA-256; the index saved the full hash. Checked every ``VERSION_CHECK_S``.
     """
     checked: dict = request.app.state.search_versions
     key = (model, engine.generation)
@@ -246,11 +226,15 @@ async def _check_served_model(request: Request, torchserve: TorchServeClient,
         version = (await torchserve.model(model)).version
     except TorchServeError:
         return  # the prediction call that follows reports TorchServe's state precisely
-    expected = engine.meta["model_sha256"][:8]
-    if version.split("-")[1:2] != [expected]:
+    expected = engine.info.model_sha256[:8]
+    try:
+        same = parse_version(version).same_weights(engine.info.model_sha256)
+    except ValueError:
+        same = False
+    if not same:
         raise IndexUnavailable(
             f"TorchServe serves {model!r} version {version}, but the index was built with the "
-            f"weights {expected} from {engine.meta['run']}: rebuild the index from the served run "
+            f"weights {expected} from {engine.info.run}: rebuild the index from the served run "
             "(`make index`), or archive that run (`make archive`) and restart (`make serve`)")
     checked[key] = time.monotonic()
 
