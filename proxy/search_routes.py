@@ -96,11 +96,10 @@ async def search_text(
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
-    dense retriever when the index's model embeds text (``q`` embedded by TorchServe: by the
-    pretrained query encoder ``query`` for an index built without a training run, else by the
-    index's own text or listing model) or the user has viewed listings. Fusion, BM25 field weights
-    and personalisation follow the index's stored ranking (chosen on judged queries by
-    `python -m search.tune`); listings in ``viewed`` are not returned."""
+    dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
+    user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
+    stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
+    are not returned."""
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
