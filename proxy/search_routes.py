@@ -97,7 +97,9 @@ async def search_text(
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
     dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
-    user has viewed listings."""
+    user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
+    stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
+    are not returned."""
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
@@ -114,7 +116,8 @@ async def search_upload(
 ) -> SearchResponse:
     """Listings like the photo and matching the text: dense retrieval on the TorchServe
     embedding of what the index's model reads (the photo; the text too for an image + text
-    index) and BM25 on the text, fused by reciprocal rank."""
+    index) and BM25 on the text, fused by the index's stored ranking (weighted reciprocal-rank or
+    normalised score fusion, `python -m search.tune`)."""
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the upload is used
     data = None
     if image is not None:

@@ -21,7 +21,7 @@ def test_repository_catalogue_names_every_served_model_with_its_kind():
     catalogue = Catalogue.from_config(REPO_ROOT / "config.properties")
 
     assert {name: model.kind for name, model in catalogue.items()} == {
-        "cnn": IMAGE, "resnet50": IMAGE, "text": TEXT, "listing": LISTING}
+        "cnn": IMAGE, "resnet50": IMAGE, "text": TEXT, "listing": LISTING, "query": QUERY}
     assert catalogue.names(IMAGE) == ("cnn", "resnet50")
     assert catalogue["text"].mar_name == "text.mar" and catalogue["text"].batch_size == 16
     assert catalogue.kind("vgg") is None

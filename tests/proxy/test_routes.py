@@ -128,7 +128,7 @@ def test_health_torchserve_down_is_503_with_same_shape(client, fake):
     assert set(body) == {"ready", "torchserve", "models"}
     assert body["ready"] is False and body["torchserve"]["status"] is None
     assert body["torchserve"]["detail"] == "TorchServe is not reachable at <internal address>"
-    assert [m["ready"] for m in body["models"]] == [False] * 4  # the catalogue's four
+    assert [m["ready"] for m in body["models"]] == [False] * 5  # the catalogue's five
 
 
 def test_models_lists_versions_kinds_and_servable(client):
@@ -140,6 +140,7 @@ def test_models_lists_versions_kinds_and_servable(client):
         {"name": "cnn", "versions": ["1.0"], "kind": "image", "servable": True},
         {"name": "listing", "versions": ["1.0"], "kind": "listing", "servable": True},
         {"name": "old", "versions": ["0.9", "1.0"], "kind": None, "servable": False},
+        {"name": "query", "versions": ["1.0"], "kind": "query", "servable": True},
         {"name": "resnet50", "versions": ["1.0"], "kind": "image", "servable": True},
         {"name": "text", "versions": ["1.0"], "kind": "text", "servable": True},
     ]

@@ -229,6 +229,24 @@ def test_get_search_on_a_text_index_embeds_the_query_and_fuses(text_client, text
     assert hit["dense_score"] == pytest.approx(float(stored @ query), abs=1e-5)
 
 
+def test_get_search_ranks_with_the_index_s_stored_ranking(text_search_index, text_fake, tmp_path):
+    from search import tune
+    from search.ranking import Ranking
+
+    app = text_app(text_search_index, tmp_path)
+    tune.store(tmp_path / "index", SearchEngine.open(tmp_path / "index"),
+               Ranking(dense_weight=0.25, rrf_k=5), {"queries": "q", "qrels": "r", "steps": []})
+    app.dependency_overrides[get_torchserve] = lambda: text_fake
+    with TestClient(app) as client:
+        response = client.get("/search", params={"q": "pram", "k": 5})
+
+    assert response.status_code == 200, response.text
+    both = [h for h in response.json()["results"] if h["dense_rank"] and h["lexical_rank"]]
+    assert both
+    for hit in both:
+        assert hit["score"] == pytest.approx(0.25 / (5 + hit["dense_rank"]) + 1 / (5 + hit["lexical_rank"]))
+
+
 @pytest.mark.parametrize(("retriever", "matched"), [("dense", {"dense"}),
                                                      ("lexical", {"lexical"})])
 def test_get_search_on_a_text_index_keeps_each_retriever(text_client, text_fake, retriever,

@@ -28,7 +28,7 @@ def test_settings_default_model_not_served_is_rejected():
 def test_settings_default_models_are_the_catalogues():
     settings = Settings()
     assert settings.models == list(Catalogue.from_config(REPO_ROOT / "config.properties"))
-    assert settings.models == ["cnn", "resnet50", "text", "listing"]
+    assert settings.models == ["cnn", "resnet50", "text", "listing", "query"]
 
 
 def test_settings_model_not_in_the_catalogue_is_rejected_naming_it():

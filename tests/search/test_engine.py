@@ -214,3 +214,14 @@ def test_common_words_are_left_out_of_a_query_with_other_words(engine):
     assert "for" in engine.records.common  # "A <noun> for sale" in every description
     assert fts_query("kettle for sale", engine.records.common) == '"kettle"'
     assert fts_query("for sale", engine.records.common) == '"for" OR "sale"'  # nothing else left
+
+
+@pytest.mark.parametrize("retriever", ["dense", "lexical", "fused"])
+def test_viewed_listings_are_not_returned_again(engine, retriever):
+    viewed = ["prod-00-001", "prod-00-002"]
+    request = SearchRequest(text="kettle", vector=vector_of(engine, "prod-00-001"), k=10,
+                            retriever=retriever, viewed=viewed)
+
+    ids = [hit.id for hit in engine.search(request).hits]
+
+    assert ids and not set(viewed) & set(ids)
