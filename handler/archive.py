@@ -203,15 +203,21 @@ def stage_extra_files(run_dir: Path, extra: Path) -> Path:
     archive) next to the labels.
     """
     extra.mkdir(parents=True)
+    pack_shared_code(extra)
+    for name in (MODEL_ARGS_FILE, INDEX_TO_NAME_FILE):
+        shutil.copy2(run_dir / name, extra / name)
+    return extra
+
+
+def pack_shared_code(extra: Path) -> None:
+    """Copy what every handler imports besides itself into ``extra`` (an archive's root): the
+    ``aicore`` and ``common`` packages and the handlers' base (package ``handler``, base only)."""
     for package in PACKED_PACKAGES:
         shutil.copytree(package, extra / package.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (extra / HANDLER_PACKAGE.name).mkdir()
     for name in PACKED_HANDLER_FILES:
         shutil.copy2(HANDLER_PACKAGE / name, extra / HANDLER_PACKAGE.name / name)
-    for name in (MODEL_ARGS_FILE, INDEX_TO_NAME_FILE):
-        shutil.copy2(run_dir / name, extra / name)
-    return extra
 
 
 @contextmanager

@@ -6,8 +6,9 @@ overrides two steps: :meth:`~ServedModelHandler.prepare` (one decoded
 :class:`common.codec.ModelRequest` -> the model's input for it) and
 :meth:`~ServedModelHandler.collate` (those inputs -> one batch). The rest is here:
 
-- ``initialize``: :func:`aicore.runtime.load_runtime` (eager PyTorch or ONNX Runtime), one pass
-  giving logits and embedding for every kind;
+- ``initialize``: :meth:`~ServedModelHandler.load` (by default :func:`aicore.runtime.load_runtime`,
+  eager PyTorch or ONNX Runtime: one pass giving logits and embedding for every kind of trained
+  run; the query encoder's handler loads its encoder instead and overrides ``run``);
 - ``preprocess``: :func:`common.codec.decode` for the archive's kind, then ``prepare``; a request
   that cannot be served becomes its :class:`common.codec.RequestError` (answered 400 on its own:
   the rest of the batch is answered and the worker stays up; an exception out of ``handle``
@@ -69,20 +70,28 @@ class ServedModelHandler(BaseHandler):
         gpu_id = properties.get("gpu_id")
         use_cuda = torch.cuda.is_available() and gpu_id is not None
         self.device = torch.device(f"cuda:{gpu_id}" if use_cuda else "cpu")
-        self.runtime, self.class_names, self.model_args, self.runtime_record = load_runtime(
-            properties.get("model_dir"), threads, self.device)
-        self.arch = self.model_args["arch"]
-        self.kind = kind_of_arch(self.arch)
+        self.load(properties.get("model_dir"), threads)
         if self.kind not in self.kinds:
             raise ValueError(f"{type(self).__name__} serves models of kind {' or '.join(self.kinds)}, "
                              f"not {self.arch!r} (kind {self.kind}): archive it with the handler "
                              "of its kind (`make archive`)")
+        self.initialized = True
+        logger.info("loaded %s (%s, %d classes) with runtime %s on %s with %d thread(s)",
+                    self.arch, self.kind, len(self.class_names),
+                    self.runtime_record.get("runtime"), self.device, threads)
+
+    def load(self, model_dir: str, threads: int) -> None:
+        """Load the archive's model: a trained run in its runtime (:func:`aicore.runtime.load_runtime`).
+
+        Sets ``runtime``, ``class_names``, ``model_args``, ``runtime_record``, ``arch``, ``kind``
+        and the eval preset. A kind whose archive holds something else overrides this.
+        """
+        self.runtime, self.class_names, self.model_args, self.runtime_record = load_runtime(
+            model_dir, threads, self.device)
+        self.arch = self.model_args["arch"]
+        self.kind = kind_of_arch(self.arch)
         self.image_size = int(self.model_args["image_size"])
         self.preset = EvalPreset(self.image_size)
-        self.initialized = True
-        logger.info("loaded %s (%s, %d classes, %d px) with runtime %s on %s with %d thread(s)",
-                    self.arch, self.kind, len(self.class_names), self.image_size,
-                    self.runtime.name, self.device, threads)
 
     def describe_handle(self) -> dict:
         """What ``GET /models/<name>?customized=true`` shows as ``customizedMetadata``: the
@@ -102,6 +111,12 @@ class ServedModelHandler(BaseHandler):
     def collate(self, items: list[Any]) -> Any:
         """One batch of the model's input from :meth:`prepare`'s items, on ``self.device``."""
         raise NotImplementedError
+
+    def run(self, batch: Any) -> tuple[torch.Tensor | None, Any]:
+        """One pass over a batch: ``((B, C) probabilities or None for a kind that does not
+        classify, (B, D) unit embeddings)``; the runtime gives logits and embedding together."""
+        outputs = self.runtime(batch)
+        return torch.softmax(outputs.logits.float(), dim=1), outputs.embedding
 
     # --- the shared stages ---------------------------------------------------------------------
 
@@ -143,10 +158,10 @@ class ServedModelHandler(BaseHandler):
         if not rows:
             return results
         wanted = getattr(self, "embedding_rows", set())
-        outputs = self.runtime(self.collate([data[i] for i in rows]))
-        probabilities = torch.softmax(outputs.logits.float(), dim=1)  # (B, C)
+        probabilities, embeddings = self.run(self.collate([data[i] for i in rows]))
         for k, row in enumerate(rows):
-            results[row] = (probabilities[k], outputs.embedding[k] if row in wanted else None)
+            results[row] = (None if probabilities is None else probabilities[k],
+                            embeddings[k] if row in wanted else None)
         return results
 
     def postprocess(self, data: list) -> list[str]:

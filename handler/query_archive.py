@@ -23,16 +23,16 @@ import shutil
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aicore.sentence import (ONNX_FILE, ONNX_OUTPUT, RUNTIME_FILE, TOKENIZER_FILE, EncoderError,
                              OnnxSentenceEncoder, SentenceEncoder, listing_text, mean_pool,
                              resolve_encoder, weights_file)
+from common.catalogue import format_version
 from common.cli import UserError, run
 from common.dataset_format import PRODUCTS_FILE
 from common.torchserve import QUERY_MODEL as SERVED_MODEL
-from handler.archive import PACKED_PACKAGES, private_tempdir
+from handler.archive import pack_shared_code, private_tempdir
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ def build_query_archive(encoder: str | None, out_dir: Path, runtime: str = "auto
     with tempfile.TemporaryDirectory(prefix=".query-", dir=out_dir) as tmp:
         stage = Path(tmp) / "extra"
         record, serialized = stage_encoder(folder, stage, runtime, texts)
-        written = datetime.fromtimestamp(weights_file(folder).stat().st_mtime, tz=UTC)
-        record.update(encoder=name, sha256=sha, version=f"{written:%Y%m%d}-{sha[:8]}-{record['runtime']}")
+        # sha is weights_sha256 of that same file: the version names these weights
+        record.update(encoder=name, sha256=sha,
+                      version=format_version(weights_file(folder), record["runtime"]))
         (stage / RUNTIME_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         config = ModelArchiverConfig(model_name=SERVED_MODEL, handler=str(HANDLER_FILE),
                                      version=record["version"], serialized_file=str(serialized),
@@ -121,8 +122,7 @@ def stage_encoder(folder: Path, stage: Path, runtime: str, texts: list[str]) -> 
     """Lay out the archive's files in ``stage``; returns the runtime record and the model file
     the archive serialises (the weights for eager, ``stage/model.onnx`` for ONNX)."""
     stage.mkdir(parents=True)
-    for package in PACKED_PACKAGES:
-        shutil.copytree(package, stage / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pack_shared_code(stage)
     shutil.copy2(folder / TOKENIZER_FILE, stage / TOKENIZER_FILE)
     eager = SentenceEncoder(folder)
     base = {"token_budget": eager.token_budget, "dim": eager.dim}

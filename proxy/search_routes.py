@@ -30,7 +30,7 @@ from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
-from search.engine import MAX_K, RETRIEVERS
+from search.limits import MAX_K, RETRIEVERS, check_limits
 from search.records import fts_query
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,10 @@ async def search_text(
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
     dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
-    user has viewed listings."""
+    user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
+    stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
+    are not returned."""
+    check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
@@ -113,7 +116,9 @@ async def search_upload(
 ) -> SearchResponse:
     """Listings like the photo and matching the text: dense retrieval on the TorchServe
     embedding of what the index's model reads (the photo; the text too for an image + text
-    index) and BM25 on the text, fused by reciprocal rank."""
+    index) and BM25 on the text, fused by the index's stored ranking (weighted reciprocal-rank or
+    normalised score fusion, `python -m search.tune`)."""
+    check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the upload is used
     data = None
     if image is not None:
         if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503

@@ -27,8 +27,9 @@ class SearchHit(BaseModel):
     price: float | None = Field(description="in GBP; null when the listing has none")
     location: str
     category: str = Field(description="root category")
-    score: float = Field(description="fused: reciprocal-rank-fusion score; dense: cosine "
-                         "similarity; lexical: BM25 (higher is better)")
+    score: float = Field(description="fused: the fused score of the index's ranking (weighted "
+                         "reciprocal rank or normalised scores); dense: cosine similarity; "
+                         "lexical: BM25 (higher is better)")
     matched: list[str] = Field(description="the retrievers that found it: dense, lexical or both")
     dense_rank: int | None = None
     dense_score: float | None = Field(None, description="cosine similarity to the query embedding")

@@ -1,6 +1,5 @@
 """The search engine over a real built index (session fixture ``search_index``)."""
 
-import json
 import os
 import shutil
 
@@ -169,9 +168,8 @@ def test_open_without_index_says_what_to_run(tmp_path):
 
 
 def test_open_while_building_says_retry(tmp_path):
-    (tmp_path / layout.LOCK_FILE).write_text(json.dumps({"pid": os.getpid()}))
-
-    with pytest.raises(IndexUnavailable, match="being built") as caught:
+    with layout.build_lock(tmp_path), pytest.raises(IndexUnavailable,
+                                                    match=f"being built \\(pid {os.getpid()}") as caught:
         EngineHolder(tmp_path).get()
     assert caught.value.retry_after_s
 
@@ -216,3 +214,14 @@ def test_common_words_are_left_out_of_a_query_with_other_words(engine):
     assert "for" in engine.records.common  # "A <noun> for sale" in every description
     assert fts_query("kettle for sale", engine.records.common) == '"kettle"'
     assert fts_query("for sale", engine.records.common) == '"for" OR "sale"'  # nothing else left
+
+
+@pytest.mark.parametrize("retriever", ["dense", "lexical", "fused"])
+def test_viewed_listings_are_not_returned_again(engine, retriever):
+    viewed = ["prod-00-001", "prod-00-002"]
+    request = SearchRequest(text="kettle", vector=vector_of(engine, "prod-00-001"), k=10,
+                            retriever=retriever, viewed=viewed)
+
+    ids = [hit.id for hit in engine.search(request).hits]
+
+    assert ids and not set(viewed) & set(ids)
