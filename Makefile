@@ -160,8 +160,8 @@ text-index: $(DATA)/manifest.csv ## build TEXT_INDEX (indexes/text) of DATA's li
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe (the models of config.properties) and the proxy in the background; runtime files in .serve/
-	$(PY) -m serving.ctl start
+serve: $(STAMP) ## start TorchServe (the models of config.properties) and the proxy in the background (PROXY_HOST=0.0.0.0 serves the proxy beyond this machine; TorchServe's management/metrics stay on loopback); runtime files in .serve/
+	$(PY) -m serving.ctl start $(if $(HOST),--host $(HOST)) $(if $(PROXY_HOST),--proxy-host $(PROXY_HOST))
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
 	$(PY) -m serving.ctl stop

@@ -20,7 +20,7 @@ import io
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageMode, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
 IMAGE_SIZE = 128
@@ -31,20 +31,44 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # 50 megapixels admits any phone photo (48 MP sensors) and refuses decompression bombs, whose
 # decoded size (e.g. 20000 x 20000 = 400 MP, 1.2 GB as RGB) would take a worker's memory.
 MAX_IMAGE_PIXELS = 50_000_000
+# The pixel cap alone lets a 49 MP 16-bit or RGBA file through, and cleaning one copies it several
+# times (16-bit -> float32 -> L -> RGB), ~0.5 GB for a file of a few MB. So the decode also has a
+# budget of bytes: the picture as decoded plus the copies to_rgb makes of it (see decoded_bytes).
+# 256 MiB admits a 48 MP RGB PNG (144 MB) and any JPEG (decoded at reduced scale), and keeps a
+# worker, which cleans its batch one picture at a time, within ~256 MiB more than its model.
+MAX_DECODED_BYTES = 256 * 2**20
 
 # Pillow's own bomb check raises only above 2 x its limit; ours is explicit and per call.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey picture
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 class ImageDecodeError(ValueError):
     """Raised when bytes cannot be turned into a picture; the message says why."""
 
 
+def decoded_bytes(mode: str, width: int, height: int, transparent: bool = False) -> int:
+    """The memory decoding and cleaning a ``mode`` picture of ``width`` x ``height`` takes at its
+    peak: the decoded picture plus the copies :func:`to_rgb` makes (float32 and L for 16-bit and
+    float modes, RGBA for transparency, the final RGB)."""
+    try:
+        info = ImageMode.getmode(mode)
+        per_pixel = len(info.bands) * int(info.typestr[-1])
+    except (KeyError, ValueError):
+        per_pixel = 4  # a mode Pillow cannot describe: assume the widest common one
+    if mode in _SIXTEEN_BIT_MODES or mode == "F":
+        per_pixel += 4 + 1  # the float32 array, then the L picture
+    if transparent or mode in _ALPHA_MODES:
+        per_pixel += 4  # composited on white through an RGBA copy
+    return width * height * (per_pixel + 3)  # + the RGB copy
+
+
 def decode_image(data: bytes, *, draft_size: int | None = None,
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+                 max_pixels: int = MAX_IMAGE_PIXELS,
+                 max_bytes: int = MAX_DECODED_BYTES) -> Image.Image:
     """Decode image bytes fully, refusing empty, non-image, truncated and oversized input.
 
     Args:
@@ -52,6 +76,8 @@ def decode_image(data: bytes, *, draft_size: int | None = None,
         draft_size: if given, let JPEG decode at a reduced scale that is still at least
             ``draft_size`` on each side (much faster for large photos; the later resize hides it).
         max_pixels: refuse pictures with more pixels than this.
+        max_bytes: refuse pictures whose decoding and cleaning would take more memory than this
+            (:func:`decoded_bytes`; only the first frame of an animation is ever decoded).
 
     Returns:
         The decoded ``PIL.Image`` (any mode; see :func:`to_rgb`).
@@ -75,7 +101,12 @@ def decode_image(data: bytes, *, draft_size: int | None = None,
             f"image too large: {width}x{height} = {width * height} pixels, "
             f"the limit is {max_pixels}")
     if draft_size is not None and img.format == "JPEG":
-        img.draft(img.mode, (draft_size, draft_size))
+        img.draft(img.mode, (draft_size, draft_size))  # decoded at reduced scale: counted so
+    needed = decoded_bytes(img.mode, *img.size, transparent="transparency" in img.info)
+    if needed > max_bytes:
+        raise ImageDecodeError(
+            f"image too large to decode: {img.size[0]}x{img.size[1]} in mode {img.mode} takes "
+            f"{needed / 2**20:.0f} MiB decoded, the limit is {max_bytes / 2**20:.0f} MiB")
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as exc:
@@ -100,7 +131,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(arr.astype(np.uint8), "L")
-    if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if "transparency" in img.info or img.mode in _ALPHA_MODES:
         rgba = img.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, PAD_COLOUR)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
@@ -126,14 +157,15 @@ def clean_image(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
     return resize_pad(to_rgb(img), size)
 
 
-def load_image(data: bytes, size: int = IMAGE_SIZE,
-               max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+def load_image(data: bytes, size: int = IMAGE_SIZE, max_pixels: int = MAX_IMAGE_PIXELS,
+               max_bytes: int = MAX_DECODED_BYTES) -> Image.Image:
     """Decode and clean image bytes: what training's ``prepare`` and the handler both call.
 
     Raises:
         ImageDecodeError: see :func:`decode_image`.
     """
-    return clean_image(decode_image(data, draft_size=size, max_pixels=max_pixels), size)
+    return clean_image(decode_image(data, draft_size=size, max_pixels=max_pixels,
+                                    max_bytes=max_bytes), size)
 
 
 def _to_normalized_tensor() -> list:

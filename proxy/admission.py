@@ -1,10 +1,11 @@
 """Admission control: per model, a bounded number of requests in flight and a bounded queue.
 
 Past both bounds a prediction is refused with 503 + ``Retry-After`` *before* its upload is read
-(an ASGI middleware, outside FastAPI's multipart parsing) and before TorchServe sees it, so an
-overloaded proxy spends well under a millisecond on each request it cannot serve instead of a
-full multipart parse plus a body copy in TorchServe's frontend. TorchServe's ``job_queue_size``
-stays the second line.
+(``proxy.middleware.GateMiddleware``, outside FastAPI's multipart parsing) and before TorchServe
+sees it, so an overloaded proxy spends well under a millisecond on each request it cannot serve.
+An admitted request's body is read in full before it takes its slot, so a slow upload never
+holds one. TorchServe's ``job_queue_size`` stays the second line. Routes that serve no one model
+but cost work (search, listings, status) have fixed-size route gates (``route_gates``).
 
 Sizing, per model, from TorchServe's describe API (``GET /models/<name>``: workers x batchSize):
 
@@ -29,10 +30,6 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass
-from urllib.parse import parse_qs
-
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +69,12 @@ class Gate:
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @property
+    def full(self) -> bool:
+        """No slot free and no room to wait: :meth:`enter` would refuse at once."""
+        busy = self.in_flight >= self.capacity.in_flight or bool(self._waiters)
+        return busy and len(self._waiters) >= self.capacity.waiting
 
     def resize(self, capacity: Capacity) -> None:
         """New bounds; requests already admitted or waiting keep their place."""
@@ -123,12 +126,18 @@ class Admission:
     workers x batchSize when the proxy learns them (start-up, then every GET /health)."""
 
     def __init__(self, models: list[str], in_flight_batches: float, waiting_batches: float,
-                 default_slots: int, max_wait_s: float, retry_after_s: int) -> None:
+                 default_slots: int, max_wait_s: float, retry_after_s: int,
+                 route_gates: dict[str, int] | None = None) -> None:
         self.in_flight_batches = in_flight_batches
         self.waiting_batches = waiting_batches
         self.retry_after_s = retry_after_s
         default = self.capacity(1, default_slots)
         self.gates = {name: Gate(name, default, max_wait_s) for name in models}
+        # Routes that cost the proxy (an index scan, a TorchServe call) but serve no one model:
+        # a fixed bound, as many again may wait.
+        self.route_gates = {
+            name: Gate(name, Capacity(in_flight, in_flight, "AICORE_ROUTE_IN_FLIGHT"), max_wait_s)
+            for name, in_flight in (route_gates or {}).items()}
 
     def capacity(self, workers: int, batch_size: int) -> Capacity:
         return Capacity.from_workers(workers, batch_size, self.in_flight_batches,
@@ -138,57 +147,10 @@ class Admission:
         if model in self.gates:
             self.gates[model].resize(self.capacity(workers, batch_size))
 
-    def refusal(self, gate: Gate) -> JSONResponse:
+    def refusal_text(self, gate: Gate) -> tuple[str, dict[str, str]]:
+        """The busy 503's detail and headers for ``gate``."""
         capacity = gate.capacity
-        return JSONResponse(
-            {"detail": f"The proxy is at capacity for model {gate.model!r} ({capacity.in_flight} "
-                       f"requests in flight and {capacity.waiting} waiting): retry after "
-                       f"{self.retry_after_s} s"},
-            status_code=503, headers={"Retry-After": str(self.retry_after_s)},
-        )
-
-
-class AdmissionMiddleware:
-    """Admit or refuse ``POST`` predictions before anything reads their body.
-
-    ``routes`` maps a path to the model it uses when the query names none; the model comes from
-    the ``model`` query parameter. ``fixed_routes`` maps a path to the one model it serves, whatever
-    the query says (``/predict/text`` reads no ``?model=``, so a query must not pick another
-    model's gate). Requests for unknown models pass through (the route answers 404); everything
-    else passes untouched.
-    """
-
-    def __init__(self, app: ASGIApp, admission: Admission, routes: dict[str, str],
-                 fixed_routes: dict[str, str] | None = None) -> None:
-        self.app = app
-        self.admission = admission
-        self.routes = routes
-        self.fixed_routes = fixed_routes or {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gate = self._gate(scope)
-        if gate is None:
-            await self.app(scope, receive, send)
-            return
-        if not await gate.enter():
-            logger.info("refused a %s prediction unread: %d in flight, %d waiting", gate.model,
-                        gate.in_flight, gate.waiting)
-            await self.admission.refusal(gate)(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            gate.leave()
-
-    def _gate(self, scope: Scope) -> Gate | None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            return None
-        fixed = self.fixed_routes.get(scope["path"])
-        if fixed is not None:
-            return self.admission.gates.get(fixed)
-        default = self.routes.get(scope["path"])
-        if default is None:
-            return None
-        query = scope.get("query_string", b"")
-        model = parse_qs(query.decode("latin-1")).get("model", [default])[0] if query else default
-        return self.admission.gates.get(model or default)
+        what = f"model {gate.model!r}" if gate.model in self.gates else f"{gate.model} requests"
+        return (f"The proxy is at capacity for {what} ({capacity.in_flight} requests in flight "
+                f"and {capacity.waiting} waiting): retry after {self.retry_after_s} s",
+                {"Retry-After": str(self.retry_after_s)})

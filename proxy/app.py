@@ -5,16 +5,19 @@ Importing this module reads no environment, so tests build the app from the sett
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from common.catalogue import IMAGE, LISTING, TEXT
-from proxy.admission import Admission, AdmissionMiddleware
+from proxy.admission import Admission
 from proxy.errors import TorchServeError
 from proxy.listing_routes import router as listing_router
 from proxy.routes import PREDICT_PATHS, router, size_admission
@@ -22,7 +25,11 @@ from proxy.search_routes import make_holder, search_error
 from proxy.search_routes import router as search_router
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
-from proxy.upload import UploadLimitMiddleware
+from proxy.headers import SecurityHeadersMiddleware, allowed_hosts
+from proxy.json_errors import invalid_unicode, validation_error
+from proxy.middleware import GateMiddleware, Routes
+from proxy.redact import RedactMiddleware, Redactor
+from proxy.upload import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from search import SearchError
 from proxy.webpage import add_web
 
@@ -36,6 +43,10 @@ photos (`POST /predict/image`, the models of kind `image`, e.g. `cnn` and `resne
 description (`POST /predict/text`, the `text` model) and photo + text (`POST /predict/listing`,
 the `listing` model). `GET /models` lists every served model with its kind (from
 config.properties' model_snapshot). Every error answers `{"detail": "..."}` saying what to change.
+
+Limits (docs/limits.md): headers within 10 s and 16 KiB / 100 lines (408, 431), a body within
+30 s (408) and 10 MiB (413), title/description 1,000/20,000 characters (422); every costly route
+has a concurrency gate (503 + `Retry-After` when full); a request for another `Host` is a 400.
 """
 
 
@@ -52,6 +63,16 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         {"detail": f"internal proxy error ({type(exc).__name__}): see the proxy's log"},
         status_code=500,
     )
+
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The index's SQLite file cannot be read (damaged, deleted, disk error): the index is
+    unavailable, not the proxy broken."""
+    logger.error("%s %s: search index database error: %r", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": f"the search index's database cannot be read ({type(exc).__name__}: {exc}): "
+                   "rebuild it with `make index`; the proxy's log has the details"},
+        status_code=503, headers={"Retry-After": "30"})
 
 
 def create_app(
@@ -104,25 +125,43 @@ def create_app(
     app.state.settings = settings
     admission = Admission(settings.models, settings.admission_in_flight_batches,
                           settings.admission_waiting_batches, settings.admission_default_slots,
-                          settings.admission_max_wait_s, settings.retry_after_s)
+                          settings.admission_max_wait_s, settings.retry_after_s,
+                          {"search": settings.search_in_flight, "status": settings.status_in_flight})
     app.state.admission = admission
     app.state.search = make_holder(settings)
     app.state.search_versions = {}  # (model, index generation) -> when its version was checked
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
-    if settings.admission:  # added last: runs first, before anything reads the body
-        # The route -> model table from the catalogue: /predict/image names its model
-        # (?model=), the text and listing routes serve their kind's one model.
-        fixed = {PREDICT_PATHS[kind]: model for kind in (TEXT, LISTING)
-                 if (model := settings.model_of_kind(kind)) is not None}
-        app.add_middleware(AdmissionMiddleware, admission=admission,
-                           routes={PREDICT_PATHS[IMAGE]: settings.default_model},
-                           fixed_routes=fixed)
+    # Added last: runs first, before anything reads the body (proxy/middleware.py). The route ->
+    # model table from the catalogue: /predict/image names its model (?model=), the text and
+    # listing routes serve their kind's one model.
+    fixed = {PREDICT_PATHS[kind]: model for kind in (TEXT, LISTING)
+             if (model := settings.model_of_kind(kind)) is not None}
+    routes = Routes(model_routes={PREDICT_PATHS[IMAGE]: settings.default_model},
+                    fixed_routes=fixed,
+                    route_gates={"/search": "search", "/listings": "search",
+                                 "/health": "status", "/models": "status"})
+    if not settings.admission:  # bodies are still read first, within their limits
+        routes = Routes({}, {}, {})
+    app.add_middleware(GateMiddleware, admission=admission, routes=routes,
+                       max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       max_upload_bytes=settings.max_upload_bytes,
+                       body_timeout_s=settings.body_timeout_s,
+                       receiving_bytes=settings.receiving_bytes,
+                       retry_after_s=settings.retry_after_s)
     app.add_exception_handler(TorchServeError, torchserve_error)
     app.add_exception_handler(SearchError, search_error)
+    # Outermost: every answer, the gate's own refusals included, leaves through it.
+    app.add_middleware(RedactMiddleware, redactor=Redactor(settings))
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(UnicodeEncodeError, invalid_unicode)
+    app.add_exception_handler(sqlite3.Error, database_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
     app.include_router(search_router)
     app.include_router(listing_router)
     add_web(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    # Outermost: a request for another Host is refused before anything else runs.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     return app
 

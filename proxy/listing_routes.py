@@ -14,9 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from common.catalogue import LISTING, TEXT
-from common.codec import ModelRequest
+from common.codec import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, ModelRequest
 from proxy.deps import AppSettings, TorchServe, error_doc
 from proxy.routes import PREDICT_ERRORS
 from proxy.schemas import PredictResponse
@@ -25,8 +24,8 @@ from proxy.upload import read_upload
 
 router = APIRouter()
 
-# The request contract's caps: the handler refuses longer fields with 400 and says so; stated
-# here for the docs only.
+# The request contract's caps (common.codec), checked here too: a field over its cap is a 422
+# naming it before anything is forwarded, and the handler stays the second line.
 TITLE_CAP, DESCRIPTION_CAP = MAX_TITLE_CHARS, MAX_DESCRIPTION_CHARS
 LISTING_ERRORS: dict[int | str, dict[str, Any]] = {
     **PREDICT_ERRORS,
@@ -50,9 +49,11 @@ class TextListing(BaseModel):
         ]},
     )
 
-    title: str = Field("", description=f"the listing's title (at most {TITLE_CAP} characters)")
+    title: str = Field("", max_length=TITLE_CAP,
+                        description=f"the listing's title (at most {TITLE_CAP} characters)")
     description: str = Field(
-        "", description=f"the listing's description (at most {DESCRIPTION_CAP} characters)"
+        "", max_length=DESCRIPTION_CAP,
+        description=f"the listing's description (at most {DESCRIPTION_CAP} characters)"
     )
 
 
@@ -88,9 +89,11 @@ async def predict_listing(
     torchserve: TorchServe,
     settings: AppSettings,
     image: Annotated[UploadFile | None, File(description="the listing photo (optional)")] = None,
-    title: Annotated[str, Form(description=f"the title (at most {TITLE_CAP} characters)")] = "",
+    title: Annotated[str, Form(max_length=TITLE_CAP,
+                                description=f"the title (at most {TITLE_CAP} characters)")] = "",
     description: Annotated[
-        str, Form(description=f"the description (at most {DESCRIPTION_CAP} characters)")
+        str, Form(max_length=DESCRIPTION_CAP,
+                   description=f"the description (at most {DESCRIPTION_CAP} characters)")
     ] = "",
 ) -> PredictResponse:
     """Send photo and text to TorchServe's listing model (image + text in one head).

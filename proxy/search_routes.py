@@ -30,7 +30,7 @@ from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
-from search.engine import MAX_K, RETRIEVERS
+from search.limits import MAX_K, RETRIEVERS, check_limits
 from search.records import fts_query
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ async def search_text(
     user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
     stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
     are not returned."""
+    check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
@@ -117,6 +118,7 @@ async def search_upload(
     embedding of what the index's model reads (the photo; the text too for an image + text
     index) and BM25 on the text, fused by the index's stored ranking (weighted reciprocal-rank or
     normalised score fusion, `python -m search.tune`)."""
+    check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the upload is used
     data = None
     if image is not None:
         if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503

@@ -12,8 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.catalogue import IMAGE, Catalogue
 from common.cli import UserError
-from common.torchserve import (DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, ENV_PREFIX, KEY_FILE,
-                               RUNTIME_DIR)
+from common.torchserve import (DEFAULT_HOST, DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL,
+                               DEFAULT_PROXY_PORT, ENV_PREFIX, KEY_FILE, RUNTIME_DIR)
 
 # proxy/settings.py -> the repository root, where `make serve` keeps TorchServe's runtime files.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +102,33 @@ class Settings(BaseSettings):
         "index was built with, e.g. cnn)",
     )
 
+    # --- what one client may cost (docs/limits.md lists every limit and the status of a breach) ---
+    proxy_host: str = Field(DEFAULT_HOST, description="address `python -m proxy.server` binds")
+    proxy_port: int = Field(DEFAULT_PROXY_PORT, gt=0, lt=65536, description="port it binds")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="seconds a client may take to send the request line and headers "
+        "(408 and the connection closed past it)")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="seconds a client may take to send a whole request body (408 past "
+        "it; no admission slot is held meanwhile)")
+    keep_alive_timeout_s: int = Field(5, gt=0, description="seconds an idle kept-alive connection stays open")
+    max_header_bytes: int = Field(16 * 1024, gt=0, description="request target + headers, in bytes (431)")
+    max_headers: int = Field(100, gt=0, description="header lines per request (431)")
+    receiving_bytes: int = Field(
+        256 * MIB, gt=0, description="bytes of request bodies still arriving, across requests "
+        "(503 past it): bounds the memory uploads in transit take; counts bytes, not requests, "
+        "so stalled uploads cost what they sent")
+    search_in_flight: int = Field(
+        16, gt=0, description="GET/POST /search and GET /listings/* requests in flight at once "
+        "(as many again may wait AICORE_ADMISSION_MAX_WAIT_S; 503 + Retry-After past that)")
+    status_in_flight: int = Field(
+        4, gt=0, description="GET /health and GET /models requests in flight at once (each asks "
+        "TorchServe's management API; as many again may wait; 503 + Retry-After past that)")
+
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        [], description="Host names the proxy answers besides the loopback ones and its bind "
+        "address (comma-separated in the env; 400 for any other Host header, see proxy/headers.py)")
+
     @field_validator("inference_url", "management_url")
     @classmethod
     def _check_url(cls, url: str) -> str:
@@ -117,7 +144,7 @@ class Settings(BaseSettings):
         path = path.expanduser()
         return path if path.is_absolute() else REPO_ROOT / path
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "allowed_hosts", mode="before")
     @classmethod
     def _split_models(cls, value: object) -> object:
         if isinstance(value, str):

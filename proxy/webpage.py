@@ -4,7 +4,7 @@ catalogue, :mod:`common.catalogue`), the route that serves each kind and the bod
 
 The page is plain HTML, CSS and JavaScript served from this package: no CDN, no build step. Every
 HTML page of the proxy (``/``, ``/docs``, ``/redoc``) carries a Content-Security-Policy that lets
-the browser load only from the proxy itself.
+the browser load only from the proxy itself (``proxy/headers.py``).
 """
 
 from pathlib import Path
@@ -13,7 +13,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicore.categories import ROOT_CATEGORIES
 from proxy.routes import PREDICT_PATHS
@@ -24,20 +23,6 @@ STATIC_PREFIX = "/web"
 # Optional routes the page adapts to; each appears once the feature's router is included.
 SEARCH_PATH = "/search"
 JSON, FORM = "application/json", "multipart/form-data"
-
-# 'unsafe-inline': FastAPI's /docs starts Swagger UI from an inline script, and Swagger UI and
-# ReDoc set inline styles. blob: workers: ReDoc's search index. Everything else: this origin only —
-# ReDoc's bundle shows its logo from cdn.redoc.ly, which this policy stops before any request (the
-# logo hides itself when it cannot load).
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self' 'unsafe-inline'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
-    "worker-src 'self' blob:",
-    "connect-src 'self'",
-    "frame-ancestors 'none'",
-]).encode()
 
 router = APIRouter()
 
@@ -123,31 +108,8 @@ def _body(path_item: dict) -> str:
     return JSON if JSON in content and FORM not in content else FORM
 
 
-class ContentSecurityPolicyMiddleware:
-    """Add :data:`CONTENT_SECURITY_POLICY` to every HTML answer (JSON answers are left alone)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", [])
-                if any(name == b"content-type" and value.startswith(b"text/html")
-                       for name, value in headers):
-                    message["headers"] = [*headers, (b"content-security-policy", CONTENT_SECURITY_POLICY)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_policy)
-
-
 def add_web(app: FastAPI) -> None:
-    """Serve the page at ``/`` and its files under ``/web/``, ``GET /capabilities``, and the
-    Content-Security-Policy on every HTML page."""
+    """Serve the page at ``/`` and its files under ``/web/``, and ``GET /capabilities``
+    (the pages' Content-Security-Policy: proxy/headers.py)."""
     app.include_router(router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=WEB_DIR), name="web")
-    app.add_middleware(ContentSecurityPolicyMiddleware)

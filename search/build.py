@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> Path:
         embedder = PretrainedTextEmbedder(args.encoder, threads=args.threads)
     arch = embedder.arch
     say = (lambda message: None) if args.no_progress else (lambda message: print(message, flush=True))
-    with layout.BuildLock(args.out):
+    with layout.build_lock(args.out):
         cache = EmbeddingCache(args.out / layout.CACHE_DIR / f"{arch}-{embedder.fingerprint[:16]}.npz")
         say(f"{len(listings)} listings ({sum(len(x.image_paths) for x in listings)} photos) "
             f"from {data.root}; model {arch} from {args.run or embedder.info.folder}")

@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,6 +36,8 @@ from common.cli import UserError
 from search.errors import BadRequest
 from search.listings import Listing
 from search.vectors import normalise
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
 IMAGE = "image"
@@ -53,11 +57,14 @@ class EmbeddingCache:
             try:
                 with np.load(path, allow_pickle=False) as saved:
                     self.old = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                logger.warning("embedding cache %s is damaged: its inputs are embedded again", path)
                 self.old = {}  # a damaged cache only costs a recomputation
 
     def get(self, key: str) -> np.ndarray | None:
         vector = self.old.get(key)
+        if vector is not None and not np.isfinite(vector).all():
+            vector = None  # a damaged entry (NaN, Inf): embedded again, never indexed
         if vector is not None:
             self.used[key] = vector
             self.hits += 1

@@ -24,7 +24,6 @@ TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -33,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from search import layout
+from search import generations, layout
 from search.errors import BadRequest, IndexUnavailable, NotFound
+from search.limits import FUSION_DEPTH, MAX_K, check_limits
 from search.places import Places
 from search.ranking import Ranking, fuse
 from search.records import Records, fts_query
@@ -42,14 +42,9 @@ from search.vectors import IndexSpec, VectorIndex, normalise
 
 logger = logging.getLogger(__name__)
 
-RETRIEVERS = ("fused", "dense", "lexical")
-MAX_K = 100
-FUSION_DEPTH = 100
 RRF_K = Ranking.rrf_k  # the untuned ranking's; an index's own is engine.ranking
 DECAY = Ranking.decay
 PERSONAL_WEIGHT = Ranking.personal_weight
-MAX_VIEWED = 50
-MAX_TEXT_CHARS = 500
 
 
 @dataclass
@@ -101,6 +96,8 @@ class SearchEngine:
 
     def __init__(self, generation: Path, max_k: int = MAX_K) -> None:
         self.generation = Path(generation)
+        # Held as long as this engine lives: no build deletes the files it reads lazily.
+        self._lease = generations.Lease(self.generation)
         self.max_k = max_k  # the evaluation raises it to rank every relevant listing (MAP@R)
         self.meta = layout.read_meta(self.generation)
         if self.meta.get("format") != layout.FORMAT_VERSION:
@@ -220,34 +217,15 @@ class SearchEngine:
 
     def _check(self, request: SearchRequest) -> str:
         """Validate ``request``; return its text stripped ('' when none)."""
-        text = (request.text or "").strip()
+        text = check_limits(request, self.max_k)
         if not text and request.vector is None:
             raise BadRequest("empty query: send text (q) or a photo (image), or both")
-        if len(text) > MAX_TEXT_CHARS:
-            raise BadRequest(f"the query text has {len(text)} characters; the limit is "
-                             f"{MAX_TEXT_CHARS}")
         if text and request.vector is None and fts_query(text) is None:
             raise BadRequest(f"the query {text!r} has no words to search for: use letters or digits")
-        if not 1 <= request.k <= self.max_k:
-            raise BadRequest(f"k={request.k} is out of range: ask for 1 to {self.max_k} results")
-        if request.retriever not in RETRIEVERS:
-            raise BadRequest(f"unknown retriever {request.retriever!r}: choose one of "
-                             f"{', '.join(RETRIEVERS)}")
-        for name in ("min_price", "max_price"):
-            value = getattr(request, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise BadRequest(f"{name}={value} must be a number >= 0")
-        if request.min_price is not None and request.max_price is not None \
-                and request.min_price > request.max_price:
-            raise BadRequest(f"min_price={request.min_price:g} is above max_price="
-                             f"{request.max_price:g}: swap them or widen the range")
         if request.vector is not None and np.shape(request.vector) != (self.vectors.dim,):
             raise BadRequest(f"the query embedding has shape {np.shape(request.vector)}; this "
                              f"index holds {self.vectors.dim}-d vectors of model "
                              f"{self.meta['arch']!r}")
-        if len(request.viewed) > MAX_VIEWED:
-            raise BadRequest(f"viewed lists {len(request.viewed)} listings; send the latest "
-                             f"{MAX_VIEWED} at most")
         return text
 
     def _user_vector(self, viewed: Sequence[str], decay: float = DECAY) -> np.ndarray | None:
@@ -350,41 +328,58 @@ class EngineHolder:
     """The live engine of an index directory, swapped when a build publishes a new generation.
 
     ``get()`` costs a read of the small ``CURRENT`` file. When it names a new generation, the
-    calling thread loads it while every other request keeps using the old engine; a generation
-    that fails to load leaves the old one in service (and is logged), so a rebuild never fails a
-    request.
+    calling thread loads it while every other request keeps using the old engine. A generation
+    that fails to load is logged once and never retried (a generation never changes once
+    published): the old engine keeps serving, or, at start, the newest generation that loads.
     """
 
     def __init__(self, index_dir: Path) -> None:
         self.index_dir = Path(index_dir)
         self._engine: SearchEngine | None = None
+        self._failed: set[str] = set()  # generation names that did not load
         self._lock = threading.Lock()
 
     def get(self) -> SearchEngine:
-        """The engine of the live generation.
+        """The engine of the live generation (or of the newest readable one).
 
         Raises:
-            IndexUnavailable: no generation is live and none was ever loaded.
+            IndexUnavailable: no generation can be read.
         """
         generation = layout.current_generation(self.index_dir)
         engine = self._engine
-        if generation is not None and (engine is None or engine.generation != generation):
-            engine = self._load(generation, wait=engine is None)
+        if generation is not None and generation.name not in self._failed and (
+                engine is None or engine.generation != generation):
+            engine = self._load([generation], wait=engine is None)
+        if engine is None and self.index_dir.is_dir():
+            engine = self._load(layout.all_generations(self.index_dir), wait=True)
+        if engine is None and self._failed:
+            raise IndexUnavailable(f"the search index {self.index_dir} cannot be read (generation "
+                                   f"{', '.join(sorted(self._failed))}; the proxy's log says why): "
+                                   "rebuild it with `make index`")
         if engine is None:
             raise unavailable(self.index_dir)
         return engine
 
-    def _load(self, generation: Path, wait: bool) -> SearchEngine | None:
+    def _load(self, candidates: list[Path], wait: bool) -> SearchEngine | None:
+        """The first of ``candidates`` that loads (it becomes the served engine), else the
+        engine already served."""
         if not self._lock.acquire(blocking=wait):
-            return self._engine  # another request is loading it; keep serving the old one
+            return self._engine  # another request is loading; keep serving the old one
         try:
-            if self._engine is not None and self._engine.generation == generation:
-                return self._engine
-            try:
-                self._engine = SearchEngine(generation)
+            for generation in candidates:
+                if self._engine is not None and self._engine.generation == generation:
+                    return self._engine
+                if generation.name in self._failed:
+                    continue
+                try:
+                    self._engine = SearchEngine(generation)
+                except Exception:  # the cause goes to the log, once
+                    logger.exception("cannot load search index generation %s; it will not be "
+                                     "retried", generation)
+                    self._failed.add(generation.name)
+                    continue
                 logger.info("search index %s loaded (%d listings)", generation, len(self._engine))
-            except Exception:  # the old engine keeps serving; the cause goes to the log
-                logger.exception("cannot load search index generation %s", generation)
+                return self._engine
             return self._engine
         finally:
             self._lock.release()

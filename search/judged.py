@@ -24,7 +24,8 @@ import numpy as np
 from common.cli import UserError
 from search.embedders import TEXT
 from search.encoder import index_embedder
-from search.engine import RETRIEVERS, SearchEngine, SearchRequest
+from search.engine import SearchEngine, SearchRequest
+from search.limits import RETRIEVERS
 from search.errors import BadRequest
 from search.metrics import percentiles_ms
 from search.ranking import Ranking

@@ -11,10 +11,11 @@
       eval.json             the last `python -m search.evaluate`
       .building             {"pid", "started"} while `python -m search.build` runs
 
-A build writes a new generation next to the live one and only then rewrites ``CURRENT`` (an
-atomic rename), so a reader sees the old index or the new one, never a half-built one, and an
-interrupted build leaves the old one live. The previous generation is kept for readers that
-opened it just before the swap; older ones are deleted.
+A build writes a new generation next to the live one, fsyncs it, and only then rewrites
+``CURRENT`` (an atomic rename), so a reader sees the old index or the new one, never a half-built
+one, and an interrupted build (or a power cut) leaves the old one live. The previous generation
+is kept as the fallback for a live one that cannot be read; older ones are deleted unless a
+reader still uses them (:mod:`search.generations`: readers lease, the build lock is a flock).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.atomic import atomic_write_text
-from common.cli import UserError
+from search import generations
 
 CURRENT_FILE = "CURRENT"
 GENERATION_PREFIX = "gen-"
@@ -62,16 +63,21 @@ def current_generation(index_dir: Path) -> Path | None:
     return path if name.startswith(GENERATION_PREFIX) and path.is_dir() else None
 
 
+def all_generations(index_dir: Path) -> list[Path]:
+    """Every generation directory of ``index_dir``, newest first."""
+    found = [p for p in Path(index_dir).iterdir()
+             if p.is_dir() and p.name.startswith(GENERATION_PREFIX)]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
 def publish(index_dir: Path, generation: Path) -> None:
-    """Make ``generation`` live (atomic), then delete all but the last generations."""
+    """Make ``generation`` durable, then live (atomic); then delete the generations older than
+    the last :data:`GENERATIONS_KEPT` that no reader uses."""
+    generations.sync_tree(generation)
     atomic_write_text(index_dir / CURRENT_FILE, generation.name + "\n")
-    generations = sorted((p for p in index_dir.iterdir()
-                          if p.is_dir() and p.name.startswith(GENERATION_PREFIX)),
-                         key=lambda p: p.stat().st_mtime)
-    keep = {generation.name, *(p.name for p in generations[-GENERATIONS_KEPT:])}
-    for path in generations:
-        if path.name not in keep:
-            shutil.rmtree(path, ignore_errors=True)
+    for path in all_generations(index_dir)[GENERATIONS_KEPT:]:
+        if path.name != generation.name:
+            generations.delete_unused(path)
 
 
 def derive_generation(index_dir: Path, source: Path, meta: dict) -> Path:
@@ -115,38 +121,9 @@ class IndexMeta:
 
 def building_pid(index_dir: Path) -> int | None:
     """The pid of a build running on ``index_dir``, or None."""
-    try:
-        pid = int(json.loads((Path(index_dir) / LOCK_FILE).read_text(encoding="utf-8"))["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if _alive(pid) else None
+    return generations.holder_pid(Path(index_dir) / LOCK_FILE)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class BuildLock:
-    """Held while a build writes into ``index_dir``: one build at a time; a stale lock (its
-    process gone) is taken over."""
-
-    def __init__(self, index_dir: Path) -> None:
-        self.path = Path(index_dir) / LOCK_FILE
-
-    def __enter__(self) -> BuildLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        other = building_pid(self.path.parent)
-        if other is not None and other != os.getpid():
-            raise UserError(f"another build (pid {other}) is writing {self.path.parent}; wait for "
-                            f"it to finish, or remove {self.path} if that process is not a build")
-        atomic_write_text(self.path, json.dumps({"pid": os.getpid(), "started": time.time()}))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
+def build_lock(index_dir: Path) -> generations.BuildLock:
+    """Held while a build writes into ``index_dir``: one build at a time."""
+    return generations.BuildLock(index_dir, LOCK_FILE)

@@ -19,7 +19,8 @@ from pathlib import Path
 from common.cli import UserError, positive_int, run
 from search.embedders import IMAGE, TEXT
 from search.encoder import index_embedder
-from search.engine import MAX_K, RETRIEVERS, SearchEngine, SearchRequest, SearchResult
+from search.engine import SearchEngine, SearchRequest, SearchResult
+from search.limits import MAX_K, RETRIEVERS
 from search.errors import SearchError
 
 

@@ -166,7 +166,7 @@ def store(index_dir: Path, engine: SearchEngine, ranking: Ranking, report: dict)
     Raises:
         UserError: when a build published another generation since ``engine`` was opened.
     """
-    with layout.BuildLock(index_dir):
+    with layout.build_lock(index_dir):
         if layout.current_generation(index_dir) != engine.generation:
             raise UserError(f"{index_dir} was rebuilt while tuning; tune the new index again")
         meta = {**engine.meta, "ranking": ranking.to_json(),

@@ -205,10 +205,7 @@ class VectorIndex:
 
         bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
         selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-        # Probe more lists the fewer vectors pass, so about as many candidates are scored as
-        # without a filter.
-        share = float(allowed.mean())
-        nprobe = min(self.spec.nlist, math.ceil(self.spec.nprobe / max(share, 1e-9)))
+        nprobe = filtered_nprobe(self.spec, float(allowed.mean()))
         params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         scores, ids = self.index.search(query, min(depth, int(allowed.sum())), params=params)
         return _valid(ids[0], scores[0])
@@ -218,6 +215,18 @@ class VectorIndex:
 
         faiss.write_index(self.index, str(directory / index_file))
         np.save(directory / vectors_file, np.asarray(self.vectors, dtype=np.float32))
+
+
+def filtered_nprobe(spec: IndexSpec, share: float) -> int:
+    """The lists a filtered search probes when ``share`` of the vectors pass the filter.
+
+    More the fewer pass, so about as many candidates are scored as without a filter -- but never
+    more than a quarter of the lists (or the build's own nprobe, if larger): one query must not
+    make the index scan everything (a filter narrow enough to need more is scanned exactly,
+    ``EXACT_FILTER_BUDGET``, before it gets here).
+    """
+    wanted = math.ceil(spec.nprobe / max(share, 1e-9))
+    return max(1, min(wanted, max(spec.nprobe, spec.nlist // MAX_PROBED_SHARE)))
 
 
 def _valid(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -115,7 +115,7 @@ def stack_from_args(args: argparse.Namespace) -> Stack:
     config = args.config.resolve()
     models = tuple(served_models(config))
     return Stack(runtime_dir=runtime_dir, config=config, model_store=args.model_store.resolve(),
-                 log_config=args.log_config.resolve(), host=args.host,
+                 log_config=args.log_config.resolve(), host=args.host, proxy_host=args.proxy_host,
                  inference_port=args.inference_port, management_port=args.management_port,
                  metrics_port=args.metrics_port, proxy_port=args.proxy_port,
                  grpc_inference_port=args.grpc_inference_port,
@@ -135,7 +135,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-config", type=Path, default=d.log_config,
                         help="log4j2 config for TorchServe (default: serving/log4j2.xml)")
     common.add_argument("--host", default=d.host,
-                        help=f"address every service binds (default: {d.host})")
+                        help="address TorchServe's inference API binds; its management and "
+                             f"metrics APIs stay on {d.host} (default: {d.host})")
+    common.add_argument("--proxy-host", default=d.proxy_host,
+                        help=f"address the proxy binds (default: {d.proxy_host}; 0.0.0.0 for every "
+                             "interface, then list its public names in AICORE_ALLOWED_HOSTS)")
     for flag, what in (("inference", "TorchServe inference"), ("management", "TorchServe management"),
                        ("metrics", "TorchServe metrics"), ("proxy", "proxy"),
                        ("grpc-inference", "TorchServe gRPC inference"),

@@ -13,9 +13,8 @@ import psutil
 from common.cli import UserError
 from common.catalogue import served_models
 from common.properties import derive_config
-from common.torchserve import (ENV_INFERENCE_URL, ENV_KEY_FILE, ENV_MANAGEMENT_URL, ENV_MODELS,
-                              ENV_TORCHSERVE_CONFIG,
-                               ENV_TORCH_THREADS, PROXY_APP)
+from common.torchserve import (DEFAULT_HOST, ENV_INFERENCE_URL, ENV_KEY_FILE, ENV_MANAGEMENT_URL,
+                               ENV_MODELS, ENV_TORCH_THREADS, ENV_TORCHSERVE_CONFIG, PROXY_APP)
 from serving.stack import REPO_ROOT, Stack
 
 TS_MAIN_CLASS = "org.pytorch.serve.ModelServer"  # how the JVM's command line names TorchServe
@@ -99,11 +98,12 @@ def start_torchserve(stack: Stack) -> psutil.Process:
     if missing:
         raise UserError(f"{', '.join(missing)} not in {stack.model_store}: build the archives "
                        "with `make archive` (after `make train MODEL=cnn` and MODEL=resnet50)")
-    for what, port in (("inference", stack.inference_port),
-                       ("management", stack.management_port), ("metrics", stack.metrics_port),
-                       ("gRPC inference", stack.grpc_inference_port),
-                       ("gRPC management", stack.grpc_management_port)):
-        check_port_free(stack.host, port, f"TorchServe {what}")
+    for what, host, port in (("inference", stack.host, stack.inference_port),
+                             ("management", DEFAULT_HOST, stack.management_port),
+                             ("metrics", DEFAULT_HOST, stack.metrics_port),
+                             ("gRPC inference", stack.host, stack.grpc_inference_port),
+                             ("gRPC management", DEFAULT_HOST, stack.grpc_management_port)):
+        check_port_free(host, port, f"TorchServe {what}")
     for directory in (stack.tmp_dir, stack.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
     stack.key_file.unlink(missing_ok=True)  # a stale file would hand out dead keys
@@ -114,7 +114,7 @@ def start_torchserve(stack: Stack) -> psutil.Process:
         "metrics_address": stack.metrics_url,
         "grpc_inference_address": stack.host,
         "grpc_inference_port": str(stack.grpc_inference_port),
-        "grpc_management_address": stack.host,
+        "grpc_management_address": DEFAULT_HOST,  # loopback, like the HTTP management API
         "grpc_management_port": str(stack.grpc_management_port),
         "model_store": str(stack.model_store),
     }), encoding="utf-8")
@@ -135,8 +135,9 @@ def start_torchserve(stack: Stack) -> psutil.Process:
 
 
 def start_proxy(stack: Stack) -> psutil.Process:
-    """Launch the proxy (uvicorn proxy.main:app) in the background, pointed at ``stack``."""
-    check_port_free(stack.host, stack.proxy_port, "proxy")
+    """Launch the proxy (``python -m proxy.server proxy.main:app``: uvicorn with header deadlines
+    and caps) in the background, pointed at ``stack``."""
+    check_port_free(stack.proxy_host, stack.proxy_port, "proxy")
     env = dict(os.environ)
     env.update({
         ENV_INFERENCE_URL: stack.inference_url,
@@ -145,8 +146,8 @@ def start_proxy(stack: Stack) -> psutil.Process:
         ENV_MODELS: ",".join(stack.models),
         ENV_TORCHSERVE_CONFIG: str((REPO_ROOT / stack.config).resolve()),  # the catalogue
     })
-    command = [sys.executable, "-m", "uvicorn", PROXY_APP,
-               "--host", stack.host, "--port", str(stack.proxy_port)]
+    command = [sys.executable, "-m", "proxy.server", PROXY_APP,
+               "--host", stack.proxy_host, "--port", str(stack.proxy_port)]
     with stack.proxy_log.open("ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)

@@ -34,7 +34,8 @@ class Stack:
     config: Path = Path("config.properties")
     model_store: Path = Path("model_store")
     log_config: Path = REPO_ROOT / "serving" / "log4j2.xml"
-    host: str = DEFAULT_HOST
+    host: str = DEFAULT_HOST  # TorchServe's inference API (HTTP and gRPC)
+    proxy_host: str = DEFAULT_HOST  # the proxy, the one service meant for clients
     inference_port: int = DEFAULT_INFERENCE_PORT
     management_port: int = DEFAULT_MANAGEMENT_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
@@ -44,24 +45,26 @@ class Stack:
     torch_threads: int = 1  # per worker; see config.properties for why 1
     models: tuple[str, ...] = field(default=())  # filled from config.properties' model_snapshot
 
-    def url(self, port: int) -> str:
-        return f"http://{self.host}:{port}"
+    def url(self, port: int, host: str | None = None) -> str:
+        return f"http://{host or self.host}:{port}"
 
     @property
     def inference_url(self) -> str:
         return self.url(self.inference_port)
 
+    # Management (register, scale, unregister models) and metrics stay on loopback whatever
+    # --host says: only the inference API and the proxy are ever meant for other machines.
     @property
     def management_url(self) -> str:
-        return self.url(self.management_port)
+        return self.url(self.management_port, DEFAULT_HOST)
 
     @property
     def metrics_url(self) -> str:
-        return self.url(self.metrics_port)
+        return self.url(self.metrics_port, DEFAULT_HOST)
 
     @property
     def proxy_url(self) -> str:
-        return self.url(self.proxy_port)
+        return self.url(self.proxy_port, self.proxy_host)
 
     @property
     def key_file(self) -> Path:

@@ -108,20 +108,49 @@ def test_python_pins_match_pyproject():
 
 def test_image_runs_as_non_root_with_ports_and_healthcheck():
     assert instructions("USER") and instructions("USER")[-1].split(":")[0] not in ("0", "root")
-    assert instructions("EXPOSE") == ["8080 8081 8082"]
+    assert instructions("EXPOSE") == ["8080"]  # the inference API only
     [healthcheck] = instructions("HEALTHCHECK")
     assert "key_file.json" in healthcheck and "/ping" in healthcheck
 
 
-def test_image_rewrites_every_address_to_all_interfaces():
-    """The sed in the Dockerfile must catch all three addresses of config.properties."""
+def test_image_exposes_only_the_inference_api():
+    """The sed opens the inference API to the container's network; management and metrics stay
+    on its loopback."""
     [sed] = [args for args in instructions("RUN") if args.startswith("sed")]
     match = re.search(r"s#(.+?)#(.+?)#", sed)
     text = (REPO / "config.properties").read_text(encoding="utf-8")
-    rewritten = re.sub(re.escape(match.group(1)), match.group(2), text)
+    rewritten = re.sub(match.group(1), match.group(2), text, flags=re.MULTILINE)  # sed's regex
 
     properties = read_properties_text(rewritten)
-    for key in ("inference_address", "management_address", "metrics_address"):
-        assert properties[key].startswith("http://0.0.0.0:"), key
+    assert properties["inference_address"].startswith("http://0.0.0.0:")
+    for key in ("management_address", "metrics_address"):
+        assert properties[key].startswith("http://127.0.0.1:"), key
+    assert properties["grpc_management_address"] == "127.0.0.1"
     assert properties.get("disable_token_authorization", "false") == "false"
     assert properties.get("enable_model_api", "false") == "false"
+
+
+def test_serve_keeps_management_and_metrics_on_loopback_whatever_host(tmp_path):
+    from serving import ctl, process
+
+    args = ctl.get_args_parser().parse_args(
+        ["start", "--runtime-dir", str(tmp_path), "--host", "0.0.0.0", "--proxy-host", "0.0.0.0"])
+    stack = ctl.stack_from_args(args)
+    derived = read_properties_text(process.derive_config(
+        (REPO / "config.properties").read_text(encoding="utf-8"),
+        {"inference_address": stack.inference_url, "management_address": stack.management_url,
+         "metrics_address": stack.metrics_url}))
+
+    assert stack.proxy_url.startswith("http://0.0.0.0:")  # the proxy has its own bind address
+    assert derived["inference_address"].startswith("http://0.0.0.0:")
+    assert derived["management_address"].startswith("http://127.0.0.1:")
+    assert derived["metrics_address"].startswith("http://127.0.0.1:")
+
+
+def test_serve_binds_only_loopback_by_default(tmp_path):
+    from serving import ctl
+
+    stack = ctl.stack_from_args(ctl.get_args_parser().parse_args(
+        ["start", "--runtime-dir", str(tmp_path)]))
+
+    assert {stack.host, stack.proxy_host} == {"127.0.0.1"}

@@ -241,3 +241,22 @@ def test_train_preset_flip_only_gives_the_picture_or_its_mirror():
 def test_train_preset_refuses_an_unknown_augmentation():
     with pytest.raises(ValueError, match="augment must be one of"):
         TrainPreset(SIZE, augment="heavy")
+
+
+# A 16-bit greyscale PNG under the 50 MP pixel cap: a few hundred KB on disk, 98 MB decoded and
+# ~0.5 GB while cleaned (float32, L and RGB copies). The header's pixel count let it through.
+def test_decode_image_over_memory_budget_is_refused_before_decoding():
+    data = _encode(Image.new("I;16", (7000, 7000)), "PNG")
+
+    with pytest.raises(ImageDecodeError, match=r"too large to decode: 7000x7000 in mode I;16"):
+        decode_image(data)
+
+
+def test_decode_image_budget_counts_mode_not_only_pixels():
+    rgb = _encode(Image.new("RGB", (1000, 1000)), "PNG")
+    rgba = _encode(Image.new("RGBA", (1000, 1000)), "PNG")
+    budget = 1000 * 1000 * 6  # the RGB picture and its RGB copy fit, RGBA's extra copies do not
+
+    assert decode_image(rgb, max_bytes=budget).size == (1000, 1000)
+    with pytest.raises(ImageDecodeError, match="in mode RGBA"):
+        decode_image(rgba, max_bytes=budget)

@@ -19,6 +19,8 @@ def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("AICORE_"):
             monkeypatch.delenv(name)
+    # TestClient sends Host: testserver; a deployment names its public host the same way.
+    monkeypatch.setenv("AICORE_ALLOWED_HOSTS", "testserver")
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from proxy.admission import Admission, AdmissionMiddleware, Capacity, Gate
+from proxy.admission import Admission, Capacity, Gate
+from proxy.middleware import GateMiddleware, Routes
 from proxy.app import create_app
 from proxy.retry import RetryBudget
 from proxy.settings import Settings
@@ -242,6 +243,13 @@ def asgi_post(app, path: str, query: bytes, chunks: int) -> tuple[list[dict], li
     return sent, pulled
 
 
+def gated(inner, admission: Admission, model_routes: dict[str, str],
+          fixed_routes: dict[str, str] | None = None) -> GateMiddleware:
+    return GateMiddleware(inner, admission, Routes(model_routes, fixed_routes or {}, {}),
+                          max_body_bytes=10**6, max_upload_bytes=10**6, body_timeout_s=5,
+                          receiving_bytes=10**7, retry_after_s=admission.retry_after_s)
+
+
 def test_admission_refuses_before_reading_the_body():
     reached = []
 
@@ -251,7 +259,7 @@ def test_admission_refuses_before_reading_the_body():
     admission = Admission(["cnn", "resnet50"], 1.0, 0.0, default_slots=1, max_wait_s=1,
                           retry_after_s=2)
     admission.gates["resnet50"].in_flight = 1  # the one slot is taken
-    app = AdmissionMiddleware(inner, admission, routes={"/predict/image": "resnet50"})
+    app = gated(inner, admission, {"/predict/image": "resnet50"})
 
     sent, pulled = asgi_post(app, "/predict/image", b"", chunks=100)
     assert sent[0]["status"] == 503
@@ -291,9 +299,8 @@ def test_admission_gates_text_routes_by_their_model_whatever_the_query():
     admission = Admission(["resnet50", "text", "listing"], 1.0, 0.0, default_slots=1,
                           max_wait_s=1, retry_after_s=1)
     admission.gates["text"].in_flight = 1  # the text model's one slot is taken
-    app = AdmissionMiddleware(inner, admission, routes={"/predict/image": "resnet50"},
-                              fixed_routes={"/predict/text": "text",
-                                            "/predict/listing": "listing"})
+    app = gated(inner, admission, {"/predict/image": "resnet50"},
+                {"/predict/text": "text", "/predict/listing": "listing"})
 
     for query in (b"", b"model=resnet50"):  # ?model= must not pick another model's gate
         sent, pulled = asgi_post(app, "/predict/text", query, chunks=100)

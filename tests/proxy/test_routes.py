@@ -65,18 +65,21 @@ def test_predict_unknown_model_is_404_listing_known(client, fake):
     assert fake.calls == []
 
 
-@pytest.mark.parametrize(("error", "status"), [
-    (ModelNotFound("TorchServe has no model 'cnn' registered"), 404),
-    (TorchServeUnreachable("TorchServe is not reachable at http://127.0.0.1:8080"), 503),
-    (NoWorkerReady("TorchServe has no worker ready for model 'cnn'"), 503),
-    (TorchServeTimeout("TorchServe at http://127.0.0.1:8080 did not answer within 60 s"), 504),
-    (UnexpectedAnswer("TorchServe answered 500 for model 'cnn': boom"), 502),
+# The caller reads TorchServe's address as the setting that holds it (proxy/redact.py).
+@pytest.mark.parametrize(("error", "status", "detail"), [
+    (ModelNotFound("TorchServe has no model 'cnn' registered"), 404, None),
+    (TorchServeUnreachable("TorchServe is not reachable at http://127.0.0.1:8080"), 503,
+     "TorchServe is not reachable at <AICORE_INFERENCE_URL>"),
+    (NoWorkerReady("TorchServe has no worker ready for model 'cnn'"), 503, None),
+    (TorchServeTimeout("TorchServe at http://127.0.0.1:8080 did not answer within 60 s"), 504,
+     "TorchServe at <AICORE_INFERENCE_URL> did not answer within 60 s"),
+    (UnexpectedAnswer("TorchServe answered 500 for model 'cnn': boom"), 502, None),
 ])
-def test_predict_torchserve_error_maps_to_status(client, fake, error, status):
+def test_predict_torchserve_error_maps_to_status(client, fake, error, status, detail):
     fake.error = error
     response = post_image(client, png_bytes(), model="cnn")
     assert response.status_code == status
-    assert response.json() == {"detail": error.detail}
+    assert response.json() == {"detail": detail or error.detail}
 
 
 def test_predict_unexpected_exception_is_500_without_traceback(settings, fake):
@@ -124,7 +127,7 @@ def test_health_torchserve_down_is_503_with_same_shape(client, fake):
     body = response.json()
     assert set(body) == {"ready", "torchserve", "models"}
     assert body["ready"] is False and body["torchserve"]["status"] is None
-    assert body["torchserve"]["detail"] == "TorchServe is not reachable at http://x"
+    assert body["torchserve"]["detail"] == "TorchServe is not reachable at <internal address>"
     assert [m["ready"] for m in body["models"]] == [False] * 5  # the catalogue's five
 
 

@@ -1,8 +1,6 @@
 """The search routes against a real built index (session fixture ``search_index``) and a fake
 TorchServe that embeds in-process with the index's own run."""
 
-import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,10 +168,8 @@ def test_missing_index_is_503_with_what_to_run(tmp_path, fake):
 
 
 def test_index_being_built_is_503_with_retry_after(tmp_path, fake):
-    (tmp_path / "index").mkdir()
-    (tmp_path / "index" / layout.LOCK_FILE).write_text(json.dumps({"pid": os.getpid()}))
     settings = Settings(key_file=tmp_path / "k.json", search_index=tmp_path / "index")
-    with TestClient(create_app(settings)) as client:
+    with layout.build_lock(tmp_path / "index"), TestClient(create_app(settings)) as client:
         response = client.get("/listings/x")
 
     assert response.status_code == 503
@@ -395,3 +391,36 @@ def test_get_text_on_a_multimodal_index_embeds_the_text_alone(listing_client):
     assert response.status_code == 200, response.text
     assert response.json()["embedded_by"] == "listing"
     assert fake.calls[-1] == ("listing", ModelRequest(title="pram", embedding=True))
+
+
+# Cheap checks first: a query over a limit is refused before TorchServe embeds anything.
+@pytest.mark.parametrize(("params", "message"), [
+    ({"q": "pram " * 200}, "the limit is 500"),
+    ({"q": "pram", "k": 1000}, "k=1000 is out of range"),
+    ({"q": "pram", "min_price": 9, "max_price": 1}, "is above max_price"),
+    ({"q": "pram", "viewed": ",".join(f"id-{i}" for i in range(60))}, "send the latest 50"),
+])
+def test_search_over_a_limit_is_refused_before_the_query_is_embedded(text_client, text_fake,
+                                                                     params, message):
+    before = len(text_fake.calls)
+    response = text_client.get("/search", params=params)
+    posted = text_client.post("/search", params={k: v for k, v in params.items() if k != "q"},
+                              data={"q": params["q"]})
+
+    assert response.status_code == 400 and posted.status_code == 400
+    assert message in response.json()["detail"] and message in posted.json()["detail"]
+    assert len(text_fake.calls) == before
+
+
+def test_search_index_database_error_is_503_with_a_reason(client, monkeypatch):
+    import sqlite3
+
+    def damaged(self, request):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(SearchEngine, "search", damaged)
+    response = client.get("/search", params={"q": "kettle"})
+
+    assert response.status_code == 503
+    assert "database cannot be read" in response.json()["detail"]
+    assert "malformed" in response.json()["detail"]

@@ -57,7 +57,8 @@ def run_asgi_upload(app, total_chunks: int, content_length: int | None) -> tuple
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/predict/image", "raw_path": b"/predict/image",
         "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("t", 80),
-        "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+        "headers": [(b"host", b"127.0.0.1"),
+                    (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
                     *length],
     }
     asyncio.run(app(scope, receive, send))

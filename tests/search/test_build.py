@@ -94,8 +94,6 @@ def test_build_refuses_a_run_search_cannot_embed_with(search_index, tmp_path):
 
 def test_build_refuses_a_second_build_on_the_same_index(search_index, tmp_path):
     out = tmp_path / "index"
-    out.mkdir()
-    (out / layout.LOCK_FILE).write_text(json.dumps({"pid": 1}))  # pid 1 is always alive
 
-    with pytest.raises(UserError, match="another build"):
+    with layout.build_lock(out), pytest.raises(UserError, match="another build"):
         run_build(search_index["data"], search_index["run"], out)

@@ -1,6 +1,5 @@
 """The search engine over a real built index (session fixture ``search_index``)."""
 
-import json
 import os
 import shutil
 
@@ -169,9 +168,8 @@ def test_open_without_index_says_what_to_run(tmp_path):
 
 
 def test_open_while_building_says_retry(tmp_path):
-    (tmp_path / layout.LOCK_FILE).write_text(json.dumps({"pid": os.getpid()}))
-
-    with pytest.raises(IndexUnavailable, match="being built") as caught:
+    with layout.build_lock(tmp_path), pytest.raises(IndexUnavailable,
+                                                    match=f"being built \\(pid {os.getpid()}") as caught:
         EngineHolder(tmp_path).get()
     assert caught.value.retry_after_s
 

@@ -61,3 +61,14 @@ def test_recall_at_k_drops_the_query_itself():
 
     assert recall_at_k(found, truth, 2, exclude=np.array([5])) == 0.5
     assert recall_at_k(found, truth, 2) == 0.5
+
+
+def test_filtered_search_never_probes_more_than_a_quarter_of_the_lists():
+    from search.vectors import IndexSpec, filtered_nprobe
+
+    spec = IndexSpec("ivf", 4096, 64)
+
+    assert filtered_nprobe(spec, 1.0) == 64
+    assert filtered_nprobe(spec, 0.5) == 128  # more lists the fewer vectors pass ...
+    assert filtered_nprobe(spec, 1e-4) == 1024  # ... up to a quarter of them, not all 4,096
+    assert filtered_nprobe(IndexSpec("ivf", 64, 32), 0.01) == 32  # the build's own, if larger
