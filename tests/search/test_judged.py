@@ -8,7 +8,8 @@ import pytest
 from common.cli import UserError
 from common.trec import Query
 from search import judged
-from search.engine import RETRIEVERS, SearchEngine
+from search.engine import SearchEngine
+from search.limits import RETRIEVERS
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,17 @@ from common.catalogue import served_models
 from serving.stack import REPO_ROOT, STATE_FILE, Stack, stack_from_state, stack_on_free_ports, state_of
 
 
-def test_stack_urls_and_paths_follow_its_fields(tmp_path):
-    stack = Stack(runtime_dir=tmp_path, host="127.0.0.2", inference_port=9080, management_port=9081,
-                  metrics_port=9082, proxy_port=9000)
+def test_stack_urls_keep_management_and_metrics_on_loopback(tmp_path):
+    stack = Stack(runtime_dir=tmp_path, host="10.0.0.2", proxy_host="10.0.0.3", inference_port=9080,
+                  management_port=9081, metrics_port=9082, proxy_port=9000)
 
-    assert (stack.inference_url, stack.management_url, stack.metrics_url, stack.proxy_url) == (
-        "http://127.0.0.2:9080", "http://127.0.0.2:9081", "http://127.0.0.2:9082", "http://127.0.0.2:9000")
+    assert (stack.inference_url, stack.proxy_url) == ("http://10.0.0.2:9080", "http://10.0.0.3:9000")
+    assert (stack.management_url, stack.metrics_url) == ("http://127.0.0.1:9081", "http://127.0.0.1:9082")
+
+
+def test_stack_runtime_paths_are_under_its_runtime_dir(tmp_path):
+    stack = Stack(runtime_dir=tmp_path)
+
     assert stack.key_file == tmp_path / "key_file.json"
     assert (stack.tmp_dir, stack.logs_dir, stack.state_file) == (tmp_path / "tmp", tmp_path / "logs",
                                                                  tmp_path / STATE_FILE)
