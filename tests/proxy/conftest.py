@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from proxy.app import create_app
-from tests.support.proxy import LIMIT
+from tests.support.proxy import LIMIT, UNIT_MODELS
 from tests.support.torchserve import FakeTorchServe
 from proxy.deps import get_torchserve
 from proxy.settings import Settings
@@ -25,7 +25,7 @@ def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT)
+    return Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=LIMIT, **UNIT_MODELS)
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ def client_for(settings: Settings, backend: TorchServeHTTP) -> TestClient:
 @pytest.fixture
 def listing_settings(tmp_path) -> Settings:
     """Settings serving the text and listing models too (as config.properties does)."""
-    return Settings(key_file=tmp_path / "k.json", models=["cnn", "resnet50", "text", "listing"])
+    return Settings(key_file=tmp_path / "k.json", models=["cnn", "resnet50", "text", "listing"],
+                    default_model="resnet50")
 
 
 def post_listing(client: TestClient, route: str, **params: str) -> httpx.Response:

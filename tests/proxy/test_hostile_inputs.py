@@ -33,7 +33,7 @@ def client(tmp_path: Path, forwarded: list[httpx.Request]) -> Iterator[TestClien
         return httpx.Response(200, json=ANSWER)
 
     settings = Settings(key_file=tmp_path / "key_file.json", max_upload_bytes=4096,
-                        models=["cnn", "resnet50", "text", "listing"],
+                        models=["cnn", "resnet50", "text", "listing"], default_model="resnet50",
                         search_index=tmp_path / "no-index")
     app = create_app(settings, transport=httpx.MockTransport(torchserve))
     with TestClient(app, raise_server_exceptions=False) as test_client:

@@ -82,7 +82,8 @@ def test_capabilities_give_every_served_kind_its_route_and_body():
         body = client.get("/capabilities").json()
     assert body["predict"] == {"image": True, "text": True, "listing": True}
     assert {m["name"]: m["kind"] for m in body["models"]} == {
-        "cnn": "image", "resnet50": "image", "text": "text", "listing": "listing", "query": "query"}
+        "efficientnet_lite0": "image", "cnn": "image", "resnet50": "image", "text": "text",
+        "listing": "listing", "query": "query"}
     assert body["routes"] == {
         "image": {"path": "/predict/image", "body": "multipart/form-data"},
         "text": {"path": "/predict/text", "body": "application/json"},

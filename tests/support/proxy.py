@@ -11,6 +11,10 @@ CATEGORIES = ["Appliances", "Home & Garden", "Video Games & Consoles"]
 
 LIMIT = 4096  # bytes: a small upload limit keeps the oversize tests cheap
 
+# The models the proxy's unit tests were written for (the fake TorchServe describes them), pinned so
+# the production default (efficientnet_lite0, tests/proxy/test_settings.py) can change on its own.
+UNIT_MODELS = {"models": ["cnn", "resnet50", "text", "listing", "query"], "default_model": "resnet50"}
+
 
 def png_bytes(size: int = 8) -> bytes:
     buffer = io.BytesIO()
