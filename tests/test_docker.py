@@ -54,6 +54,7 @@ def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive.main(archive.get_args_parser().parse_args([
         "--cnn-run", str(make_run(runs / "cnn")),
         "--resnet-run", str(make_run(runs / "resnet50", arch="resnet50", image_size=32)),
+        "--effnet-run", str(make_run(runs / "efficientnet_lite0", arch="efficientnet_lite0", image_size=32)),
         "--text-run", str(write_model_dir(runs / "text", "text", ["a", "b"])),
         "--listing-run", str(write_model_dir(runs / "multimodal", "multimodal", ["a", "b"])),
         "--out", str(context / "model_store"), "--runtime", "eager"]))

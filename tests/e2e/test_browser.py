@@ -131,9 +131,12 @@ def test_sell_lists_the_served_models(page, stack):
     open_page(page, stack)
     options = page.locator("#sell-model option").evaluate_all("os => os.map(o => o.value)")
     with e2e.http() as session:
-        served = [m["name"] for m in session.get(f"{stack.proxy_url}/models", timeout=10).json()["models"]]
-    assert {"cnn", "resnet50", "efficientnet_lite0", "text", "listing"} <= set(served)
-    assert options == ["", *served]  # Automatic, then what GET /models says is served
+        models = session.get(f"{stack.proxy_url}/models", timeout=10).json()["models"]
+        routes = session.get(f"{stack.proxy_url}/capabilities", timeout=10).json()["routes"]
+    askable = [m["name"] for m in models if m["kind"] in routes]  # the query encoder has no route
+    assert {"cnn", "resnet50", "efficientnet_lite0", "text", "listing"} <= set(askable)
+    assert "query" in {m["name"] for m in models} and "query" not in askable
+    assert options == ["", *askable]  # Automatic, then what GET /models says is served and askable
 
 
 def test_sell_works_with_the_keyboard_only(page, stack, categories):
