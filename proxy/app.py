@@ -19,6 +19,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from common.catalogue import IMAGE, LISTING, TEXT
 from proxy.admission import Admission
 from proxy.errors import TorchServeError
+from proxy.buyer_routes import router as buyer_router
 from proxy.listing_routes import router as listing_router
 from proxy.routes import PREDICT_PATHS, router, size_admission
 from proxy.search_routes import make_holder, search_error
@@ -110,6 +111,8 @@ def create_app(
                 logger.warning("TorchServe did not describe the models within %g s: admission "
                                "keeps its default size until GET /health", SIZING_TIMEOUT_S)
             yield
+        if getattr(app.state, "sessions", None) is not None:
+            app.state.sessions.close()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the fastapi-offline
     # package ships, served by this app; FastAPI's own pages fetch them from a CDN and stay blank
@@ -138,7 +141,8 @@ def create_app(
              if (model := settings.model_of_kind(kind)) is not None}
     routes = Routes(model_routes={PREDICT_PATHS[IMAGE]: settings.default_model},
                     fixed_routes=fixed,
-                    route_gates={"/search": "search", "/listings": "search",
+                    route_gates={"/search": "search", "/listings": "search", "/feed": "search",
+                                 "/events": "search", "/me": "search",
                                  "/health": "status", "/models": "status"})
     if not settings.admission:  # bodies are still read first, within their limits
         routes = Routes({}, {}, {})
@@ -158,6 +162,7 @@ def create_app(
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(router)
     app.include_router(search_router)
+    app.include_router(buyer_router)
     app.include_router(listing_router)
     add_web(app)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -15,13 +15,14 @@ import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from proxy.errors import TorchServeError
 from proxy.deps import AppSettings, Engine, TorchServe, error_doc
 from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
+from proxy.sessions import BuyerSession, Session, record_view, session_views
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
@@ -92,15 +93,17 @@ Filters = Annotated[SearchFilters, Depends()]
             summary="Search listings by text")
 async def search_text(
     request: Request, engine: Engine, filters: Filters, torchserve: TorchServe,
-    settings: AppSettings,
+    settings: AppSettings, session: Session,
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
     dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
     user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
     stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
-    are not returned."""
+    are not returned. Without ``viewed``, the session's recent views (cookie or `X-Session`)
+    personalise the ranking."""
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
+    await _session_viewed(filters, session, engine)
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
     return _response(engine, result, embedded_by=model)
@@ -110,15 +113,17 @@ async def search_text(
              summary="Search listings by photo, text or both")
 async def search_upload(
     request: Request, engine: Engine, filters: Filters, torchserve: TorchServe,
-    settings: AppSettings,
+    settings: AppSettings, session: Session,
     image: Annotated[UploadFile | None, File(description="a query photo (optional)")] = None,
     q: Annotated[str, Form(description="query text (optional)")] = "",
 ) -> SearchResponse:
     """Listings like the photo and matching the text: dense retrieval on the TorchServe
     embedding of what the index's model reads (the photo; the text too for an image + text
     index) and BM25 on the text, fused by the index's stored ranking (weighted reciprocal-rank or
-    normalised score fusion, `python -m search.tune`)."""
+    normalised score fusion, `python -m search.tune`). Without ``viewed``, the session's
+    recent views personalise the ranking."""
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the upload is used
+    await _session_viewed(filters, session, engine)
     data = None
     if image is not None:
         if IMAGE not in engine.modalities:  # the caller's choice of input: 400, not 503
@@ -153,8 +158,11 @@ async def listing_image(
 
 @router.get("/listings/{listing_id:path}", response_model=ListingResponse,
             responses=LISTING_ERRORS, summary="A listing's record")
-async def listing(listing_id: str, engine: Engine) -> ListingResponse:
+async def listing(listing_id: str, engine: Engine, session: Session) -> ListingResponse:
+    """The listing's record. Opening it records a view in the request's session (created when
+    it has none): the session's feed and searches follow its views."""
     record = engine.get(listing_id)
+    await record_view(session, record["id"])
     url = f"/listings/{record['id']}"
     return ListingResponse(
         id=record["id"], title=record["title"], description=record["description"],
@@ -179,6 +187,18 @@ def make_holder(settings: Settings) -> EngineHolder:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+async def _session_viewed(filters: SearchFilters, session: BuyerSession,
+                          engine: SearchEngine) -> None:
+    """An explicit ``viewed`` wins; without one, the session's recent views (those the index
+    still holds). A sessions database that fails costs the personalisation, not the search."""
+    if filters.viewed:
+        return
+    try:
+        filters.viewed = await session_views(session, engine)
+    except HTTPException as exc:
+        logger.warning("searching without the session's views: %s", exc.detail)
+
 
 async def _embed_query(request: Request, torchserve: TorchServeClient, engine: SearchEngine,
                        settings: Settings, filters: SearchFilters, text: str,

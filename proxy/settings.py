@@ -104,6 +104,17 @@ class Settings(BaseSettings):
         "index was built with, e.g. cnn)",
     )
 
+    # --- server-side state (docs/buyers.md): buyers' sessions and events ---
+    state_dir: Path = Field(
+        Path("state"), description="where the proxy keeps server-side state (sessions.db: buyer "
+        "sessions and their events); a relative path is taken from the repository root")
+    session_max_events: int = Field(
+        500, gt=0, description="events kept per buyer session (views, impressions, clicks); the "
+        "oldest are dropped as new ones arrive")
+    session_retention_days: float = Field(
+        30.0, gt=0, description="days a session and its events are kept after its last use "
+        "(then deleted by the sweep); DELETE /me/history erases them at once")
+
     # --- what one client may cost (docs/limits.md lists every limit and the status of a breach) ---
     proxy_host: str = Field(DEFAULT_HOST, description="address `python -m proxy.server` binds")
     proxy_port: int = Field(DEFAULT_PROXY_PORT, gt=0, lt=65536, description="port it binds")
@@ -140,7 +151,7 @@ class Settings(BaseSettings):
 
     _catalogue: Catalogue = PrivateAttr()
 
-    @field_validator("key_file", "search_index", "torchserve_config")
+    @field_validator("key_file", "search_index", "torchserve_config", "state_dir")
     @classmethod
     def _resolve_key_file(cls, path: Path) -> Path:
         path = path.expanduser()

@@ -149,7 +149,7 @@ class SearchEngine:
         started = time.perf_counter()
         text = self._check(request)
         ranking = request.ranking or self.ranking
-        user = self._user_vector(request.viewed, ranking.decay)
+        user = self.user_vector(request.viewed, ranking.decay)
         weight = ranking.personal_weight
         dense_query = request.vector if user is None or request.vector is None else normalise(
             (1 - weight) * request.vector + weight * user)
@@ -228,7 +228,7 @@ class SearchEngine:
                              f"{self.meta['arch']!r}")
         return text
 
-    def _user_vector(self, viewed: Sequence[str], decay: float = DECAY) -> np.ndarray | None:
+    def user_vector(self, viewed: Sequence[str], decay: float = DECAY) -> np.ndarray | None:
         """Decayed mean of the viewed listings' vectors (most recent first); None for a cold user."""
         viewed = [v for v in viewed if v]
         if not viewed:

@@ -3,7 +3,7 @@
 ``aicore`` (packed into archives) and ``common`` (the small shared layer) import nothing else of
 ours; the application packages import those two and never each other, except where a package
 drives another's public API (the proxy serves search; the benchmark drives the handler and the
-serving stack; the data generators write the export format ``training.export`` reads). Nothing
+serving stack; buyers' feed ranks with search; the data generators write the export format ``training.export`` reads). Nothing
 imports ``datagen`` but the tests.
 """
 
@@ -15,7 +15,8 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-OURS = {"aicore", "common", "datagen", "training", "handler", "serving", "proxy", "search", "bench"}
+OURS = {"aicore", "common", "datagen", "training", "handler", "serving", "proxy", "search", "bench",
+        "buyers"}
 ALLOWED = {
     "aicore": {"aicore"},
     "common": {"common"},
@@ -24,8 +25,9 @@ ALLOWED = {
     "handler": {"aicore", "common"},
     "serving": {"common"},
     "search": {"aicore", "common"},
-    "proxy": {"aicore", "common", "search"},
-    "bench": {"aicore", "common", "handler", "serving", "search"},  # bench.search drives search
+    "buyers": {"aicore", "common", "search"},  # the feed ranks with the search engine
+    "proxy": {"aicore", "common", "search", "buyers"},
+    "bench": {"aicore", "common", "handler", "serving", "search", "buyers"},  # bench.feed: buyers
 }
 
 

@@ -134,7 +134,7 @@ def test_personalisation_viewed_listings_lift_their_category(engine):
 
 def test_user_vector_weights_recent_views_more(engine):
     a, b = vector_of(engine, "prod-00-000"), vector_of(engine, "prod-02-000")
-    user = engine._user_vector(["prod-00-000", "prod-02-000"])
+    user = engine.user_vector(["prod-00-000", "prod-02-000"])
 
     expected = (a + DECAY * b) / np.linalg.norm(a + DECAY * b)
     assert user == pytest.approx(expected, abs=1e-5)
