@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SESSIONS_FILE = "sessions.db"
+SESSION_COOKIE = "aicore_session"  # the page's session (HttpOnly, SameSite=Lax)
+SESSION_HEADER = "X-Session"  # an API client's session; "new" asks for one
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24): 24 random bytes
 MAX_EVENTS = 500
 RETENTION_S = 30 * 24 * 3600.0

@@ -20,15 +20,15 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from buyers.store import SESSIONS_FILE, Event, SessionStore
+from buyers.store import SESSION_COOKIE, SESSION_HEADER, SESSIONS_FILE, Event, SessionStore
 from proxy.settings import Settings
 from search import SearchEngine
 from search.limits import MAX_VIEWED
 
 logger = logging.getLogger(__name__)
 
-COOKIE = "aicore_session"
-HEADER = "X-Session"
+COOKIE = SESSION_COOKIE
+HEADER = SESSION_HEADER
 _open_lock = threading.Lock()
 T = TypeVar("T")
 
