@@ -26,6 +26,7 @@ from search import SearchEngine, SearchRequest
 from search.limits import FUSION_DEPTH, MAX_VIEWED
 
 MMR_LAMBDA = 0.7  # bench.feed: the dev sweep in docs/buyers.md
+FEED_DECAY: float | None = None  # None: the index's ranking's decay (bench.feed measures others)
 CANDIDATES = FUSION_DEPTH  # dense candidates the MMR chooses from
 RANKER = "feed-mmr"
 
@@ -66,20 +67,28 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> list[
 
 
 def feed(engine: SearchEngine, views: Sequence[str], popular: Sequence[str], k: int,
-         lam: float = MMR_LAMBDA) -> list[FeedItem]:
+         lam: float = MMR_LAMBDA, decay: float | None = FEED_DECAY) -> list[FeedItem]:
     """``k`` feed items for a session that viewed ``views`` (most recent first, ids the engine
-    holds), given the ``popular`` listing ids (most first)."""
+    holds), given the ``popular`` listing ids (most first). ``decay``: the weight of each older
+    view (None: the index's ranking's, as search uses)."""
     views = list(views)[:MAX_VIEWED]
-    items = personal(engine, views, k, lam) if views else []
+    items = personal(engine, views, k, lam, decay) if views else []
     if len(items) < k:
         taken = {item.id for item in items} | set(views)
         items += cold(engine, [p for p in popular if p not in taken], k - len(items), lam, taken)
     return items
 
 
-def personal(engine: SearchEngine, views: Sequence[str], k: int, lam: float) -> list[FeedItem]:
+def held(engine: SearchEngine, views: Sequence[str]) -> list[str]:
+    """``views`` that the index still holds (a sold or rebuilt-away listing drops out), in order."""
+    known = engine.records.position_of(list(views))
+    return [view for view in views if view in known]
+
+
+def personal(engine: SearchEngine, views: Sequence[str], k: int, lam: float,
+             decay: float | None = FEED_DECAY) -> list[FeedItem]:
     """MMR over the dense neighbours of the session's user vector (views left out)."""
-    user = engine.user_vector(views, engine.ranking.decay)
+    user = engine.user_vector(views, engine.ranking.decay if decay is None else decay)
     found = engine.search(SearchRequest(vector=user, k=min(CANDIDATES, engine.max_k),
                                         retriever="dense", exclude=list(views)))
     hits = found.hits
@@ -100,7 +109,7 @@ def cold(engine: SearchEngine, popular: Sequence[str], k: int, lam: float,
     """Popular and new listings, interleaved, diversified by MMR; none of ``taken``."""
     if k <= 0:
         return []
-    depth = 2 * k
+    depth = max(2 * k, CANDIDATES)  # enough "new" candidates for MMR to span several kinds
     known = engine.records.position_of(list(popular))
     liked = [p for p in popular if p in known][:depth]
     newest = [pos for pos in range(len(engine) - 1, -1, -1)][:depth + len(taken) + len(liked)]

@@ -20,6 +20,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from buyers.feed import held
 from buyers.store import SESSION_COOKIE, SESSION_HEADER, SESSIONS_FILE, Event, SessionStore
 from proxy.settings import Settings
 from search import SearchEngine
@@ -128,8 +129,7 @@ async def session_views(session: BuyerSession, engine: SearchEngine) -> list[str
     if session_id is None:
         return []
     views = await session.run(session.store().views, session_id, MAX_VIEWED)
-    held = engine.records.position_of(views)
-    return [view for view in views if view in held]
+    return held(engine, views)
 
 
 async def record_view(session: BuyerSession, listing_id: str) -> None:
