@@ -21,7 +21,8 @@
 
 ``lambda``: the lowest on the dev kinds whose share of the viewed kind after 5 views keeps
 :data:`RETAIN` of the undiversified feed's (``lambda`` = 1): mostly, not only, that kind; decay:
-the fastest to follow a change whose share of A after one stray view stays at least 0.5. Writes ``bench/out/feed-<index name>.json``.
+the fastest to follow a change whose share of A after one stray view stays at least 0.5.
+Writes ``bench/out/feed-<index name>.json``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main(args: argparse.Namespace) -> dict:
     report["feed"] = feed_replay(engine, args.repeat)
     print_report(report)
     out = args.out or OUT_DIR / f"feed-{Path(args.index).name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return report

@@ -74,7 +74,8 @@ def metrics(rows: Iterable[dict]) -> dict[str, dict]:
             "clicks_per_impression": round(sum(len(r["clicked"]) for r in group) / len(group), 4),
             "mrr": round(sum(1 / min(r["clicked_ranks"]) if r["clicked_ranks"] else 0.0
                              for r in group) / len(group), 4),
-            "ctr_at_rank": [round(c / s, 4) if s else None for c, s in zip(clicked_at, shown_at)],
+            "ctr_at_rank": [round(c / s, 4) if s else None
+                            for c, s in zip(clicked_at, shown_at, strict=True)],
         }
     return report
 

@@ -26,7 +26,7 @@ from search import SearchEngine, SearchRequest
 from search.limits import FUSION_DEPTH, MAX_VIEWED
 
 MMR_LAMBDA = 0.7  # bench.feed: the dev sweep in docs/buyers.md
-FEED_DECAY: float | None = None  # None: the index's ranking's decay (bench.feed measures others)
+FEED_DECAY: float | None = 0.9  # bench.feed on dev kinds; None: the index ranking's (search's)
 CANDIDATES = FUSION_DEPTH  # dense candidates the MMR chooses from
 RANKER = "feed-mmr"
 
@@ -101,7 +101,7 @@ def personal(engine: SearchEngine, views: Sequence[str], k: int, lam: float,
     nearest = np.argmax(vectors[chosen] @ _vectors(engine, views).T, axis=1)  # (k,)
     return [FeedItem(hits[i].id, hits[i].title, hits[i].price, hits[i].location,
                      hits[i].category, round(float(hits[i].score), 6),
-                     f"like {viewed[int(j)]['title']}") for i, j in zip(chosen, nearest)]
+                     f"like {viewed[int(j)]['title']}") for i, j in zip(chosen, nearest, strict=True)]
 
 
 def cold(engine: SearchEngine, popular: Sequence[str], k: int, lam: float,

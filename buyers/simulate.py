@@ -90,7 +90,7 @@ class Buyer:
             return slate
         self._call("POST", "/events", json={"type": "impression", "listings": slate.ids,
                                             "query": query, "source": source, "ranker": ranker})
-        for rank, (listing, kind) in enumerate(zip(slate.ids, slate.kinds), start=1):
+        for rank, (listing, kind) in enumerate(zip(slate.ids, slate.kinds, strict=True), start=1):
             examined = self.rng.random() < 1.0 / rank ** self.eta
             if examined and self.rng.random() < interest.attraction(kind):
                 slate.clicked.append((listing, rank))

@@ -271,23 +271,11 @@ function setUpSell() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Buy (GET /search, POST /search with a photo, GET /listings/{id}[/similar|/image])
+// Buy (GET /search, POST /search with a photo, GET /listings/{id}[/similar|/image]); the feed,
+// impressions and clicks are in buy_feed.js. The proxy remembers the listings a buyer opened (its
+// session cookie) and personalises /search and /feed with them: the page sends no viewed list.
 
 const money = new Intl.NumberFormat("en-GB", { style: "currency", currency: "GBP" });
-const VIEWED_KEY = "aicore.viewed";
-
-function viewed() {
-  try {
-    return JSON.parse(sessionStorage.getItem(VIEWED_KEY) || "[]");
-  } catch {
-    return [];
-  }
-}
-
-function remember(id) {
-  const ids = [String(id), ...viewed().filter((v) => v !== String(id))].slice(0, 20);
-  sessionStorage.setItem(VIEWED_KEY, JSON.stringify(ids));
-}
 
 // The search answer is a list of listings, or an object holding one under "hits" or "results".
 function listingsOf(body) {
@@ -312,10 +300,12 @@ function textElement(tag, className, text) {
   return element;
 }
 
-function listingCard(listing) {
+// `context` ({source, query, ranker}): where the list came from, reported with a click.
+function listingCard(listing, rank, context) {
   const item = document.createElement("li");
   item.className = "card";
   item.dataset.id = listing.id;
+  item.dataset.rank = String(rank);
   const button = document.createElement("button");
   button.type = "button";
   const image = document.createElement("img");
@@ -331,13 +321,16 @@ function listingCard(listing) {
   const why = whyText(listing.why ?? listing.reason ?? listing.matched);
   if (why) body.append(textElement("span", "why", `Why: ${why}`));
   button.append(image, body);
-  button.addEventListener("click", () => showListing(listing.id));
+  button.addEventListener("click", () => {
+    if (context) BuyFeed.clicked(listing.id, rank, context);
+    showListing(listing.id);
+  });
   item.append(button);
   return item;
 }
 
-function renderListings(list, listings) {
-  list.replaceChildren(...listings.map(listingCard));
+function renderListings(list, listings, context = null) {
+  list.replaceChildren(...listings.map((listing, i) => listingCard(listing, i + 1, context)));
 }
 
 function searchParams(k) {
@@ -347,8 +340,6 @@ function searchParams(k) {
     const value = $(id).value.trim();
     if (value) params.set(name, value);
   }
-  const seen = viewed();
-  if (seen.length) params.set("viewed", seen.join(","));
   return params;
 }
 
@@ -379,7 +370,6 @@ async function showListing(id) {
       call(`/listings/${encodeURIComponent(id)}`),
       call(`/listings/${encodeURIComponent(id)}/similar?k=8`),
     ]);
-    remember(id);
     const body = $("detail-body");
     const image = document.createElement("img");
     image.src = `/listings/${encodeURIComponent(id)}/image`;
@@ -389,8 +379,12 @@ async function showListing(id) {
     const place = [listing.location, listing.category].filter(Boolean).join(" · ");
     if (place) body.append(textElement("p", "place", place));
     if (listing.description) body.append(textElement("p", "description", listing.description));
-    renderListings($("detail-similar"), listingsOf(similar).filter((l) => String(l.id) !== String(id)));
+    const others = listingsOf(similar).filter((l) => String(l.id) !== String(id));
+    const context = { source: "similar", ranker: similar.retriever };
+    renderListings($("detail-similar"), others, context);
+    BuyFeed.shown(others, context);
     $("buy-results").hidden = true;
+    $("feed").hidden = true;
     detail.hidden = false;
     detail.focus();
   } catch (caught) {
@@ -415,7 +409,9 @@ function setUpBuy(categories) {
     try {
       const body = await busy($("buy-submit"), "Searching…", search);
       const listings = listingsOf(body);
-      renderListings(results, listings);
+      const context = { source: "search", query: $("buy-q").value.trim(), ranker: body.retriever };
+      renderListings(results, listings, context);
+      BuyFeed.shown(listings, context);
       $("buy-count").textContent = listings.length ? `${listings.length} listings` : "No listing matches: try fewer filters.";
     } catch (caught) {
       results.replaceChildren();
@@ -426,6 +422,8 @@ function setUpBuy(categories) {
   $("detail-close").addEventListener("click", () => {
     $("listing-detail").hidden = true;
     $("buy-results").hidden = false;
+    $("feed").hidden = false;
+    BuyFeed.load(); // the listing just opened moves the feed
     $("buy-results").querySelector("button")?.focus();
   });
 }
@@ -444,6 +442,7 @@ async function start() {
   if (state.capabilities.search) {
     $("tab-buy").hidden = false;
     setUpBuy(state.capabilities.categories);
+    BuyFeed.start();
   }
   await loadModels();
   document.body.dataset.ready = "true"; // the page finished asking the proxy what it offers

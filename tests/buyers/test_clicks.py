@@ -83,8 +83,9 @@ def test_the_simulated_log_exports_as_it_was_written(app, tmp_path, capsys):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert report["orphan_clicks"] == 0 and len(rows) == len(slates) == report["impressions"]
     # the export is ordered by session id (random), then time
-    assert sorted(repr((r["shown"], list(zip(r["clicked"], r["clicked_ranks"])))) for r in rows) \
-        == sorted(repr((s.ids, s.clicked)) for s in slates)
+    exported = [(r["shown"], list(zip(r["clicked"], r["clicked_ranks"], strict=True)))
+                for r in rows]
+    assert sorted(map(repr, exported)) == sorted(repr((s.ids, s.clicked)) for s in slates)
     assert sum(len(s.clicked) for s in slates) > 0
     assert {r["source"] for r in rows} == {"search", "feed"}
     assert "impressions" in capsys.readouterr().out

@@ -36,7 +36,8 @@ def test_index_serves_the_page(client):
     assert '<script src="/web/app.js"' in response.text
 
 
-@pytest.mark.parametrize("name, media_type", [("app.js", "javascript"), ("style.css", "text/css")])
+@pytest.mark.parametrize("name, media_type", [("app.js", "javascript"), ("buy_feed.js", "javascript"),
+                                              ("style.css", "text/css")])
 def test_web_files_are_served(client, name, media_type):
     response = client.get(f"/web/{name}")
     assert response.status_code == 200
@@ -44,7 +45,7 @@ def test_web_files_are_served(client, name, media_type):
     assert response.content == (WEB_DIR / name).read_bytes()
 
 
-@pytest.mark.parametrize("name", ["index.html", "app.js", "style.css"])
+@pytest.mark.parametrize("name", ["index.html", "app.js", "buy_feed.js", "style.css"])
 def test_page_files_load_nothing_from_another_host(name):
     text = (WEB_DIR / name).read_text()
     assert not EXTERNAL.search(text), EXTERNAL.search(text)

@@ -121,8 +121,10 @@ def running_stack(runtime_dir: Path, model_store: Path, timeout_s: float,
     the environment it inherits), restored afterwards.
     """
     stack = make_stack(runtime_dir, model_store)
+    # the proxy's server-side state (buyer sessions) stays in the test's directory
+    env = {"AICORE_STATE_DIR": str(runtime_dir / "state"), **(env or {})}
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in (env or {}).items():
+        for name, value in env.items():
             patch.setenv(name, value)
         try:
             ctl.start(stack, timeout_s)
