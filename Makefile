@@ -53,7 +53,7 @@ INDEX       ?= indexes/demo
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
-.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset relevanceset train evaluate archive serve stop status demo bench bench-text clean index text-index tune
+.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset relevanceset train evaluate archive serve stop status demo bench bench-text clean index text-index tune bench-feed
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -167,6 +167,10 @@ RELEVANCE_QUERIES ?= data/relevance/queries
 tune: $(STAMP) ## choose INDEX's fusion/BM25/personalisation weights on the dev queries, then score the test queries
 	$(PY) -m search.tune --index $(INDEX) --queries $(RELEVANCE_QUERIES)/dev.tsv --qrels $(RELEVANCE_QUERIES)/dev.qrels
 	$(PY) -m search.evaluate --index $(INDEX) --queries $(RELEVANCE_QUERIES)/test.tsv --qrels $(RELEVANCE_QUERIES)/test.qrels
+
+# Buyers' feed and session search on the judged data: INDEX must index data/relevance (docs/buyers.md).
+bench-feed: $(STAMP) ## the feed (share of a viewed kind, diversity, following a change of interest) and session search on INDEX's judged queries
+	$(PY) -m bench.feed --index $(INDEX) --queries $(RELEVANCE_QUERIES)
 
 TEXT_INDEX  ?= indexes/text
 text-index: $(DATA)/manifest.csv ## build TEXT_INDEX (indexes/text) of DATA's listing text with the pretrained encoder (all-MiniLM-L6-v2); serve it with AICORE_SEARCH_INDEX=indexes/text

@@ -142,7 +142,9 @@ def _views_of_one_kind(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds
                        lam: float, repeat: int) -> dict:
     shares: dict[int, list[float]] = {n: [] for n in VIEW_COUNTS}
     distinct, diversity, clicks = [], [], []
+    per_seed = []  # each seed's mean share after 5 views: the spread of the draws
     for seed in range(repeat):
+        per_seed.append(len(shares[5]))
         rng = np.random.default_rng(seed)
         for i, kind in enumerate(kinds):
             views = list(rng.choice(by_kind[kind], max(VIEW_COUNTS), replace=False))
@@ -155,7 +157,10 @@ def _views_of_one_kind(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds
                     diversity.append(_intra_list_diversity(engine, [item.id for item in items]))
                     clicks.append(_expected_clicks([kind_of[item.id] for item in items],
                                                    {kind: PRIMARY, second: SECONDARY}))
+    bounds = [*per_seed, len(shares[5])]
+    seeds = [np.mean(shares[5][a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
     return {"share_after": {str(n): _mean(values) for n, values in shares.items()},
+            "share_after_5_seeds": [round(float(x), 4) for x in seeds],
             "share_after_5_min": round(min(shares[5]), 4),
             "distinct_kinds_after_5": _mean(distinct), "diversity_after_5": _mean(diversity),
             "expected_clicks_after_5": _mean(clicks)}
@@ -164,7 +169,9 @@ def _views_of_one_kind(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds
 def _follow(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds: Sequence[str],
             lam: float, decay: float, repeat: int) -> dict:
     steps, kept = [], []
+    per_seed = []
     for seed in range(repeat):
+        per_seed.append(len(steps))
         rng = np.random.default_rng(100 + seed)
         for i, a in enumerate(kinds):
             b = kinds[(i + 1 + seed) % len(kinds)]
@@ -178,7 +185,10 @@ def _follow(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds: Sequence[
                 if _share(items, b) >= 0.5 or n == MAX_FOLLOW:
                     steps.append(n)
                     break
+    bounds = [*per_seed, len(steps)]
     return {"views_to_follow": _mean(steps), "views_to_follow_max": int(max(steps)),
+            "views_to_follow_seeds": [round(float(np.mean(steps[a:b])), 2)
+                                      for a, b in zip(bounds, bounds[1:], strict=False)],
             "capped": int(sum(s == MAX_FOLLOW for s in steps)), "pairs": len(steps),
             "share_a_after_stray": _mean(kept)}
 
