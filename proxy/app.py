@@ -45,6 +45,11 @@ description (`POST /predict/text`, the `text` model) and photo + text (`POST /pr
 the `listing` model). `GET /models` lists every served model with its kind (from
 config.properties' model_snapshot). Every error answers `{"detail": "..."}` saying what to change.
 
+Buyers (docs/buyers.md): an anonymous session (an HttpOnly cookie, or the `X-Session` header)
+remembers the listings opened (`GET /listings/{id}`) and personalises `/search` and the
+"for you" feed (`GET /feed`); `POST /events` logs impressions and clicks (no IP address is
+stored); `GET /me/history` shows what is stored and `DELETE /me/history` erases it.
+
 Limits (docs/limits.md): headers within 10 s and 16 KiB / 100 lines (408, 431), a body within
 30 s (408) and 10 MiB (413), title/description 1,000/20,000 characters (422); every costly route
 has a concurrency gate (503 + `Retry-After` when full); a request for another `Host` is a 400.
