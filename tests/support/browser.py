@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, Route, sync_playwright
 
 # Chromium's own background traffic (updates, sync, field trials) off; QUIC off so every request
 # is plain HTTP that the route guard below sees.
@@ -47,6 +47,18 @@ class Browser:
     context: BrowserContext
     external: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    playwright: Playwright | None = None
+
+    @contextmanager
+    def another_profile(self, user_data_dir: Path) -> Iterator["Browser"]:
+        """A second Chromium with its own profile (cookies, storage): another person's browser.
+        Sync Playwright runs once per thread, so it shares this one's."""
+        assert self.playwright is not None
+        other = _launch(self.playwright, user_data_dir)
+        try:
+            yield other
+        finally:
+            other.context.close()
 
     def new_page(self, width: int = 1100, height: int = 900) -> Page:
         page = self.context.new_page()
@@ -69,13 +81,18 @@ def chromium(user_data_dir: Path) -> Iterator[Browser]:
     """A fresh headless Chromium profile in ``user_data_dir``, every non-loopback request aborted
     and recorded."""
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(user_data_dir), executable_path=chromium_path(), headless=True,
-            args=CHROMIUM_FLAGS, service_workers="block",
-        )
-        browser = Browser(context)
-        context.route("**/*", lambda route: _guard(browser, route))
+        browser = _launch(playwright, user_data_dir)
         try:
             yield browser
         finally:
-            context.close()
+            browser.context.close()
+
+
+def _launch(playwright: Playwright, user_data_dir: Path) -> Browser:
+    context = playwright.chromium.launch_persistent_context(
+        str(user_data_dir), executable_path=chromium_path(), headless=True,
+        args=CHROMIUM_FLAGS, service_workers="block",
+    )
+    browser = Browser(context, playwright=playwright)
+    context.route("**/*", lambda route: _guard(browser, route))
+    return browser
