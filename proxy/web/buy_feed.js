@@ -8,15 +8,19 @@ const BuyFeed = (() => {
   const FEED_SIZE = 12;
 
   // Fire-and-forget: an event must not slow the page down or fail it, and keepalive lets the
-  // request finish while the page moves on (a click that opens a listing).
+  // request finish while the page moves on (a click that opens a listing). One at a time: the
+  // first event of a new visitor creates its session, and the next must carry that cookie
+  // rather than create a second session.
+  let sending = Promise.resolve();
+
   function report(event) {
-    fetch("/events", {
+    sending = sending.then(() => fetch("/events", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(event),
       keepalive: true,
       credentials: "same-origin",
-    }).catch(() => {});
+    })).catch(() => {});
   }
 
   // Report that `listings` were shown, best first; `context` = {source, query, ranker}.
