@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,16 +105,18 @@ def personal(engine: SearchEngine, views: Sequence[str], k: int, lam: float,
 
 
 def cold(engine: SearchEngine, popular: Sequence[str], k: int, lam: float,
-         taken: set[str] = frozenset()) -> list[FeedItem]:  # type: ignore[assignment]
+         taken: Collection[str] = ()) -> list[FeedItem]:
     """Popular and new listings, interleaved, diversified by MMR; none of ``taken``."""
     if k <= 0:
         return []
     depth = max(2 * k, CANDIDATES)  # enough "new" candidates for MMR to span several kinds
     known = engine.records.position_of(list(popular))
     liked = [p for p in popular if p in known][:depth]
-    newest = [pos for pos in range(len(engine) - 1, -1, -1)][:depth + len(taken) + len(liked)]
+    last = len(engine) - 1
+    newest = list(range(last, max(-1, last - depth - len(taken) - len(liked)), -1))
+    skip = {*taken, *liked}
     new = [record["id"] for record in engine.records.fetch(newest)
-           if record["id"] not in taken and record["id"] not in liked][:depth]
+           if record["id"] not in skip][:depth]
     # popular first (each a bit above the new listing at its rank), then MMR spreads the kinds
     reasons = {**{listing: "new" for listing in new}, **{listing: "popular" for listing in liked}}
     scores = {listing: 1.0 - i / (depth + 1) for i, listing in enumerate(new)}
