@@ -2,9 +2,9 @@
 
 ``aicore`` (packed into archives) and ``common`` (the small shared layer) import nothing else of
 ours; the application packages import those two and never each other, except where a package
-drives another's public API (the proxy serves search; the benchmark drives the handler and the
-serving stack; buyers' feed ranks with search; the data generators write the export format ``training.export`` reads). Nothing
-imports ``datagen`` but the tests.
+drives another's public API (the proxy serves search and buyers; the benchmark drives the handler,
+the serving stack and the feed; buyers' feed ranks with search; the data generators write the
+export format ``training.export`` reads). Nothing imports ``datagen`` but the tests.
 """
 
 import ast
