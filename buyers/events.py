@@ -6,8 +6,8 @@
   (query optional; source "search" when a query is given, else "feed").
 
 The shapes are checked by pydantic (a 422 naming the field); :func:`check_listings` then refuses
-ids the index does not hold (a 422 naming ``listings[i]`` or ``listing``), so the log only holds
-listings that existed when they were shown.
+ids the index does not hold (the same 422, its ``loc`` ``["body", "listings", i]`` or
+``["body", "listing"]``), so the log only holds listings that existed when they were shown.
 """
 
 from __future__ import annotations
@@ -65,12 +65,14 @@ EventBody = Annotated[Impression | Click, Field(discriminator="type")]
 
 
 class EventUnknown(ValueError):
-    """An event names a listing the index does not hold; ``field`` says which."""
+    """An event names a listing the index does not hold; ``loc`` is the field's path
+    (``("listings", 2)`` or ``("listing",)``), as in a validation error."""
 
-    def __init__(self, field: str, listing: str) -> None:
+    def __init__(self, loc: tuple[str | int, ...], listing: str) -> None:
+        field = loc[0] if len(loc) == 1 else f"{loc[0]}[{loc[1]}]"
         super().__init__(f"{field}: no listing {listing!r} in the index; report ids from the "
                          "results you showed")
-        self.field = field
+        self.loc, self.listing = loc, listing
 
 
 def check_listings(engine: SearchEngine, body: Impression | Click) -> None:
@@ -79,7 +81,7 @@ def check_listings(engine: SearchEngine, body: Impression | Click) -> None:
     known = engine.records.position_of(ids)
     for i, listing in enumerate(ids):
         if listing not in known:
-            raise EventUnknown(f"listings[{i}]" if isinstance(body, Impression) else "listing",
+            raise EventUnknown(("listings", i) if isinstance(body, Impression) else ("listing",),
                                listing)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -72,10 +73,7 @@ async def feed(engine: Engine, session: Session, k: Annotated[int, Query(
 
 
 @router.post("/events", response_model=EventAnswer, status_code=202,
-             responses={422: error_doc(
-                 "A malformed event, or a listing the index does not hold (the field is named)",
-                 "listings[2]: no listing 'x' in the index; report ids from the results you "
-                 "showed"), 503: SESSION_503},
+             responses={503: SESSION_503},
              summary="Report an impression or a click")
 async def post_event(engine: Engine, session: Session, body: Annotated[EventBody, Body(
         examples=[{"type": "impression", "listings": ["a", "b"], "query": "sofa",
@@ -83,12 +81,14 @@ async def post_event(engine: Engine, session: Session, body: Annotated[EventBody
                   {"type": "click", "listing": "b", "rank": 2, "query": "sofa"}])]
                      ) -> EventAnswer:
     """Store one event of the session (created if the request has none): an impression (the
-    listings shown, in rank order) or a click (one of them and its 1-based rank). Stored without
+    listings shown, in rank order) or a click (one of them and its 1-based rank). A malformed
+    event, or a listing the index does not hold, is a 422 whose `loc` names the field. Stored without
     any IP address; kept `AICORE_SESSION_RETENTION_DAYS` (docs/buyers.md)."""
     try:
         check_listings(engine, body)
-    except EventUnknown as exc:
-        raise HTTPException(422, str(exc)) from None
+    except EventUnknown as exc:  # the shape of every other 422: the field's path and why
+        raise RequestValidationError([{"type": "unknown_listing", "loc": ("body", *exc.loc),
+                                       "msg": str(exc), "input": exc.listing}]) from None
     session_id = await session.ensure()
     await session.run(session.store().record, session_id, [to_event(body)])
     return EventAnswer(recorded=body.type)

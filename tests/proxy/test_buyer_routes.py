@@ -177,7 +177,9 @@ def test_an_event_with_an_unknown_listing_is_a_422_naming_it(client):
                                              "listings": ["prod-00-000", "gone"]})
 
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("listings[1]: no listing 'gone'")
+    error, = response.json()["detail"]
+    assert error["loc"] == ["body", "listings", 1] and error["input"] == "gone"
+    assert error["msg"].startswith("listings[1]: no listing 'gone'")
     assert client.get("/me/history").json()["events"] == []
 
 
