@@ -52,6 +52,7 @@ DECAYS = (1.0, 0.9, 0.8, 0.7, 0.5)
 VIEW_COUNTS = (1, 3, 5, 10)
 RETAIN = 0.9  # lambda keeps >= 90% of the undiversified feed's share of the viewed kind
 MAX_FOLLOW = 15
+A_VIEWS = 10  # views of the first interest before the change
 MIN_KIND = 40  # kinds with fewer listings cannot fill a feed of one kind plus views
 
 
@@ -158,9 +159,9 @@ def _views_of_one_kind(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds
                     clicks.append(_expected_clicks([kind_of[item.id] for item in items],
                                                    {kind: PRIMARY, second: SECONDARY}))
     bounds = [*per_seed, len(shares[5])]
-    seeds = [np.mean(shares[5][a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    seeds = [_mean(shares[5][a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
     return {"share_after": {str(n): _mean(values) for n, values in shares.items()},
-            "share_after_5_seeds": [round(float(x), 4) for x in seeds],
+            "share_after_5_seeds": seeds,
             "share_after_5_min": round(min(shares[5]), 4),
             "distinct_kinds_after_5": _mean(distinct), "diversity_after_5": _mean(diversity),
             "expected_clicks_after_5": _mean(clicks)}
@@ -177,7 +178,7 @@ def _follow(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds: Sequence[
             b = kinds[(i + 1 + seed) % len(kinds)]
             if a == b:
                 continue
-            a_views = list(rng.choice(by_kind[a], 10, replace=False))
+            a_views = list(rng.choice(by_kind[a], A_VIEWS, replace=False))
             b_views = list(rng.choice(by_kind[b], MAX_FOLLOW, replace=False))
             kept.append(_share(feed(engine, b_views[:1] + a_views, [], K, lam, decay), a))
             for n in range(1, MAX_FOLLOW + 1):
@@ -186,8 +187,8 @@ def _follow(engine: SearchEngine, by_kind: dict, kind_of: dict, kinds: Sequence[
                     steps.append(n)
                     break
     bounds = [*per_seed, len(steps)]
-    return {"views_to_follow": _mean(steps), "views_to_follow_max": int(max(steps)),
-            "views_to_follow_seeds": [round(float(np.mean(steps[a:b])), 2)
+    return {"views_to_follow": _mean(steps), "views_to_follow_max": int(max(steps, default=0)),
+            "views_to_follow_seeds": [_mean(steps[a:b])
                                       for a, b in zip(bounds, bounds[1:], strict=False)],
             "capped": int(sum(s == MAX_FOLLOW for s in steps)), "pairs": len(steps),
             "share_a_after_stray": _mean(kept)}
@@ -236,13 +237,12 @@ def print_report(report: dict) -> None:
           f"{feed_part['cold_feed_kinds']} kinds")
     for split in ("dev", "test"):
         print(f"{split} kinds {feed_part['kinds'][split]}")
-        print(f"{'lambda':>6} {'share@1':>8} {'@3':>6} {'@5':>6} {'@10':>6} {'kinds':>6} "
-              f"{'ILD':>6} {'E[clicks]':>9}")
+        counts = " ".join(f"{'@' + str(n):>6}" for n in VIEW_COUNTS)
+        print(f"{'lambda':>6} share {counts} {'kinds':>6} {'ILD':>6} {'E[clicks]':>9}")
         for lam, m in feed_part["by_lambda"][split].items():
-            s = m["share_after"]
-            print(f"{lam:>6} {s['1']:8.3f} {s['3']:6.3f} {s['5']:6.3f} {s['10']:6.3f} "
-                  f"{m['distinct_kinds_after_5']:6.2f} {m['diversity_after_5']:6.3f} "
-                  f"{m['expected_clicks_after_5']:9.3f}")
+            shares = " ".join(f"{share:6.3f}" for share in m["share_after"].values())
+            print(f"{lam:>6}       {shares} {m['distinct_kinds_after_5']:6.2f} "
+                  f"{m['diversity_after_5']:6.3f} {m['expected_clicks_after_5']:9.3f}")
         print(f"{'decay':>6} {'views to follow':>16} {'max':>4} {'capped':>7} {'A kept':>7}")
         for decay, m in feed_part["by_decay"][split].items():
             print(f"{decay:>6} {m['views_to_follow']:16.2f} {m['views_to_follow_max']:4d} "
