@@ -73,7 +73,9 @@ async def feed(engine: Engine, session: Session, k: Annotated[int, Query(
 
 
 @router.post("/events", response_model=EventAnswer, status_code=202,
-             responses={503: SESSION_503},
+             responses={400: error_doc("The body cannot be parsed (not UTF-8 JSON)",
+                                       "There was an error parsing the body"),
+                        503: SESSION_503},
              summary="Report an impression or a click")
 async def post_event(engine: Engine, session: Session, body: Annotated[EventBody, Body(
         examples=[{"type": "impression", "listings": ["a", "b"], "query": "sofa",
