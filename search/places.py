@@ -60,15 +60,29 @@ class Places:
         Raises:
             BadRequest: when no listing of the index is in or near ``place``.
         """
-        town, region = split_location(place)
-        if region:  # "Town, Region"
-            mask = (self.towns == place_key(town)) & (self.regions == place_key(region))
-        else:
-            key = place_key(town)
-            mask = (self.towns == key) | (self.regions == key) if key else np.zeros(0, bool)
+        mask = self.match(place)
         if not mask.any():
             raise BadRequest(self._unknown(place))
         return mask
+
+    def match(self, place: str) -> np.ndarray:
+        """``(N,)`` bool: the listings near ``place``, all False when none is."""
+        town, region = split_location(place)
+        if region:  # "Town, Region"
+            return (self.towns == place_key(town)) & (self.regions == place_key(region))
+        key = place_key(town)
+        if not key:
+            return np.zeros(len(self.towns), bool)
+        return (self.towns == key) | (self.regions == key)
+
+    def knows(self, location: str) -> bool:
+        """True when ``location`` names a town or region of the index (a listing's own place:
+        ``"Town, Region"`` needs its town or its region known)."""
+        town, region = split_location(location)
+        return bool({place_key(town), place_key(region)} & set(self.known))
+
+    def unknown_detail(self, place: str) -> str:
+        return self._unknown(place)
 
     def _unknown(self, place: str) -> str:
         close = difflib.get_close_matches(place_key(place), self.known, n=MAX_SUGGESTIONS, cutoff=0.6)
