@@ -116,8 +116,7 @@ class MarketStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        with self._write() as db:
-            db.executescript(SCHEMA)
+        self._db().executescript(SCHEMA)  # idempotent; executescript commits on its own
 
     @classmethod
     def open(cls, state_dir: Path) -> MarketStore:

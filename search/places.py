@@ -81,11 +81,13 @@ class Places:
         town, region = split_location(location)
         return bool({place_key(town), place_key(region)} & set(self.known))
 
-    def unknown_detail(self, place: str) -> str:
-        return self._unknown(place)
+    def close(self, place: str) -> list[str]:
+        """The known names closest to ``place`` (a typo's likely meaning)."""
+        return difflib.get_close_matches(place_key(place), self.known, n=MAX_SUGGESTIONS,
+                                         cutoff=0.6)
 
     def _unknown(self, place: str) -> str:
-        close = difflib.get_close_matches(place_key(place), self.known, n=MAX_SUGGESTIONS, cutoff=0.6)
+        close = self.close(place)
         hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
                 else f"known places include {', '.join(repr(c) for c in self.known[:10])}")
         return (f"unknown place near={place!r}: no listing is in a town or region of that name; "

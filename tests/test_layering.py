@@ -2,9 +2,9 @@
 
 ``aicore`` (packed into archives) and ``common`` (the small shared layer) import nothing else of
 ours; the application packages import those two and never each other, except where a package
-drives another's public API (the proxy serves search and the market store; the benchmark drives the handler and the
-serving stack; the data generators write the export format ``training.export`` reads). Nothing
-imports ``datagen`` but the tests.
+drives another's public API (the proxy serves search and the market store; the benchmark drives
+the handler and the serving stack; the data generators write the export format
+``training.export`` reads). Nothing imports ``datagen`` but the tests.
 """
 
 import ast
