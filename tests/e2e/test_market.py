@@ -168,3 +168,11 @@ def test_bad_fields_are_named(stack):
     assert price.status_code == place.status_code == 422
     assert price.json()["detail"].startswith("price:")
     assert place.json()["detail"].startswith("location:")
+
+
+def test_market_demo_publishes_and_finds_within_a_second(stack):
+    from market import demo
+
+    waited = demo.main(demo.get_args_parser().parse_args(["--url", stack.proxy_url]))
+
+    assert 0 < waited < FRESH_S
