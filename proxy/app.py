@@ -47,6 +47,12 @@ description (`POST /predict/text`, the `text` model) and photo + text (`POST /pr
 the `listing` model). `GET /models` lists every served model with its kind (from
 config.properties' model_snapshot). Every error answers `{"detail": "..."}` saying what to change.
 
+Sellers (docs/marketplace.md): `POST /sellers` gives a token (shown once); with
+`Authorization: Bearer <token>`, `POST /listings` publishes a listing (photos stripped of EXIF/GPS,
+the category suggested by the listing model), `PATCH`/`DELETE /listings/{id}` edit, sell or delete
+it, `GET /sellers/me/listings` lists them. A 201 is sent only once the write is durable, and
+`/search`, filters and `/listings/{id}/similar` see it at once.
+
 Limits (docs/limits.md): headers within 10 s and 16 KiB / 100 lines (408, 431), a body within
 30 s (408) and 10 MiB (413), title/description 1,000/20,000 characters (422); every costly route
 has a concurrency gate (503 + `Retry-After` when full); a request for another `Host` is a 400.
