@@ -44,6 +44,11 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     429: error_doc("Too many writes from this seller (Retry-After says when to retry)",
                    "too many listing writes: retry in 1 s"),
 }
+STORE_ERROR = error_doc("The store cannot be written (nothing was saved; retry)",
+                        "the marketplace store (market.db in AICORE_STATE_DIR) cannot be used "
+                        "(OperationalError: disk I/O error): nothing was saved; retry, and check "
+                        "the disk if it persists")
+AUTH_ERRORS[503] = STORE_ERROR
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
     400: error_doc("A photo cannot be decoded", "photos[0] ('a.jpg'): not an image: 12 bytes ..."),
@@ -62,7 +67,7 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/sellers", status_code=status.HTTP_201_CREATED, response_model=SellerToken,
-             responses={429: AUTH_ERRORS[429]}, summary="Register as a seller")
+             responses={429: AUTH_ERRORS[429], 503: STORE_ERROR}, summary="Register as a seller")
 async def register(body: SellerIn, request: Request, market: MarketDep) -> SellerToken:
     """A new seller and its token. The token is shown in this answer only (the store keeps its
     SHA-256): keep it, and send it as `Authorization: Bearer <token>` on every write.

@@ -32,7 +32,7 @@ def buy_ids(tab: Page, query: str) -> list[str]:
     tab.locator("#buy-q").fill(query)
     tab.locator("#buy-count").evaluate("count => { count.textContent = ''; }")  # this answer's
     tab.locator("#buy-submit").click()
-    expect(page.locator("#buy-count")).not_to_be_empty(timeout=ANSWER_TIMEOUT_MS)
+    expect(tab.locator("#buy-count")).not_to_be_empty(timeout=ANSWER_TIMEOUT_MS)
     ids = tab.locator("#buy-results li.card").evaluate_all("cards => cards.map(c => c.dataset.id)")
     tab.get_by_role("tab", name="Sell").click()
     return ids
