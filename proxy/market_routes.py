@@ -151,6 +151,9 @@ async def edit_listing(listing_id: str, patch: ListingPatch, request: Request, s
     listing = await _own(market, seller, listing_id)
     changes = patch.model_dump(exclude_unset=True)
     changes = {key: value for key, value in changes.items() if value is not None}
+    if not changes:
+        raise _field("body", "nothing to change: send any of title, description, price, "
+                     "location, category, status")
     if "title" in changes:
         changes["title"] = _title(changes["title"])
     if "description" in changes:

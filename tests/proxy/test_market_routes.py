@@ -203,6 +203,16 @@ def test_bad_field_is_a_422_naming_it(client, field, value, named):
     assert response.json()["detail"].startswith(f"{named}:")
 
 
+def test_empty_edit_is_a_422(client):
+    auth = register(client)
+    listing_id = publish(client, auth).json()["id"]
+
+    response = client.patch(f"/listings/{listing_id}", json={}, headers=auth)
+    assert response.status_code == 422 and response.json()["detail"].startswith("body:")
+    unknown = client.patch(f"/listings/{listing_id}", json={"colour": "red"}, headers=auth)
+    assert unknown.status_code == 422 and "colour" in unknown.text
+
+
 def test_undecodable_photo_is_a_400_naming_it(client):
     response = publish(client, register(client), [b"not an image"])
 
