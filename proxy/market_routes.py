@@ -23,8 +23,8 @@ from market.photos import clean_photo
 from market.store import NewListing, StoredListing
 from proxy.deps import AppSettings, Engine, TorchServe, error_doc
 from proxy.market import MarketDep, Seller, client_address, limit, listing_vector, suggest
-from proxy.market_schemas import (CreatedListing, ListingPatch, SellerIn, SellerListing,
-                                  SellerListings, SellerToken)
+from proxy.market_schemas import (CreatedListing, FieldError, ListingPatch, SellerIn,
+                                  SellerListing, SellerListings, SellerToken)
 from proxy.search_routes import SEARCH_ERRORS, check_served_model
 from proxy.upload import read_upload
 from search import SearchEngine
@@ -57,9 +57,10 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     404: error_doc("No listing with that id", "no listing 'live-..': GET /sellers/me/listings "
                    "lists yours"),
     413: SEARCH_ERRORS[413],
-    422: error_doc("A field is missing or wrong; the message names it",
-                   "price: 'free' is not a price: write it as the export does, e.g. £1,234.50 "
-                   "or 80"),
+    422: {"model": FieldError, "description": "A field is missing or wrong; the answer names it",
+          "content": {"application/json": {"example": {
+              "detail": "price: 'free' is not a price: write it as the export does, e.g. "
+                        "£1,234.50 or 80"}}}},
     503: error_doc("TorchServe cannot embed or classify the listing, or no index is served "
                    "(nothing was stored: retry later)", "TorchServe is not reachable at "
                    "<AICORE_INFERENCE_URL>: start it with `make serve`"),

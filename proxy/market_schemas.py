@@ -1,6 +1,6 @@
 """Request and answer bodies of the sellers' routes (proxy/market_routes.py), for /docs."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,3 +68,10 @@ class SellerListing(BaseModel):
 
 class SellerListings(BaseModel):
     listings: list[SellerListing]
+
+
+class FieldError(BaseModel):
+    """A 422: a field the route checked (``"price: ..."``, the field's name first), or FastAPI's
+    own list of malformed fields (``[{"loc": ["body", "price"], "msg": ...}]``)."""
+
+    detail: str | list[dict[str, Any]]
