@@ -51,7 +51,8 @@ STORE_ERROR = error_doc("The store cannot be written (nothing was saved; retry)"
 AUTH_ERRORS[503] = STORE_ERROR
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
-    400: error_doc("A photo cannot be decoded", "photos[0] ('a.jpg'): not an image: 12 bytes ..."),
+    400: error_doc("A photo cannot be decoded, or the body cannot be parsed",
+                   "photos[0] ('a.jpg'): not an image: 12 bytes ..."),
     403: error_doc("The listing is another seller's", "listing 'live-..' belongs to another "
                    "seller: a seller changes only their own listings"),
     404: error_doc("No listing with that id", "no listing 'live-..': GET /sellers/me/listings "
@@ -68,7 +69,9 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/sellers", status_code=status.HTTP_201_CREATED, response_model=SellerToken,
-             responses={429: AUTH_ERRORS[429], 503: STORE_ERROR}, summary="Register as a seller")
+             responses={400: error_doc("The body is not JSON", "There was an error parsing "
+                                       "the body"),
+                        429: AUTH_ERRORS[429], 503: STORE_ERROR}, summary="Register as a seller")
 async def register(body: SellerIn, request: Request, market: MarketDep) -> SellerToken:
     """A new seller and its token. The token is shown in this answer only (the store keeps its
     SHA-256): keep it, and send it as `Authorization: Bearer <token>` on every write.
