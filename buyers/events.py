@@ -79,8 +79,9 @@ def check_listings(engine: SearchEngine, body: Impression | Click) -> None:
     """Raises :class:`EventUnknown` for the first id of ``body`` the index does not hold."""
     ids = body.listings if isinstance(body, Impression) else [body.listing]
     known = engine.records.position_of(ids)
+    live = engine.live
     for i, listing in enumerate(ids):
-        if listing not in known:
+        if listing not in known and (live is None or live.get(listing) is None):
             raise EventUnknown(("listings", i) if isinstance(body, Impression) else ("listing",),
                                listing)
 

@@ -10,7 +10,8 @@
   :data:`MMR_LAMBDA`, chosen on the judged dev data by ``python -m bench.feed``
   (docs/buyers.md). Each item's reason names the viewed listing it is closest to.
 - **Without views** (a new session, or an erased one): popular listings (viewed or clicked by the
-  most sessions, :meth:`SessionStore.popular`) and new ones (the last added to the index),
+  most sessions, :meth:`SessionStore.popular`) and new ones (live listings, newest first, then
+  the index's last positions),
   interleaved and diversified by the same MMR. A personal feed shorter than ``k`` is filled the
   same way.
 """
@@ -80,9 +81,12 @@ def feed(engine: SearchEngine, views: Sequence[str], popular: Sequence[str], k: 
 
 
 def held(engine: SearchEngine, views: Sequence[str]) -> list[str]:
-    """``views`` that the index still holds (a sold or rebuilt-away listing drops out), in order."""
+    """``views`` that the engine still holds with an embedding, in order: a sold or deleted live
+    listing, or one a rebuilt index dropped, falls out (the user vector needs an embedding)."""
     known = engine.records.position_of(list(views))
-    return [view for view in views if view in known]
+    live = engine.live
+    return [view for view in views
+            if view in known or (live is not None and live.vector(view) is not None)]
 
 
 def personal(engine: SearchEngine, views: Sequence[str], k: int, lam: float,
@@ -97,7 +101,7 @@ def personal(engine: SearchEngine, views: Sequence[str], k: int, lam: float,
     vectors = _vectors(engine, [hit.id for hit in hits])  # (C, D)
     relevance = np.asarray([hit.score for hit in hits], np.float32)  # (C,) cosine to the user
     chosen = mmr(relevance, vectors, k, lam)
-    viewed = engine.records.fetch([engine.position(v) for v in views])
+    viewed = [engine.get(v) for v in views]
     nearest = np.argmax(vectors[chosen] @ _vectors(engine, views).T, axis=1)  # (k,)
     return [FeedItem(hits[i].id, hits[i].title, hits[i].price, hits[i].location,
                      hits[i].category, round(float(hits[i].score), 6),
@@ -110,13 +114,9 @@ def cold(engine: SearchEngine, popular: Sequence[str], k: int, lam: float,
     if k <= 0:
         return []
     depth = max(2 * k, CANDIDATES)  # enough "new" candidates for MMR to span several kinds
-    known = engine.records.position_of(list(popular))
-    liked = [p for p in popular if p in known][:depth]
-    last = len(engine) - 1
-    newest = list(range(last, max(-1, last - depth - len(taken) - len(liked)), -1))
+    liked = held(engine, popular)[:depth]
     skip = {*taken, *liked}
-    new = [record["id"] for record in engine.records.fetch(newest)
-           if record["id"] not in skip][:depth]
+    new = [i for i in _newest(engine, depth + len(skip)) if i not in skip][:depth]
     # popular first (each a bit above the new listing at its rank), then MMR spreads the kinds
     reasons = {**{listing: "new" for listing in new}, **{listing: "popular" for listing in liked}}
     scores = {listing: 1.0 - i / (depth + 1) for i, listing in enumerate(new)}
@@ -127,12 +127,27 @@ def cold(engine: SearchEngine, popular: Sequence[str], k: int, lam: float,
         return []
     relevance = np.asarray([scores[i] for i in ids], np.float32)
     chosen = [ids[i] for i in mmr(relevance, _vectors(engine, ids), k, lam)]
-    records = engine.records.fetch([engine.position(i) for i in chosen])
+    records = [engine.get(i) for i in chosen]
     return [FeedItem(r["id"], r["title"], r["price"], r["location"], r["category"],
                      round(scores[r["id"]], 6), reasons[r["id"]]) for r in records]
 
 
+def _newest(engine: SearchEngine, n: int) -> list[str]:
+    """The ``n`` listings added last: live ones (newest first, with an embedding), then the
+    index's last positions (its build order)."""
+    ids: list[str] = []
+    live = engine.live
+    if live is not None:
+        with live.lock:
+            ids = [record["id"] for row, record in reversed(list(enumerate(live.records)))
+                   if record is not None and live.has_vector[row]][:n]
+    last = len(engine) - 1
+    positions = range(last, max(-1, last - (n - len(ids))), -1)
+    return ids + [record["id"] for record in engine.records.fetch(list(positions))]
+
+
 def _vectors(engine: SearchEngine, ids: Sequence[str]) -> np.ndarray:
-    """``(len(ids), D)`` unit embeddings of ``ids``, in that order."""
+    """``(len(ids), D)`` unit embeddings of ``ids`` (of the index or live), in that order."""
     positions = engine.records.position_of(list(ids))
-    return np.asarray(engine.vectors.vectors[[positions[i] for i in ids]], np.float32)
+    return np.stack([np.asarray(engine.vectors.vectors[positions[i]], np.float32)
+                     if i in positions else engine.vector_of(i) for i in ids])

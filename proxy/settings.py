@@ -104,10 +104,24 @@ class Settings(BaseSettings):
         "index was built with, e.g. cnn)",
     )
 
-    # --- server-side state (docs/buyers.md): buyers' sessions and events ---
+    # --- server-side state (docs/marketplace.md, docs/buyers.md) ---
     state_dir: Path = Field(
-        Path("state"), description="where the proxy keeps server-side state (sessions.db: buyer "
-        "sessions and their events); a relative path is taken from the repository root")
+        Path("state"), description="where the proxy keeps server-side state (market.db: sellers, "
+        "listings and the change feed; photos/: listing photos; sessions.db: buyer sessions and "
+        "their events); a relative path is taken from the repository root")
+    registrations_per_minute: float = Field(
+        10.0, gt=0, description="POST /sellers per client address per minute (429 + Retry-After "
+        "past it; each proxy process counts on its own)")
+    registration_burst: int = Field(5, gt=0, description="POST /sellers allowed at once before "
+                                    "the per-minute rate applies")
+    writes_per_second: float = Field(
+        5.0, gt=0, description="listing writes (POST/PATCH/DELETE, token rotation) per seller per "
+        "second (429 + Retry-After past it)")
+    write_burst: int = Field(30, gt=0, description="listing writes per seller allowed at once")
+    photo_sweep_grace_s: float = Field(
+        60.0, ge=0, description="at start, photo files no listing names are deleted once older "
+        "than this (younger ones may belong to a listing another process is committing)")
+    # buyers' sessions (docs/buyers.md)
     session_max_events: int = Field(
         500, gt=0, description="events kept per buyer session (views, impressions, clicks); the "
         "oldest are dropped as new ones arrive")

@@ -2,9 +2,10 @@
 
 ``aicore`` (packed into archives) and ``common`` (the small shared layer) import nothing else of
 ours; the application packages import those two and never each other, except where a package
-drives another's public API (the proxy serves search and buyers; the benchmark drives the handler,
-the serving stack and the feed; buyers' feed ranks with search; the data generators write the
-export format ``training.export`` reads). Nothing imports ``datagen`` but the tests.
+drives another's public API (the proxy serves search, the market store and buyers; the benchmark
+drives the handler, the serving stack and the feed; buyers' feed ranks with search; the data
+generators write the export format ``training.export`` reads). Nothing imports ``datagen`` but
+the tests.
 """
 
 import ast
@@ -16,7 +17,7 @@ import pytest
 from tests.support import REPO_ROOT
 
 OURS = {"aicore", "common", "datagen", "training", "handler", "serving", "proxy", "search", "bench",
-        "buyers"}
+        "market", "buyers"}
 ALLOWED = {
     "aicore": {"aicore"},
     "common": {"common"},
@@ -25,8 +26,9 @@ ALLOWED = {
     "handler": {"aicore", "common"},
     "serving": {"common"},
     "search": {"aicore", "common"},
+    "market": {"aicore", "common"},  # the store knows nothing of search or HTTP
     "buyers": {"aicore", "common", "search"},  # the feed ranks with the search engine
-    "proxy": {"aicore", "common", "search", "buyers"},
+    "proxy": {"aicore", "common", "search", "market", "buyers"},  # serves search, writes, buyers
     "bench": {"aicore", "common", "handler", "serving", "search", "buyers"},  # bench.feed: buyers
 }
 

@@ -221,6 +221,7 @@ function renderPrediction(result, note = "") {
     bars.append(item);
   }
   $("sell-result").hidden = false;
+  document.dispatchEvent(new CustomEvent("aicore:suggested", { detail: result })); // sell.js
 }
 
 function setPhoto(input, preview, file) {
@@ -444,6 +445,7 @@ async function start() {
     setUpBuy(state.capabilities.categories);
     BuyFeed.start();
   }
+  document.dispatchEvent(new CustomEvent("aicore:ready", { detail: state.capabilities })); // sell.js
   await loadModels();
   document.body.dataset.ready = "true"; // the page finished asking the proxy what it offers
 }
