@@ -15,7 +15,7 @@ import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,7 @@ from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
+from common import server_timing
 from common.catalogue import parse_version
 from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
@@ -91,19 +92,27 @@ Filters = Annotated[SearchFilters, Depends()]
 @router.get("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
             summary="Search listings by text")
 async def search_text(
-    request: Request, engine: Engine, filters: Filters, torchserve: TorchServe,
-    settings: AppSettings,
+    request: Request, response: Response, engine: Engine, filters: Filters,
+    torchserve: TorchServe, settings: AppSettings,
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
     dense retriever when the index's model embeds text (``q`` embedded by TorchServe) or the
     user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
     stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
-    are not returned."""
+    are not returned. The `Server-Timing` header gives the milliseconds of each step (embed:
+    TorchServe; search and its steps: the index; route: both and the answer's model)."""
+    started = time.perf_counter()
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
+    embedded = time.perf_counter()
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
-    return _response(engine, result, embedded_by=model)
+    answer = _response(engine, result, embedded_by=model)
+    response.headers[server_timing.HEADER] = server_timing.format_timing(
+        {"embed": (embedded - started) * 1000, "search": result.took_ms,
+         **{f"search-{name}": ms for name, ms in result.stages_ms.items()},
+         "route": (time.perf_counter() - started) * 1000})
+    return answer
 
 
 @router.post("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
