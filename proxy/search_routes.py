@@ -101,16 +101,20 @@ async def search_text(
     user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
     stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
     are not returned. The `Server-Timing` header gives the milliseconds of each step (embed:
-    TorchServe; search and its steps: the index; route: both and the answer's model)."""
+    TorchServe; search and its steps: the index; thread-hop: waiting for a worker thread;
+    route: all of them and the answer's model)."""
     started = time.perf_counter()
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     embedded = time.perf_counter()
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
+    searched = time.perf_counter()
     answer = _response(engine, result, embedded_by=model)
     response.headers[server_timing.HEADER] = server_timing.format_timing(
         {"embed": (embedded - started) * 1000, "search": result.took_ms,
          **{f"search-{name}": ms for name, ms in result.stages_ms.items()},
+         # the hop to a worker thread and back: what the search waited for besides itself
+         "thread-hop": (searched - embedded) * 1000 - result.took_ms,
          "route": (time.perf_counter() - started) * 1000})
     return answer
 

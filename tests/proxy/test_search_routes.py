@@ -223,7 +223,7 @@ def test_get_search_on_a_text_index_embeds_the_query_and_fuses(text_client, text
     assert text_fake.calls[-1] == ("text", ModelRequest(title="pram", embedding=True))
     timing = parse_timing(response.headers["Server-Timing"])  # where the time went, per step
     assert {"embed", "search", "search-dense", "search-lexical", "search-fuse",
-            "search-hydrate", "route"} <= set(timing)
+            "search-hydrate", "thread-hop", "route"} <= set(timing)
     assert timing["search"] == pytest.approx(body["took_ms"], abs=1e-3)
     assert timing["route"] >= timing["embed"] + timing["search-dense"]
     assert any("dense" in hit["matched"] for hit in body["results"])
