@@ -2,7 +2,7 @@
 
     python -m search.tune --index INDEX --queries DEV.tsv --qrels DEV.qrels [--json OUT] [--dry-run]
 
-Three choices, each by nDCG@10 on the dev queries (ir-measures, :mod:`search.judged`), in order:
+Four choices, each by nDCG@10 on the dev queries (ir-measures, :mod:`search.judged`), in order:
 
 1. **BM25 field weights** (title, description, category path; location kept): a grid, scored on
    the lexical retriever alone;
@@ -19,8 +19,9 @@ Three choices, each by nDCG@10 on the dev queries (ir-measures, :mod:`search.jud
 
 Fusion is chosen among the candidates that are, on the dev queries, at least as good as the better
 single retriever on every metric (nDCG@10, P@10, recall@100, MAP) -- fusion that never loses --
-and only when none is, by nDCG@10 alone (the report says so). A choice replaces the current one
-only when it scores higher. The result is written into a new
+and only when none is, by nDCG@10 alone (the report says so); a current choice that loses is
+replaced even by a lower nDCG@10 that does not. Otherwise a choice replaces the current one only
+when it scores higher. The result is written into a new
 index generation (the live one's files hard-linked, ``meta.json`` with ``"ranking"`` and
 ``"tuned"``) published atomically: a running proxy picks it up at its next request. Tune on dev
 queries only; measure on test with ``python -m search.evaluate``.
