@@ -1,10 +1,11 @@
 """Where a text query's time goes, for ``bench.search_text``: per request and per process.
 
 - **in the proxy**: its ``Server-Timing`` header (``proxy.search_routes``): ``embed`` (the
-  TorchServe call, version check included), ``search`` and its steps (``search-dense``,
-  ``search-lexical``, ``search-fuse``, ``search-hydrate``, ``search-prepare``), ``thread-hop`` (waiting for the worker thread the
-  search runs in, and back), ``route`` (all of the route, the answer's model included). What the client saw minus ``route`` is ``outside``:
-  HTTP parsing, FastAPI's dependencies and validation, JSON encoding, the loopback and the client.
+  TorchServe call, version check included), ``search`` and its steps (``search-prepare``,
+  ``search-dense``, ``search-lexical``, ``search-fuse``, ``search-hydrate``), ``thread-hop``
+  (waiting for the worker thread the search runs in, and back), ``route`` (all of the route, the
+  answer's model included). What the client saw minus ``route`` is ``outside``: HTTP parsing,
+  FastAPI's dependencies and validation, JSON encoding, the loopback and the client.
 - **in TorchServe**: the direct call's latency (frontend + worker), and the encoder alone
   in-process on the same texts (``ort``: tokenising + the archive's runtime, one thread), so
   ``frontend + handler`` = direct call - ``ort``.
