@@ -34,6 +34,8 @@ RECIPES = {
     "fp32-depthwise": Int8Recipe(keep_fp32=("depthwise",)),
     "pointwise-only": Int8Recipe(keep_fp32=("depthwise", "stem", "head")),
     "pointwise-only-percentile": Int8Recipe(method="Percentile", keep_fp32=("depthwise", "stem", "head")),
+    "conv-only": Int8Recipe(op_types=("Conv",)),
+    "conv-only-percentile": Int8Recipe(method="Percentile", op_types=("Conv",)),
 }
 SPEED_BATCH = 4  # config.properties' batch size for the image models
 SPEED_SECONDS = 5.0

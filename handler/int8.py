@@ -33,10 +33,14 @@ class Int8Recipe:
 
     method: str = "MinMax"  # one of METHODS
     keep_fp32: tuple[str, ...] = ()  # roles of ROLES left unquantised
+    # ONNX op types to quantise (None: every op ONNX Runtime can); ("Conv",) keeps the residual
+    # Adds, the pooling and the classifier's input in fp32
+    op_types: tuple[str, ...] | None = None
 
     def describe(self) -> str:
         kept = "+".join(self.keep_fp32) or "nothing"
-        return f"{self.method}, fp32: {kept}"
+        ops = "+".join(self.op_types) if self.op_types else "all ops"
+        return f"{self.method}, {ops}, fp32: {kept}"
 
 
 DEFAULT_RECIPE = Int8Recipe()
@@ -83,9 +87,11 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tenso
     quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                     calibrate_method=getattr(CalibrationMethod, recipe.method),
-                    nodes_to_exclude=excluded)
+                    nodes_to_exclude=excluded,
+                    op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None)
     prepared.unlink()
     return {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8 per-tensor",
             "method": recipe.method, "fp32_nodes": sorted(recipe.keep_fp32),
+            "op_types": list(recipe.op_types) if recipe.op_types else "all",
             "fp32_node_count": len(excluded), "images": sum(len(b) for b in calibration),
             "source": "training split"}

@@ -55,6 +55,7 @@ class TrainConfig:
     backbone_lr_scale: float | None = None
     head_init: str | None = None
     frozen_bn: bool | None = None
+    wise_ft: bool | None = None
     # text and multimodal
     image_arch: str = "cnn"
     image_init: Path | None = None

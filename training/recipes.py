@@ -14,7 +14,7 @@ docs/training.md was measured). The resolved values go into ``config.json``.
   epochs), flip + slight affine warp, plain cross-entropy, no early stopping.
 - ``finetune``: an ImageNet backbone's (``--pretrained``): LP-FT, the head started from a linear
   probe of the pretrained features (``--head-init probe``), then everything at AdamW lr 1e-4 with
-  the batch norms' running statistics kept (``--frozen-bn``), 6 epochs; measured in
+  the batch norms' running statistics kept (``--frozen-bn``), 6 epochs, patience 2; measured in
   docs/transfer-learning.md.
 - ``plain``: the baseline a practitioner writes in 60 lines: SGD lr 0.01 momentum 0.9, constant
   learning rate, random flip only.
@@ -41,8 +41,8 @@ FINETUNE = {
     # whole network fine-tunes at one low learning rate with batch-norm statistics kept
     "optimizer": "adamw", "lr": 0.0001, "momentum": 0.9, "nesterov": False,
     "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
-    "warmup_epochs": 1, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 0,
-    "backbone_lr_scale": 1.0, "head_init": "probe", "frozen_bn": True, "epochs": 6,
+    "warmup_epochs": 1, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 2,
+    "backbone_lr_scale": 1.0, "head_init": "probe", "frozen_bn": True, "wise_ft": True, "epochs": 6,
 }
 # The recipe --pretrained gives an architecture when --recipe is not named.
 PRETRAINED_RECIPE = {"efficientnet_lite0": "finetune"}
@@ -51,20 +51,20 @@ RECIPES: dict[str, dict] = {
         "optimizer": "adamw", "lr": 0.001, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
         "warmup_epochs": 2, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 10,
-        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "epochs": 10,
+        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
     },
     "finetune": FINETUNE,
     "seed": {
         "optimizer": "sgd", "lr": 0.08, "momentum": 0.0, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "step",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "affine", "patience": 0,
-        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "epochs": 10,
+        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
     },
     "plain": {
         "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "flip", "patience": 0,
-        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "epochs": 10,
+        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
     },
 }
 RECIPE_OPTIONS = tuple(RECIPES["default"])
@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                        help="default: the modern recipe tuned on real pictures; finetune: an "
                             "ImageNet backbone's (LP-FT: head from a linear probe, lr 1e-4, "
-                            "frozen batch-norm statistics, 6 epochs); seed: the original (SGD "
+                            "frozen batch-norm statistics, 6 epochs, patience 2, WiSE-FT); "
+                            "seed: the original (SGD "
                             "lr 0.08, StepLR 3 x 0.5, no momentum); plain: SGD momentum 0.9 + flip "
                             "(default: finetune for efficientnet_lite0 --pretrained, else default)")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
@@ -125,6 +126,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keep every batch norm's running mean/variance at its pretrained "
                             "values while training (its scale and shift still train): batches "
                             "of 32 estimate them worse than ImageNet did (default: the recipe's)")
+    group.add_argument("--wise-ft", action=argparse.BooleanOptionalAction, default=None,
+                       help="after training, average the best epoch's weights with the starting "
+                            "ones (WiSE-FT), the fine-tune's weight in {0, 0.25, 0.5, 0.75} chosen "
+                            "on validation, kept only if better there; needs --pretrained "
+                            "(default: the recipe's)")
     group.add_argument("--patience", type=int, default=None,
                        help="stop after this many epochs without a better validation accuracy; "
                             "0 never stops early (default: the recipe's)")
@@ -162,6 +168,8 @@ def check(config: dict) -> str | None:
         return f"--augment must be one of {AUGMENTATIONS}, got {config['augment']}"
     if config["head_init"] == "probe" and not config.get("pretrained"):
         return "--head-init probe needs --pretrained: a probe of random features teaches nothing"
+    if config["wise_ft"] and not config.get("pretrained"):
+        return "--wise-ft needs --pretrained: it averages with the pretrained starting weights"
     if not 0 <= config["label_smoothing"] < 1:
         return f"--label-smoothing must be in [0, 1), got {config['label_smoothing']}"
     return None

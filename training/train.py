@@ -41,6 +41,7 @@ from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, eval
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
 from training.probe import init_head_from_probe
+from training.wise import average_with_start
 from training.run_state import RunState
 from training.split import limit_ids, load_split, save_split, split_dataset
 from training.text_runs import (check_text_args, fit_idf, init_image_encoder, init_text_encoder,
@@ -134,6 +135,8 @@ def main(args: argparse.Namespace) -> dict:
             if state.start_epoch == 1 and dist_info.is_main:
                 writer.add_text("config", f"```\n{json.dumps(state.config, indent=2)}\n```")
             speed = fit(state, device, writer)
+            if state.config.get("wise_ft"):
+                state.wise = average_with_start(state, device, state.start_weights)
             metrics = (finish(state, device, writer, speed, time.perf_counter() - started)
                        if dist_info.is_main else {})
     finally:
@@ -184,7 +187,8 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
     if config["pretrained"]:
         load_imagenet_weights(model, config["pretrained"])
     if config["head_init"] == "probe":
-        probe = init_head_from_probe(model, data, split, config["image_size"], config["workers"])
+        trained_on = {**split, "train": limit_ids(split["train"], config["limit_train"], config["seed"])}
+        probe = init_head_from_probe(model, data, trained_on, config["image_size"], config["workers"])
         if dist_info.is_main:
             progress.log(f"head from a linear probe (C {probe['C']}): validation accuracy "
                          f"{probe['val_accuracy']:.4f} before fine-tuning")
@@ -194,11 +198,12 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
         init_text_encoder(model, Path(config["text_init"]))
     if config["freeze_backbone"]:
         freeze_backbone(model)
+    start = cpu_state_dict(model) if config["wise_ft"] else None  # WiSE-FT's other end
     distributed.barrier(dist_info)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_files(run_dir, config, split)
-    return RunState(run_dir, config, data, split, model, margs, dist=dist_info)
+    return RunState(run_dir, config, data, split, model, margs, dist=dist_info, start_weights=start)
 
 
 def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:

@@ -262,6 +262,10 @@ def test_train_efficientnet_pretrained_defaults_to_the_finetune_recipe(data3: Pa
     assert resolve({"recipe": None, "model": "efficientnet_lite0", "pretrained": True})["epochs"] == 6
     groups = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"]
     assert sorted({g["peak_lr"] for g in groups}) == [pytest.approx(1e-4)]
+    wise = json.loads((out / "metrics.json").read_text())["wise_ft"]  # WiSE-FT ran, chose on val
+    assert config["wise_ft"] and set(wise["val_accuracy_by_alpha"]) == {"0.0", "0.25", "0.5", "0.75"}
+    assert wise["alpha"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert wise["val_accuracy"] >= max(wise["val_accuracy_by_alpha"].values()) - 1e-4
     imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
     trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     moved = trained["net.conv_stem.weight"] - imagenet["_conv_stem.weight"]
@@ -286,7 +290,7 @@ def test_train_efficientnet_lpft_starts_from_the_probe_with_frozen_bn_statistics
     --frozen-bn: every running mean stays ImageNet's while the batch norms' scales train."""
     out = tmp_path / "run"
     train("--model", "efficientnet_lite0", "--pretrained", "--head-init", "probe", "--frozen-bn",
-          "--data", str(data3), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+          "--no-wise-ft", "--data", str(data3), "--out", str(out), "--epochs", "1", "--batch-size", "4",
           "--limit-train", "8", "--image-size", "32", "--workers", "0")
     assert "head from a linear probe (C " in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
