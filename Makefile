@@ -174,7 +174,7 @@ text-index: $(DATA)/manifest.csv ## build TEXT_INDEX (indexes/text) of DATA's li
 
 # --- serving -------------------------------------------------------------------------------------
 
-serve: $(STAMP) ## start TorchServe (the models of config.properties) and the proxy in the background (PROXY_HOST=0.0.0.0 serves the proxy beyond this machine; TorchServe's management/metrics stay on loopback); runtime files in .serve/
+serve: $(STAMP) ## start TorchServe (the models of config.properties) and the proxy in the background, or whichever of them is not running (sellers' listings in state/, AICORE_STATE_DIR) (PROXY_HOST=0.0.0.0 serves the proxy beyond this machine; TorchServe's management/metrics stay on loopback); runtime files in .serve/
 	$(PY) -m serving.ctl start $(if $(HOST),--host $(HOST)) $(if $(PROXY_HOST),--proxy-host $(PROXY_HOST))
 
 stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
@@ -183,7 +183,7 @@ stop: $(STAMP) ## stop everything `make serve` started (safe to run twice)
 status: $(STAMP) ## say what is running
 	$(PY) -m serving.ctl status
 
-demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(EFFNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 5 trained models + the pretrained text encoder -> archives -> TorchServe + proxy -> predictions and searches
+demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(EFFNET_RUN)/model.pt $(TEXT_RUN)/model.pt $(LISTING_RUN)/model.pt ## demo data -> 5 trained models + the pretrained text encoder -> archives -> TorchServe + proxy -> predictions, searches, a listing published and found
 	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
 	$(QUERY_ARCHIVE)
 	$(PY) -m serving.ctl start
@@ -199,17 +199,20 @@ demo: $(DATA)/manifest.csv $(CNN_RUN)/model.pt $(RESNET_RUN)/model.pt $(EFFNET_R
 	@echo; echo "Search by photo + text near London (TorchServe embeds the photo):"
 	curl -s -F image=@$(DATA_RAW)/samples/Home-and-Garden.png -F q=garden \
 		'http://127.0.0.1:8000/search?k=5&near=London' | $(PY) -m json.tool | head -40
+	@echo; echo "Sell through the API: register a demo seller, publish a listing, find it by search (docs/marketplace.md):"
+	$(PY) -m market.demo --photo $(DATA_RAW)/samples/Home-and-Garden.png
 	@echo
 	@echo "Open http://127.0.0.1:8000/ (Sell a photo) and http://127.0.0.1:8000/docs (the API)"
 	@echo "(services keep running; 'make stop' ends them)"
 
 # --- benchmarks ----------------------------------------------------------------------------------
 
-bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by side, the text model, search (MODEL=, QUICK=1, BENCH_RUNTIMES=)
+bench: $(STAMP) wrk ## raw / TorchServe / proxy / baseline, each runtime side by side, the text model, search, write freshness (MODEL=, QUICK=1, BENCH_RUNTIMES=)
 	$(PY) -m bench.run --model $(if $(filter command line,$(origin MODEL)),$(MODEL),resnet50) $(if $(QUICK),--quick) \
 		--runtimes "$(BENCH_RUNTIMES)"
 	$(PY) -m bench.search $(if $(QUICK),--vectors 100000)
 	$(PY) -m bench.search_text $(if $(QUICK),--queries 100)
+	$(PY) -m bench.freshness $(if $(QUICK),--listings 500 --seconds 8)
 
 bench-text: $(STAMP) ## the text model on one core: train 10,000 listings, classify listings/s, eager vs ONNX Runtime
 	$(PY) -m bench.text

@@ -14,12 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from common.catalogue import IMAGE, LISTING, TEXT
 from proxy.admission import Admission
 from proxy.errors import TorchServeError
 from proxy.listing_routes import router as listing_router
+from proxy.market import Market, make_live
+from proxy.market_routes import router as market_router
 from proxy.routes import PREDICT_PATHS, router, size_admission
 from proxy.search_routes import make_holder, search_error
 from proxy.search_routes import router as search_router
@@ -43,6 +46,12 @@ photos (`POST /predict/image`, the models of kind `image`, e.g. `cnn` and `resne
 description (`POST /predict/text`, the `text` model) and photo + text (`POST /predict/listing`,
 the `listing` model). `GET /models` lists every served model with its kind (from
 config.properties' model_snapshot). Every error answers `{"detail": "..."}` saying what to change.
+
+Sellers (docs/marketplace.md): `POST /sellers` gives a token (shown once); with
+`Authorization: Bearer <token>`, `POST /listings` publishes a listing (photos stripped of EXIF/GPS,
+the category suggested by the listing model), `PATCH`/`DELETE /listings/{id}` edit, sell or delete
+it, `GET /sellers/me/listings` lists them. A 201 is sent only once the write is durable, and
+`/search`, filters and `/listings/{id}/similar` see it at once.
 
 Limits (docs/limits.md): headers within 10 s and 16 KiB / 100 lines (408, 431), a body within
 30 s (408) and 10 MiB (413), title/description 1,000/20,000 characters (422); every costly route
@@ -68,11 +77,24 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 async def database_error(request: Request, exc: Exception) -> JSONResponse:
     """The index's SQLite file cannot be read (damaged, deleted, disk error): the index is
     unavailable, not the proxy broken."""
+    if request.url.path.startswith("/sellers") or request.method in ("POST", "PATCH", "DELETE"):
+        logger.error("%s %s: market store error: %r", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"the marketplace store (market.db in AICORE_STATE_DIR) cannot be used "
+                       f"({type(exc).__name__}: {exc}): nothing was saved; retry, and check the "
+                       "disk if it persists"}, status_code=503, headers={"Retry-After": "5"})
     logger.error("%s %s: search index database error: %r", request.method, request.url.path, exc)
     return JSONResponse(
         {"detail": f"the search index's database cannot be read ({type(exc).__name__}: {exc}): "
                    "rebuild it with `make index`; the proxy's log has the details"},
         status_code=503, headers={"Retry-After": "30"})
+
+
+def _sweep_photos(market: Market) -> None:
+    try:
+        market.sweep()
+    except (OSError, sqlite3.Error) as exc:  # the store's state is reported by its routes
+        logger.error("cannot sweep the photo store: %r", exc)
 
 
 def create_app(
@@ -109,6 +131,8 @@ def create_app(
             except TimeoutError:
                 logger.warning("TorchServe did not describe the models within %g s: admission "
                                "keeps its default size until GET /health", SIZING_TIMEOUT_S)
+            # a crash between a photo's write and its listing's commit leaves a file no row names
+            await run_in_threadpool(_sweep_photos, market)
             yield
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the fastapi-offline
@@ -128,7 +152,10 @@ def create_app(
                           settings.admission_max_wait_s, settings.retry_after_s,
                           {"search": settings.search_in_flight, "status": settings.status_in_flight})
     app.state.admission = admission
-    app.state.search = make_holder(settings)
+    market = Market(settings)
+    app.state.market = market
+    # every search also ranks the sellers' live listings, caught up with market.db first
+    app.state.search = make_holder(settings, make_live(market))
     app.state.search_versions = {}  # (model, index generation) -> when its version was checked
     app.add_middleware(UploadLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     # Added last: runs first, before anything reads the body (proxy/middleware.py). The route ->
@@ -138,7 +165,7 @@ def create_app(
              if (model := settings.model_of_kind(kind)) is not None}
     routes = Routes(model_routes={PREDICT_PATHS[IMAGE]: settings.default_model},
                     fixed_routes=fixed,
-                    route_gates={"/search": "search", "/listings": "search",
+                    route_gates={"/search": "search", "/listings": "search", "/sellers": "search",
                                  "/health": "status", "/models": "status"})
     if not settings.admission:  # bodies are still read first, within their limits
         routes = Routes({}, {}, {})
@@ -159,6 +186,7 @@ def create_app(
     app.include_router(router)
     app.include_router(search_router)
     app.include_router(listing_router)
+    app.include_router(market_router)
     add_web(app)
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: a request for another Host is refused before anything else runs.

@@ -30,6 +30,7 @@ from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
+from search.live import LiveOverlay
 from search.limits import MAX_K, RETRIEVERS, check_limits
 from search.records import fts_query
 
@@ -134,7 +135,7 @@ async def search_upload(
             responses=LISTING_ERRORS, summary="Listings that look like this one")
 async def similar(listing_id: str, engine: Engine, filters: Filters) -> SearchResponse:
     """The nearest listings to ``listing_id`` by embedding (itself left out); filters apply."""
-    vector = np.asarray(engine.vectors.vectors[engine.position(listing_id)])
+    vector = await run_in_threadpool(engine.vector_of, listing_id)  # of the index or live
     request = filters.request(vector=vector, exclude=[listing_id])
     result = await run_in_threadpool(engine.search, request)
     return _response(engine, result, embedded_by=None)
@@ -148,7 +149,9 @@ async def listing_image(
     listing_id: str, engine: Engine,
     n: Annotated[int, Query(ge=0, description="which photo, 0 = the main one")] = 0,
 ) -> FileResponse:
-    return FileResponse(engine.image_path(listing_id, n), media_type="image/png")
+    path = engine.image_path(listing_id, n)
+    # the export's cleaned photos are PNGs; a seller's are stored as JPEGs (market.photos)
+    return FileResponse(path, media_type="image/jpeg" if path.suffix == ".jpg" else "image/png")
 
 
 @router.get("/listings/{listing_id:path}", response_model=ListingResponse,
@@ -174,8 +177,8 @@ async def search_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 
 
-def make_holder(settings: Settings) -> EngineHolder:
-    return EngineHolder(settings.search_index)
+def make_holder(settings: Settings, live: LiveOverlay | None = None) -> EngineHolder:
+    return EngineHolder(settings.search_index, live)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -193,16 +196,16 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
     if not (use_text or use_image) or filters.retriever == "lexical":
         return None, None
     model = settings.search_model or engine.info.served_model
-    await _check_served_model(request, torchserve, engine, model)
+    await check_served_model(request, torchserve, engine, model)
     # The query text as a listing's title with no description, as search.embedders.TextEmbedder
     # embeds it in-process; TorchServeClient encodes it for the model's kind.
     query = ModelRequest(image=image if use_image else None, title=text if use_text else "",
                          embedding=True)
     prediction = await torchserve.predict(model, query)
-    return _query_vector(prediction.embedding, engine, model), model
+    return query_vector(prediction.embedding, engine, model), model
 
 
-def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
+def query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
     vector = np.asarray(embedding or [], dtype=np.float32)
     if vector.shape != (engine.vectors.dim,):
         raise IndexUnavailable(
@@ -212,7 +215,7 @@ def _query_vector(embedding: list[float] | None, engine: SearchEngine, model: st
     return vector
 
 
-async def _check_served_model(request: Request, torchserve: TorchServeClient,
+async def check_served_model(request: Request, torchserve: TorchServeClient,
                               engine: SearchEngine, model: str) -> None:
     """503 unless TorchServe serves the weights the index was built with.
 

@@ -104,6 +104,24 @@ class Settings(BaseSettings):
         "index was built with, e.g. cnn)",
     )
 
+    # --- server-side state (docs/marketplace.md): sellers, their listings and photos ---
+    state_dir: Path = Field(
+        Path("state"), description="where the proxy keeps server-side state (market.db: sellers, "
+        "listings and the change feed; photos/: listing photos); a relative path is taken from "
+        "the repository root")
+    registrations_per_minute: float = Field(
+        10.0, gt=0, description="POST /sellers per client address per minute (429 + Retry-After "
+        "past it; each proxy process counts on its own)")
+    registration_burst: int = Field(5, gt=0, description="POST /sellers allowed at once before "
+                                    "the per-minute rate applies")
+    writes_per_second: float = Field(
+        5.0, gt=0, description="listing writes (POST/PATCH/DELETE, token rotation) per seller per "
+        "second (429 + Retry-After past it)")
+    write_burst: int = Field(30, gt=0, description="listing writes per seller allowed at once")
+    photo_sweep_grace_s: float = Field(
+        60.0, ge=0, description="at start, photo files no listing names are deleted once older "
+        "than this (younger ones may belong to a listing another process is committing)")
+
     # --- what one client may cost (docs/limits.md lists every limit and the status of a breach) ---
     proxy_host: str = Field(DEFAULT_HOST, description="address `python -m proxy.server` binds")
     proxy_port: int = Field(DEFAULT_PROXY_PORT, gt=0, lt=65536, description="port it binds")
@@ -140,7 +158,7 @@ class Settings(BaseSettings):
 
     _catalogue: Catalogue = PrivateAttr()
 
-    @field_validator("key_file", "search_index", "torchserve_config")
+    @field_validator("key_file", "search_index", "torchserve_config", "state_dir")
     @classmethod
     def _resolve_key_file(cls, path: Path) -> Path:
         path = path.expanduser()

@@ -9,7 +9,8 @@ The public API (used by the proxy): :class:`SearchEngine`, :class:`EngineHolder`
 :mod:`search.errors`. Heavy imports (faiss, torch) happen inside the modules that need them.
 """
 
-from search.engine import EngineHolder, Hit, SearchEngine, SearchRequest, SearchResult
+from search.engine import Hit, SearchEngine, SearchRequest, SearchResult
+from search.holder import EngineHolder
 from search.errors import BadRequest, IndexUnavailable, NotFound, SearchError
 
 __all__ = ["BadRequest", "EngineHolder", "Hit", "IndexUnavailable", "NotFound", "SearchEngine",

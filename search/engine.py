@@ -24,7 +24,6 @@ TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 
 from search import generations, layout
 from search.errors import BadRequest, IndexUnavailable, NotFound
+from search.live import LiveOverlay, LiveQuery, merge
 from search.limits import FUSION_DEPTH, MAX_K, check_limits
 from search.places import Places
 from search.ranking import Ranking, fuse
@@ -115,6 +115,7 @@ class SearchEngine:
         self.categories = sorted(set(self.category_of))
         self.data_root = Path(self.meta["data"])
         self.ranking = Ranking.from_json(self.meta.get("ranking"))
+        self.live: LiveOverlay | None = None  # the sellers' live listings (search.holder sets it)
 
     @classmethod
     def open(cls, index_dir: Path, max_k: int = MAX_K) -> SearchEngine:
@@ -162,6 +163,9 @@ class SearchEngine:
                  if retriever in ("fused", "dense") and dense_query is not None else None)
         lexical = (self.records.lexical(text, depth, allowed, ranking.bm25_weights)
                    if retriever in ("fused", "lexical") and text else None)
+        if self.live is not None and request.candidates is None:  # an evaluation: the index alone
+            dense, lexical = self._with_live(request, dense, lexical, dense_query, text, depth,
+                                             ranking)
         found = fuse(ranking if user is None else ranking.personalised(), dense, lexical)
         hits = self._rank(found, dense is not None and lexical is not None,
                           "dense" if dense is not None else "lexical", request.k)
@@ -174,8 +178,7 @@ class SearchEngine:
         Raises:
             NotFound: the index has no listing ``listing_id``.
         """
-        pos = self.position(listing_id)
-        return self.search(SearchRequest(vector=np.asarray(self.vectors.vectors[pos]), k=k,
+        return self.search(SearchRequest(vector=self.vector_of(listing_id), k=k,
                                          retriever="dense", exclude=[listing_id],
                                          **filters))  # type: ignore[arg-type]
 
@@ -185,7 +188,25 @@ class SearchEngine:
         Raises:
             NotFound: the index has no such listing.
         """
+        live = self.live.get(listing_id) if self.live is not None else None
+        if live is not None:
+            return live
         return self.records.fetch([self.position(listing_id)])[0]
+
+    def vector_of(self, listing_id: str) -> np.ndarray:
+        """The unit vector of ``listing_id`` (of the index or live).
+
+        Raises:
+            NotFound: no such listing. BadRequest: a live listing without a vector (no photo
+                on a photo index).
+        """
+        if self.live is not None and self.live.get(listing_id) is not None:
+            vector = self.live.vector(listing_id)
+            if vector is None:
+                raise BadRequest(f"listing {listing_id!r} has no embedding (no photo, and this "
+                                 f"index's model {self.meta['arch']!r} embeds photos)")
+            return vector
+        return np.asarray(self.vectors.vectors[self.position(listing_id)])
 
     def image_path(self, listing_id: str, index: int = 0) -> Path:
         """The cleaned photo ``index`` of ``listing_id`` (0: its main photo).
@@ -234,12 +255,13 @@ class SearchEngine:
         if not viewed:
             return None
         positions = self.records.position_of(viewed)
-        unknown = [v for v in viewed if v not in positions]
+        unknown = [v for v in viewed if v not in positions
+                   and (self.live is None or self.live.vector(v) is None)]
         if unknown:
             raise BadRequest(f"viewed listing(s) not in the index: {', '.join(map(repr, unknown[:5]))}"
                            "; send ids from search results")
         weights = decay ** np.arange(len(viewed), dtype=np.float32)  # (V,)
-        stack = np.asarray(self.vectors.vectors[[positions[v] for v in viewed]])  # (V, D)
+        stack = np.stack([self.vector_of(v) for v in viewed])  # (V, D)
         return normalise(weights @ stack)
 
     def _retriever(self, wanted: str, text: str, dense_query: np.ndarray | None) -> str:
@@ -281,11 +303,32 @@ class SearchEngine:
             narrow(keep)
         return mask
 
+    def _with_live(self, request: SearchRequest, dense, lexical, vector: np.ndarray | None,
+                   text: str, depth: int, ranking: Ranking) -> tuple:
+        """Each retriever's generation results merged by score with the live listings' (live
+        row r is position ``len(self) + r``; :mod:`search.live`)."""
+        assert self.live is not None
+        category = self._category(request.category) if request.category else None
+        query = LiveQuery(request.min_price, request.max_price, category, request.near,
+                          [*request.exclude, *(v for v in request.viewed if v)])
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        with self.live.lock:
+            mask = self.live.mask(query)
+            live_dense = (self.live.dense(vector, depth, mask)
+                          if dense is not None and vector is not None else empty)
+            live_lexical = (self.live.lexical(text, depth, mask, ranking.bm25_weights,
+                                              self.records.common)
+                            if lexical is not None else empty)
+        return (merge(dense, live_dense, len(self), depth),
+                merge(lexical, live_lexical, len(self), depth))
+
     def _category(self, name: str) -> str:
-        for category in self.categories:
+        live = self.live.categories() if self.live is not None else set()
+        for category in sorted({*self.categories, *live}):
             if category.casefold() == name.strip().casefold():
                 return category
-        raise BadRequest(f"unknown category {name!r}: choose one of {', '.join(self.categories)}")
+        raise BadRequest(f"unknown category {name!r}: choose one of "
+                         f"{', '.join(sorted({*self.categories, *live}))}")
 
     def _rank(self, found: dict[int, dict], fused: bool, only: str, k: int) -> list[Hit]:
         def key(item: tuple[int, dict]) -> tuple:
@@ -294,10 +337,22 @@ class SearchEngine:
                 return (-entry["fused"], -entry.get("dense", (0, -2.0))[1], pos)
             return (entry[only][0], pos)
 
-        ranked = sorted(found.items(), key=key)[:k]
-        records = self.records.fetch([pos for pos, _ in ranked])
+        ranked = sorted(found.items(), key=key)[:k + self._live_slack()]
+        records = self._fetch([pos for pos, _ in ranked])
         return [self._hit(record, entry, fused, only) for (_, entry), record in
-                zip(ranked, records, strict=True)]
+                zip(ranked, records, strict=True) if record is not None][:k]
+
+    def _live_slack(self) -> int:
+        return 0 if self.live is None else 8  # live hits removed between retrieval and fetch
+
+    def _fetch(self, positions: list[int]) -> list[dict | None]:
+        """The records of generation positions and live rows (``len(self) + row``)."""
+        base = [p for p in positions if p < len(self)]
+        found: dict[int, dict | None] = dict(zip(base, self.records.fetch(base), strict=True))
+        live = [p for p in positions if p >= len(self)]
+        if live and self.live is not None:
+            found.update(zip(live, self.live.fetch([p - len(self) for p in live]), strict=True))
+        return [found.get(p) for p in positions]
 
     @staticmethod
     def _hit(record: dict, entry: dict, fused: bool, only: str) -> Hit:
@@ -322,64 +377,3 @@ def unavailable(index_dir: Path) -> IndexUnavailable:
                                 "retry in a minute", retry_after_s=30)
     return IndexUnavailable(f"no search index in {index_dir}: build one with `make index` (or "
                             f"python -m search.build --data CLEAN_DIR --run RUN_DIR --out {index_dir})")
-
-
-class EngineHolder:
-    """The live engine of an index directory, swapped when a build publishes a new generation.
-
-    ``get()`` costs a read of the small ``CURRENT`` file. When it names a new generation, the
-    calling thread loads it while every other request keeps using the old engine. A generation
-    that fails to load is logged once and never retried (a generation never changes once
-    published): the old engine keeps serving, or, at start, the newest generation that loads.
-    """
-
-    def __init__(self, index_dir: Path) -> None:
-        self.index_dir = Path(index_dir)
-        self._engine: SearchEngine | None = None
-        self._failed: set[str] = set()  # generation names that did not load
-        self._lock = threading.Lock()
-
-    def get(self) -> SearchEngine:
-        """The engine of the live generation (or of the newest readable one).
-
-        Raises:
-            IndexUnavailable: no generation can be read.
-        """
-        generation = layout.current_generation(self.index_dir)
-        engine = self._engine
-        if generation is not None and generation.name not in self._failed and (
-                engine is None or engine.generation != generation):
-            engine = self._load([generation], wait=engine is None)
-        if engine is None and self.index_dir.is_dir():
-            engine = self._load(layout.all_generations(self.index_dir), wait=True)
-        if engine is None and self._failed:
-            raise IndexUnavailable(f"the search index {self.index_dir} cannot be read (generation "
-                                   f"{', '.join(sorted(self._failed))}; the proxy's log says why): "
-                                   "rebuild it with `make index`")
-        if engine is None:
-            raise unavailable(self.index_dir)
-        return engine
-
-    def _load(self, candidates: list[Path], wait: bool) -> SearchEngine | None:
-        """The first of ``candidates`` that loads (it becomes the served engine), else the
-        engine already served."""
-        if not self._lock.acquire(blocking=wait):
-            return self._engine  # another request is loading; keep serving the old one
-        try:
-            for generation in candidates:
-                if self._engine is not None and self._engine.generation == generation:
-                    return self._engine
-                if generation.name in self._failed:
-                    continue
-                try:
-                    self._engine = SearchEngine(generation)
-                except Exception:  # the cause goes to the log, once
-                    logger.exception("cannot load search index generation %s; it will not be "
-                                     "retried", generation)
-                    self._failed.add(generation.name)
-                    continue
-                logger.info("search index %s loaded (%d listings)", generation, len(self._engine))
-                return self._engine
-            return self._engine
-        finally:
-            self._lock.release()

@@ -60,18 +60,34 @@ class Places:
         Raises:
             BadRequest: when no listing of the index is in or near ``place``.
         """
-        town, region = split_location(place)
-        if region:  # "Town, Region"
-            mask = (self.towns == place_key(town)) & (self.regions == place_key(region))
-        else:
-            key = place_key(town)
-            mask = (self.towns == key) | (self.regions == key) if key else np.zeros(0, bool)
+        mask = self.match(place)
         if not mask.any():
             raise BadRequest(self._unknown(place))
         return mask
 
+    def match(self, place: str) -> np.ndarray:
+        """``(N,)`` bool: the listings near ``place``, all False when none is."""
+        town, region = split_location(place)
+        if region:  # "Town, Region"
+            return (self.towns == place_key(town)) & (self.regions == place_key(region))
+        key = place_key(town)
+        if not key:
+            return np.zeros(len(self.towns), bool)
+        return (self.towns == key) | (self.regions == key)
+
+    def knows(self, location: str) -> bool:
+        """True when ``location`` names a town or region of the index (a listing's own place:
+        ``"Town, Region"`` needs its town or its region known)."""
+        town, region = split_location(location)
+        return bool({place_key(town), place_key(region)} & set(self.known))
+
+    def close(self, place: str) -> list[str]:
+        """The known names closest to ``place`` (a typo's likely meaning)."""
+        return difflib.get_close_matches(place_key(place), self.known, n=MAX_SUGGESTIONS,
+                                         cutoff=0.6)
+
     def _unknown(self, place: str) -> str:
-        close = difflib.get_close_matches(place_key(place), self.known, n=MAX_SUGGESTIONS, cutoff=0.6)
+        close = self.close(place)
         hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
                 else f"known places include {', '.join(repr(c) for c in self.known[:10])}")
         return (f"unknown place near={place!r}: no listing is in a town or region of that name; "

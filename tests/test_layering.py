@@ -2,9 +2,9 @@
 
 ``aicore`` (packed into archives) and ``common`` (the small shared layer) import nothing else of
 ours; the application packages import those two and never each other, except where a package
-drives another's public API (the proxy serves search; the benchmark drives the handler and the
-serving stack; the data generators write the export format ``training.export`` reads). Nothing
-imports ``datagen`` but the tests.
+drives another's public API (the proxy serves search and the market store; the benchmark drives
+the handler and the serving stack; the data generators write the export format
+``training.export`` reads). Nothing imports ``datagen`` but the tests.
 """
 
 import ast
@@ -15,7 +15,8 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-OURS = {"aicore", "common", "datagen", "training", "handler", "serving", "proxy", "search", "bench"}
+OURS = {"aicore", "common", "datagen", "training", "handler", "serving", "proxy", "search", "bench",
+        "market"}
 ALLOWED = {
     "aicore": {"aicore"},
     "common": {"common"},
@@ -24,7 +25,8 @@ ALLOWED = {
     "handler": {"aicore", "common"},
     "serving": {"common"},
     "search": {"aicore", "common"},
-    "proxy": {"aicore", "common", "search"},
+    "market": {"aicore", "common"},  # the store knows nothing of search or HTTP
+    "proxy": {"aicore", "common", "search", "market"},  # serves search and the write path
     "bench": {"aicore", "common", "handler", "serving", "search"},  # bench.search drives search
 }
 

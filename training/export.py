@@ -24,27 +24,15 @@ import pandas as pd
 
 from aicore.categories import CATEGORY_SEPARATOR, root_category
 from common.cli import UserError
+from common.prices import parse_price
 
 PRODUCT_COLUMNS = ("id", "product_name", "category", "product_description", "price", "location")
 IMAGE_COLUMNS = ("id", "product_id", "bucket_link", "image_ref", "create_time")
 # Only the columns prepare uses are required; the others are carried along when present.
 REQUIRED_PRODUCT_COLUMNS = ("id", "category", "price")
 REQUIRED_IMAGE_COLUMNS = ("id", "product_id")
-# "£1,234.50", "£5", "12.00": an optional pound sign, digits with optional thousands commas in the
-# right places, optional decimals. "£1,23" is refused: the comma could be a decimal separator.
-_PRICE = re.compile(r"£?(?P<units>\d{1,3}(?:,\d{3})+|\d+)(?P<decimals>\.\d+)?")
 # Image ids become file names: refuse anything that could leave the output folder.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def parse_price(text: object) -> float | None:
-    """``"£1,234.50"`` -> ``1234.5``; ``None`` for anything that is not a price (``"free"``, ``""``)."""
-    if not isinstance(text, str):
-        return None
-    match = _PRICE.fullmatch(re.sub(r"\s+", "", text))
-    if match is None:
-        return None
-    return float(match["units"].replace(",", "") + (match["decimals"] or ""))
 
 
 def parse_category(text: object) -> str | None:

@@ -221,6 +221,7 @@ function renderPrediction(result, note = "") {
     bars.append(item);
   }
   $("sell-result").hidden = false;
+  document.dispatchEvent(new CustomEvent("aicore:suggested", { detail: result })); // sell.js
 }
 
 function setPhoto(input, preview, file) {
@@ -445,6 +446,7 @@ async function start() {
     $("tab-buy").hidden = false;
     setUpBuy(state.capabilities.categories);
   }
+  document.dispatchEvent(new CustomEvent("aicore:ready", { detail: state.capabilities })); // sell.js
   await loadModels();
   document.body.dataset.ready = "true"; // the page finished asking the proxy what it offers
 }

@@ -14,13 +14,14 @@ from proxy.settings import Settings
 
 
 @pytest.fixture(autouse=True)
-def _no_aicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_aicore_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A developer's AICORE_* variables must not change what these tests see."""
     for name in list(os.environ):
         if name.startswith("AICORE_"):
             monkeypatch.delenv(name)
     # TestClient sends Host: testserver; a deployment names its public host the same way.
     monkeypatch.setenv("AICORE_ALLOWED_HOSTS", "testserver")
+    monkeypatch.setenv("AICORE_STATE_DIR", str(tmp_path / "state"))  # never the repository's
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from search import layout
-from search.engine import (DECAY, FUSION_DEPTH, RRF_K, EngineHolder, SearchEngine, SearchRequest)
+from search.engine import DECAY, FUSION_DEPTH, RRF_K, SearchEngine, SearchRequest
+from search.holder import EngineHolder
 from search.errors import BadRequest, IndexUnavailable, NotFound
 
 

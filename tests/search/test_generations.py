@@ -14,7 +14,8 @@ import pytest
 from common.cli import UserError
 from search import generations, layout
 from search.embedders import EmbeddingCache
-from search.engine import EngineHolder, SearchEngine, SearchRequest
+from search.engine import SearchEngine, SearchRequest
+from search.holder import EngineHolder
 from search.errors import IndexUnavailable
 
 

@@ -50,6 +50,7 @@ def proxy_process(tmp: Path, env: dict[str, str] | None = None,
         "AICORE_MANAGEMENT_URL": f"http://127.0.0.1:{dead}",
         "AICORE_KEY_FILE": str(tmp / "key_file.json"),
         "AICORE_SEARCH_INDEX": str(tmp / "no-index"),
+        "AICORE_STATE_DIR": str(tmp / "state"),  # sellers' writes never reach the repository
         "AICORE_MODELS": "efficientnet_lite0,cnn,resnet50,text,listing",
         **(env or {}),
     })

@@ -1,0 +1,88 @@
+"""market.store: one transaction per write, the change feed, idempotency, tokens by hash only."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from market import tokens
+from market.store import MarketStore, NewListing
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MarketStore:
+    return MarketStore.open(tmp_path)
+
+
+def new(title: str = "Sofa", **kw) -> NewListing:
+    return NewListing(title, "grey", kw.pop("price", 10.0), "Leeds, West Yorkshire", "Home & Garden",
+                      **kw)
+
+
+def test_database_is_wal_with_full_sync(store):
+    db = store._db()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_token_is_stored_only_as_its_hash(store, tmp_path):
+    seller, token = store.create_seller("Ada")
+
+    assert store.seller_of_token(token) == seller
+    assert store.seller_of_token(token + "x") is None
+    dump = "\n".join(sqlite3.connect(tmp_path / "market.db").iterdump())
+    assert token not in dump and tokens.digest(token) in dump
+
+
+def test_rotation_invalidates_the_old_token(store):
+    seller, old = store.create_seller("Ada")
+    new_token = store.rotate_token(seller)
+
+    assert store.seller_of_token(old) is None and store.seller_of_token(new_token) == seller
+
+
+def test_feed_reports_creates_edits_and_deletes_after_a_sequence(store):
+    seller, _ = store.create_seller("Ada")
+    a, _ = store.create_listing(seller, new("A"), {})
+    b, _ = store.create_listing(seller, new("B"), {})
+    head = store.head()
+    store.update_listing(a, {"price": 5.0})
+    store.delete_listing(b)
+
+    after, present, removed = store.changes(head)
+    assert after == store.head() == head + 2
+    assert [(x.id, x.price, x.version) for x in present] == [(a, 5.0, 2)]
+    assert removed == [b]
+    assert store.changes(after) == (after, [], [])
+
+
+def test_idempotency_key_answers_the_first_listing(store):
+    seller, _ = store.create_seller("Ada")
+    first_id, first = store.create_listing(seller, new("A"), {"category": "x"}, "key")
+    again_id, again = store.create_listing(seller, new("B"), {"category": "y"}, "key")
+
+    assert (again_id, again) == (first_id, first)
+    assert [x.title for x in store.listings_of(seller)] == ["A"]
+    assert store.answer_of(seller, "key") == first
+    other, _ = store.create_seller("Eve")
+    assert store.answer_of(other, "key") is None  # keys are per seller
+
+
+def test_failed_write_leaves_nothing(store):
+    seller, _ = store.create_seller("Ada")
+    listing_id, _ = store.create_listing(seller, new("A"), {})
+    head = store.head()
+
+    with pytest.raises(sqlite3.IntegrityError):
+        store.update_listing(listing_id, {"status": "lost"})
+    assert store.head() == head and store.listing(listing_id).status == "active"
+
+
+def test_delete_returns_only_photos_no_other_listing_uses(store):
+    seller, _ = store.create_seller("Ada")
+    shared, own = "a" * 64 + ".jpg", "b" * 64 + ".jpg"
+    first, _ = store.create_listing(seller, new("A", photos=[shared, own]), {})
+    store.create_listing(seller, new("B", photos=[shared]), {})
+
+    assert store.delete_listing(first) == [own]
+    assert store.photos_in_use() == {shared}
