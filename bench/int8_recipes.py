@@ -38,7 +38,7 @@ RECIPES = {
     "conv-only-percentile": Int8Recipe(method="Percentile", op_types=("Conv",)),
 }
 SPEED_BATCH = 4  # config.properties' batch size for the image models
-SPEED_SECONDS = 5.0
+SPEED_SECONDS = 5.0  # per recipe: long enough to average over a busy machine's bursts
 
 
 def get_args_parser() -> argparse.ArgumentParser:
