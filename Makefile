@@ -152,7 +152,7 @@ ARCHIVE_RUNS = --cnn-run $(CNN_RUN) --resnet-run $(RESNET_RUN) --effnet-run $(EF
 QUERY_ARCHIVE = $(PY) -m handler.query_archive --out model_store --runtime $(RUNTIME) \
 	$(if $(wildcard $(DATA)/products.csv),--data $(DATA))
 
-archive: $(STAMP) ## build model_store/{cnn,resnet50,efficientnet_lite0,text,listing,query}.mar from CNN_RUN, RESNET_RUN, EFFNET_RUN, TEXT_RUN, LISTING_RUN and the text encoder (RUNTIME=auto|eager|onnx-fp32|onnx-int8)
+archive: $(STAMP) ## build model_store/{cnn,resnet50,efficientnet_lite0,text,listing,query}.mar from CNN_RUN, RESNET_RUN, EFFNET_RUN, TEXT_RUN, LISTING_RUN and the text encoder (RUNTIME=auto|eager|onnx-fp32|onnx-int8; query.mar's nDCG gate runs on data/relevance when it exists)
 	$(PY) -m handler.archive $(ARCHIVE_RUNS) --out model_store --runtime $(RUNTIME)
 	$(QUERY_ARCHIVE)
 

@@ -98,10 +98,12 @@ def measure_split(engine: SearchEngine, baseline: PlainBM25, queries: list[Query
 def best_by_fusion(engine: SearchEngine) -> dict[str, Ranking]:
     """The best fusion of each method that search.tune found on dev, with the index's other
     choices (BM25 fields, personalisation): both methods are measured, one is stored."""
-    steps = engine.meta.get("tuned", {}).get("steps", [])
-    fusion = next((step for step in steps if step["step"] == "fusion"), {})
+    steps = {step["step"]: step for step in engine.meta.get("tuned", {}).get("steps", [])}
+    if "never loses" in steps:  # the last choice, made with every other setting in place
+        return {method: Ranking.from_json(found) for method, found in
+                steps["never loses"].get("best_by_fusion", {}).items() if found}
     rankings = {}
-    for method, found in fusion.get("best_by_fusion", {}).items():
+    for method, found in steps.get("fusion", {}).get("best_by_fusion", {}).items():
         if found:
             rankings[method] = engine.ranking.but(**{key: found[key] for key in FUSION_KEYS})
     return rankings

@@ -44,6 +44,9 @@ import numpy as np
 import psutil
 
 from aicore.categories import ROOT_CATEGORIES
+from bench import query_stages
+from bench.query_stages import request_stages
+from common import server_timing
 from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
 from common.codec import ModelRequest, encode
@@ -114,6 +117,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, default=None, metavar="RUN_DIR",
                         help="use this text run instead of training one (default: train)")
     parser.add_argument("--seed", type=int, default=0, help="data and query seed (default: 0)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="serve the index and archive an earlier run left in "
+                             f"{OUT} instead of building them (default: build)")
     parser.add_argument("--out", type=Path, default=REPORT, help=f"JSON report (default: {REPORT})")
     return parser
 
@@ -188,8 +194,10 @@ def queries(products: list[dict[str, str]], count: int, rng: np.random.Generator
     return chosen
 
 
-def time_queries(url: str, texts: list[str], served: str = SERVED) -> list[float]:
-    """Seconds per ``GET /search?q=...&k=10``, one at a time; every answer must be a fused 200."""
+def time_queries(url: str, texts: list[str], served: str = SERVED,
+                 stages: list[dict[str, float]] | None = None) -> list[float]:
+    """Seconds per ``GET /search?q=...&k=10``, one at a time; every answer must be a fused 200.
+    ``stages`` gets each request's steps (:func:`bench.query_stages.request_stages`)."""
     seconds = []
     with http_session() as session:
         for text in texts:
@@ -199,6 +207,9 @@ def time_queries(url: str, texts: list[str], served: str = SERVED) -> list[float
             if response.status_code != 200 or response.json().get("embedded_by") != served:
                 raise UserError(f"GET /search?q={text!r} answered {response.status_code}: "
                                 f"{response.text[:300]}")
+            if stages is not None:
+                header = response.headers.get(server_timing.HEADER, "")
+                stages.append(request_stages(seconds[-1], header))
     return seconds
 
 
@@ -262,6 +273,14 @@ def build_query_index(data: Path, index: Path, threads: int, runtime: str, listi
             "runtime": record["runtime"], "accuracy_gate": record.get("accuracy_gate")}
 
 
+def reused(index: Path, archive: Path) -> dict:
+    """What ``--reuse`` serves: an earlier run's index and archive, which must exist."""
+    for path in (index / "CURRENT", archive):
+        if not path.is_file():
+            raise UserError(f"--reuse: {path} is missing; run once without --reuse to build it")
+    return {"reused": str(index)}
+
+
 def main(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     load_before = psutil.getloadavg()
@@ -269,7 +288,9 @@ def main(args: argparse.Namespace) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     data = write_dataset(OUT / "data", products)
     index, served = OUT / "index", args.model
-    if served == "query":
+    if args.reuse:
+        built = reused(index, OUT / "model_store" / f"{served}.mar")
+    elif served == "query":
         built = build_query_index(data, index, args.threads, args.runtime, args.listings)
     else:
         built = build_text_index(data, args.run or train_text_run(data, OUT / "run", args.epochs), index)
@@ -280,13 +301,19 @@ def main(args: argparse.Namespace) -> dict:
     try:
         texts = queries(products, WARMUP_QUERIES + args.queries, rng)
         time_queries(stack.proxy_url, texts[:WARMUP_QUERIES], served)  # connections, caches, JIT
-        seconds = time_queries(stack.proxy_url, texts[WARMUP_QUERIES:], served)
+        stages: list[dict[str, float]] = []
+        with query_stages.cpu_per_query(stack, args.queries) as cpu:
+            seconds = time_queries(stack.proxy_url, texts[WARMUP_QUERIES:], served, stages)
         embedding = percentiles_ms(time_embeddings(stack, texts[WARMUP_QUERIES:], served))
     finally:
         ctl.stop(stack)
+    encoder = (query_stages.encoder_in_process(OUT / "model_store", texts[WARMUP_QUERIES:])
+               if served == "query" else None)
+    breakdown = query_stages.summarise(stages)
     latency, target = percentiles_ms(seconds), P99_TARGETS_MS[served]
     report = {"listings": args.listings, "queries": len(seconds), "route": "GET /search?q=&k=10",
               "model": served, **built, "latency_ms": latency, "torchserve_embedding_ms": embedding,
+              "stages_ms": breakdown, "encoder_in_process_ms": encoder, "cpu_ms_per_query": cpu,
               "target_p99_ms": target, "met": latency["p99"] <= target,
               "load_average": {"before": [round(x, 2) for x in load_before],
                                "after": [round(x, 2) for x in psutil.getloadavg()]},
@@ -299,6 +326,7 @@ def main(args: argparse.Namespace) -> dict:
           f"TorchServe's embedding alone p50 {embedding['p50']:.1f} ms, p99 {embedding['p99']:.1f} "
           f"ms; load average {report['load_average']['before'][0]} before, "
           f"{report['load_average']['after'][0]} after; written to {args.out}")
+    print(query_stages.format_breakdown(breakdown, cpu, embedding, encoder))
     if "index_build" in built:
         print(f"index build on {args.threads} threads: {built['index_build']}")
     return report

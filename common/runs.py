@@ -31,6 +31,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     patience: int | None = None  # epochs without a better validation accuracy before stopping
     text_init: str | None = None
+    frozen_bn: bool = False  # every batch norm in eval mode while training
 
     @classmethod
     def from_dict(cls, config: dict) -> RunConfig:

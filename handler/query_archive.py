@@ -9,7 +9,10 @@ The archive holds ``query_handler.py`` (:mod:`handler.query_handler`), the encod
 ONNX Runtime's dynamic quantisation, :func:`quantize_int8`), plus ``aicore`` and
 ``common``. ``--runtime auto`` tries ``onnx-int8``, then ``onnx-fp32``, and keeps the first whose
 vectors keep a cosine >= :data:`MIN_COSINE` to eager PyTorch on every gate text (listing texts of
-``--data`` and sample queries); eager when none does. The version is
+``--data`` and sample queries) and, when the judged benchmark is there (``--relevance``, default
+``data/relevance`` from ``make relevanceset``), whose dense dev nDCG@10 is within 0.01 of eager's
+(:mod:`handler.query_gate`); eager when none does. Without the benchmark the nDCG half is not
+measured, and the output and ``runtime.json`` say so. The version is
 ``<date>-<sha8>-<runtime>`` with the weights' SHA-256 prefix, which the proxy compares with the
 index's ``model_sha256``.
 """
@@ -33,6 +36,7 @@ from common.cli import UserError, run
 from common.dataset_format import PRODUCTS_FILE
 from common.torchserve import QUERY_MODEL as SERVED_MODEL
 from handler.archive import pack_shared_code, private_tempdir
+from handler.query_gate import RELEVANCE_DIR, JudgedQueries, NdcgGate, find_judged, not_measured
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +62,32 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path,
                         help="a cleaned dataset whose listing texts the gate compares on "
                              "(default: sample queries only)")
+    parser.add_argument("--relevance", type=Path, default=RELEVANCE_DIR,
+                        help="the judged benchmark (clean/ + queries/dev.{tsv,qrels}) for the "
+                             "nDCG half of the gate; skipped, and said so, when it is missing "
+                             f"(default: {RELEVANCE_DIR})")
     return parser
 
 
 def main(args: argparse.Namespace) -> Path:
-    path, record = build_query_archive(args.encoder, args.out, args.runtime, gate_texts(args.data))
-    gate = record.get("accuracy_gate")
-    said = f" (min cosine to eager {gate['cosine_min']:.4f} on {gate['texts']} texts)" if gate else ""
-    print(f"{path}  version {record['version']}{said}")
+    judged, why = find_judged(args.relevance)
+    path, record = build_query_archive(args.encoder, args.out, args.runtime, gate_texts(args.data),
+                                       judged, why)
+    print(f"{path}  version {record['version']}{describe_gate(record.get('accuracy_gate'))}")
     return path
+
+
+def describe_gate(gate: dict | None) -> str:
+    """The gate's figures in words, for the command's output."""
+    if not gate:
+        return " (eager: the reference itself, no gate)"
+    said = f" (min cosine to eager {gate['cosine_min']:.4f} on {gate['texts']} texts"
+    ndcg = gate.get("ndcg", {})
+    if ndcg.get("measured"):
+        return (f"{said}; dense dev nDCG@10 {ndcg['runtime']:.4f} vs eager {ndcg['eager']:.4f} "
+                f"on {ndcg['queries']} judged queries, drop {ndcg['drop']:+.4f} "
+                f"<= {ndcg['max_drop']})")
+    return f"{said}; dev nDCG@10 NOT MEASURED: {ndcg.get('why', 'no judged queries')})"
 
 
 def gate_texts(data: Path | None) -> list[str]:
@@ -85,8 +106,11 @@ def gate_texts(data: Path | None) -> list[str]:
 
 
 def build_query_archive(encoder: str | None, out_dir: Path, runtime: str = "auto",
-                        texts: list[str] | None = None) -> tuple[Path, dict]:
+                        texts: list[str] | None = None, judged: JudgedQueries | None = None,
+                        no_judged_why: str = "no judged queries given") -> tuple[Path, dict]:
     """Stage, gate and pack the encoder into ``out_dir/query.mar``; returns it and its record.
+    ``judged``: the dev queries of the nDCG half of the gate (None: not measured, because
+    ``no_judged_why``).
 
     Raises:
         UserError: a bad encoder, or a named runtime that fails the gate (nothing written then).
@@ -103,7 +127,7 @@ def build_query_archive(encoder: str | None, out_dir: Path, runtime: str = "auto
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".query-", dir=out_dir) as tmp:
         stage = Path(tmp) / "extra"
-        record, serialized = stage_encoder(folder, stage, runtime, texts)
+        record, serialized = stage_encoder(folder, stage, runtime, texts, judged, no_judged_why)
         # sha is weights_sha256 of that same file: the version names these weights
         record.update(encoder=name, sha256=sha,
                       version=format_version(weights_file(folder), record["runtime"]))
@@ -118,9 +142,12 @@ def build_query_archive(encoder: str | None, out_dir: Path, runtime: str = "auto
     return target, record
 
 
-def stage_encoder(folder: Path, stage: Path, runtime: str, texts: list[str]) -> tuple[dict, Path]:
+def stage_encoder(folder: Path, stage: Path, runtime: str, texts: list[str],
+                  judged: JudgedQueries | None = None,
+                  no_judged_why: str = "no judged queries given") -> tuple[dict, Path]:
     """Lay out the archive's files in ``stage``; returns the runtime record and the model file
-    the archive serialises (the weights for eager, ``stage/model.onnx`` for ONNX)."""
+    the archive serialises (the weights for eager, ``stage/model.onnx`` for ONNX). An ONNX
+    runtime must pass the cosine gate and, with ``judged``, the nDCG one."""
     stage.mkdir(parents=True)
     pack_shared_code(stage)
     shutil.copy2(folder / TOKENIZER_FILE, stage / TOKENIZER_FILE)
@@ -129,15 +156,16 @@ def stage_encoder(folder: Path, stage: Path, runtime: str, texts: list[str]) -> 
     if runtime == EAGER:
         return _eager(folder, stage, base), weights_file(folder)
     failures = []
+    ndcg_gate = None if judged is None else NdcgGate(eager, judged)  # eager's side, once
     for candidate in (ONNX_INT8, ONNX_FP32) if runtime == "auto" else (runtime,):
-        record = _onnx(eager, stage, candidate, texts, base)
+        record = _onnx(eager, stage, candidate, texts, base, ndcg_gate, no_judged_why)
         if record["accuracy_gate"]["passed"]:
             return {**record, "rejected": failures} if failures else record, stage / ONNX_FILE
-        failures.append(f"{candidate}: min cosine {record['accuracy_gate']['cosine_min']:.4f}")
+        failures.append(f"{candidate}: {_failure(record['accuracy_gate'])}")
         (stage / ONNX_FILE).unlink()
     if runtime != "auto":
-        raise UserError(f"query.mar: runtime {runtime} fails the accuracy gate ({failures[0]}, "
-                        f"needs >= {MIN_COSINE}); use --runtime eager or onnx-fp32")
+        raise UserError(f"query.mar: runtime {runtime} fails the accuracy gate ({failures[0]}); "
+                        "use --runtime eager or onnx-fp32")
     logger.warning("no ONNX runtime passed the gate (%s); using eager", "; ".join(failures))
     return _eager(folder, stage, {**base, "note": "; ".join(failures)}), weights_file(folder)
 
@@ -149,7 +177,17 @@ def _eager(folder: Path, stage: Path, base: dict) -> dict:
     return {"runtime": EAGER, **base}
 
 
-def _onnx(eager: SentenceEncoder, stage: Path, runtime: str, texts: list[str], base: dict) -> dict:
+def _failure(gate: dict) -> str:
+    ndcg = gate.get("ndcg", {})
+    if gate["cosine_min"] < gate["min_cosine"]:
+        return f"min cosine {gate['cosine_min']:.4f}, needs >= {gate['min_cosine']}"
+    return (f"dev nDCG@10 {ndcg['runtime']:.4f} vs eager {ndcg['eager']:.4f}, a drop over "
+            f"{ndcg['max_drop']}")
+
+
+def _onnx(eager: SentenceEncoder, stage: Path, runtime: str, texts: list[str], base: dict,
+          ndcg_gate: NdcgGate | None = None, no_judged_why: str = "no judged queries given"
+          ) -> dict:
     began = time.perf_counter()
     fp32 = stage.parent / "model-fp32.onnx"
     export_onnx(eager, fp32)
@@ -163,6 +201,13 @@ def _onnx(eager: SentenceEncoder, stage: Path, runtime: str, texts: list[str], b
     gate = {"texts": len(texts), "cosine_min": round(float(cosines.min()), 5),
             "cosine_mean": round(float(cosines.mean()), 5), "min_cosine": MIN_COSINE,
             "passed": bool(cosines.min() >= MIN_COSINE)}
+    if not gate["passed"]:  # nDCG only decides between runtimes whose vectors are close
+        gate["ndcg"] = not_measured("the cosine half failed")
+    elif ndcg_gate is None:
+        gate["ndcg"] = not_measured(no_judged_why)
+    else:
+        gate["ndcg"] = ndcg_gate.check(served)
+        gate["passed"] = gate["ndcg"]["passed"]
     logger.info("%s: %s", runtime, gate)
     return {"runtime": runtime, **base, "model_file": ONNX_FILE, "opset": ONNX_OPSET,
             "build_seconds": round(time.perf_counter() - began, 1), "accuracy_gate": gate}

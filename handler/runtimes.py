@@ -6,7 +6,7 @@
    (:func:`export_onnx`; the TorchScript-based exporter: the dynamo one also works but took 8x
    longer, 11 s vs 91 s for ResNet-50 on this machine, and needs onnxscript);
 2. for ``onnx-int8``, quantises it statically (QDQ, int8 per-channel weights, uint8 activations,
-   min/max ranges) calibrated on training-split images (:func:`quantize_int8`);
+   min/max ranges) calibrated on training-split images (:func:`handler.int8.quantize_int8`);
 3. runs the **accuracy gate** (:func:`gate`): on the run's test split, the runtime must agree with
    the eager fp32 model on the top-1 category for >= 99 % of images and keep test accuracy within
    1 point. Otherwise the build stops with one line naming a runtime that passes.
@@ -29,6 +29,7 @@ from aicore.models import embed, load_trained
 from aicore.presets import EvalPreset
 from aicore.runtime import (EAGER, INPUT_NAME, ONNX_FILE, ONNX_INT8, OUTPUT_NAMES, RUNTIME_FILE, RUNTIMES,
                             load_runtime)
+from handler.int8 import quantize_int8
 from handler.split_images import SplitError, read_split_images
 
 logger = logging.getLogger(__name__)
@@ -101,35 +102,6 @@ def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         _LogitsAndEmbedding(model.eval()), (example,), str(path), dynamo=False,
         input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=ONNX_OPSET,
         dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}})
-
-
-def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tensor]) -> dict:
-    """Static int8 quantisation (QDQ) of an fp32 ONNX model, calibrated on ``calibration``.
-
-    Returns:
-        The calibration record stored in ``runtime.json``.
-    """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(calibration)
-
-        def get_next(self) -> dict | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: batch.numpy()}
-
-    prepared = out_path.with_name("prepared.onnx")
-    quant_pre_process(str(fp32_path), str(prepared))  # shape inference + graph fusions first
-    quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    calibrate_method=CalibrationMethod.MinMax)
-    prepared.unlink()
-    return {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8 per-tensor",
-            "method": "MinMax", "images": sum(len(b) for b in calibration),
-            "source": "training split"}
 
 
 def _batches(paths: list[Path], image_size: int) -> list[torch.Tensor]:

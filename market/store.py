@@ -209,9 +209,10 @@ class MarketStore:
         return listing_id, answer
 
     def update_listing(self, listing_id: str, changes: dict, vector: bytes | None = None,
-                       model: str | None = None) -> StoredListing:
+                       model: str | None = None) -> StoredListing | None:
         """Apply ``changes`` (a subset of :data:`FIELDS`; with a new ``vector`` when the text
-        that made it changed) in one transaction with its change row."""
+        that made it changed) in one transaction with its change row; None when the listing is
+        gone (deleted meanwhile)."""
         unknown = set(changes) - set(FIELDS)
         if unknown:
             raise ValueError(f"not listing fields: {sorted(unknown)}")
@@ -221,12 +222,13 @@ class MarketStore:
             sets += ["vector = ?", "model = ?"]
             values += [vector, model]
         with self._write() as db:
-            db.execute(f"UPDATE listings SET {', '.join(sets + ['updated = ?', 'version = version + 1'])}"
-                       " WHERE id = ?", [*values, time.time(), listing_id])
+            updated = db.execute(
+                f"UPDATE listings SET {', '.join(sets + ['updated = ?', 'version = version + 1'])}"
+                " WHERE id = ?", [*values, time.time(), listing_id]).rowcount
+            if not updated:  # deleted meanwhile: nothing to change, nothing to announce
+                return None
             db.execute("INSERT INTO changes (listing_id) VALUES (?)", (listing_id,))
-        found = self.listing(listing_id)
-        assert found is not None
-        return found
+        return self.listing(listing_id)
 
     def delete_listing(self, listing_id: str) -> list[str]:
         """Delete the row (its change row in the same transaction); returns the photo names no

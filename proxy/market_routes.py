@@ -177,6 +177,9 @@ async def edit_listing(listing_id: str, patch: ListingPatch, request: Request, s
                                       changes.get("description", listing.description), photos)
     updated = await run_in_threadpool(market.store.update_listing, listing_id, changes, vector,
                                       model)
+    if updated is None:  # deleted between the ownership check and the update
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no listing {listing_id[:100]!r}: it "
+                            "was deleted")
     await _publish(request)
     return _public(updated)
 

@@ -15,7 +15,7 @@ import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from proxy.sessions import BuyerSession, Session, record_view, session_views
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from proxy.upload import read_upload
+from common import server_timing
 from common.catalogue import parse_version
 from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
@@ -93,8 +94,8 @@ Filters = Annotated[SearchFilters, Depends()]
 @router.get("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,
             summary="Search listings by text")
 async def search_text(
-    request: Request, engine: Engine, filters: Filters, torchserve: TorchServe,
-    settings: AppSettings, session: Session,
+    request: Request, response: Response, engine: Engine, filters: Filters,
+    torchserve: TorchServe, settings: AppSettings, session: Session,
     q: Annotated[str, Query(description="the query text", examples=["sofa"])] = "",
 ) -> SearchResponse:
     """Listings matching ``q``: BM25 over title, description, category and place, fused with the
@@ -102,12 +103,26 @@ async def search_text(
     user has viewed listings. Fusion, BM25 field weights and personalisation follow the index's
     stored ranking (chosen on judged queries by `python -m search.tune`); listings in ``viewed``
     are not returned. Without ``viewed``, the session's recent views (cookie or `X-Session`)
-    personalise the ranking."""
+    personalise the ranking. The `Server-Timing` header gives the milliseconds of each step
+    (session: reading the session's views; embed: TorchServe; search and its steps: the index;
+    thread-hop: waiting for a worker thread; route: all of them and the answer's model)."""
+    started = time.perf_counter()
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     await _session_viewed(filters, session, engine)
+    remembered = time.perf_counter()
     vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
+    embedded = time.perf_counter()
     result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
-    return _response(engine, result, embedded_by=model)
+    searched = time.perf_counter()
+    answer = _response(engine, result, embedded_by=model)
+    response.headers[server_timing.HEADER] = server_timing.format_timing(
+        {"session": (remembered - started) * 1000, "embed": (embedded - remembered) * 1000,
+         "search": result.took_ms,
+         **{f"search-{name}": ms for name, ms in result.stages_ms.items()},
+         # the hop to a worker thread and back: what the search waited for besides itself
+         "thread-hop": (searched - embedded) * 1000 - result.took_ms,
+         "route": (time.perf_counter() - started) * 1000})
+    return answer
 
 
 @router.post("/search", response_model=SearchResponse, responses=SEARCH_ERRORS,

@@ -7,10 +7,10 @@ TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed
 - **lexical**: SQLite FTS5 BM25 over title, description, category path and location;
 - **fused** (the default): both lists merged by weighted fusion (:mod:`search.ranking`: weighted
   reciprocal-rank fusion, or normalised score fusion), each retriever contributing its top
-  :data:`FUSION_DEPTH`. The method and weights are the index's stored ranking (``meta.json``
-  ``"ranking"``, chosen on judged dev queries by ``python -m search.tune``); an untuned index
-  uses equal-weight RRF with k = 60 (Cormack et al. 2009). With one input only one retriever
-  runs and fusion is that retriever.
+  ``ranking.depth`` (:data:`search.limits.FUSION_DEPTH` untuned). The method, weights and
+  depth are the index's stored ranking (``meta.json`` ``"ranking"``, chosen on judged dev
+  queries by ``python -m search.tune``); an untuned index uses equal-weight RRF with k = 60
+  (Cormack et al. 2009). With one input only one retriever runs and fusion is that retriever.
 - **personalisation** (``viewed``: listing ids, most recent first): the user vector is the
   decayed mean of their embeddings, weights ``decay ** i`` (the latest view counts 1, the one
   before 0.7, ...), and the dense query becomes ``normalise((1 - w) q + w u)`` with ``w`` the
@@ -34,7 +34,8 @@ import numpy as np
 from search import generations, layout
 from search.errors import BadRequest, IndexUnavailable, NotFound
 from search.live import LiveOverlay, LiveQuery, merge
-from search.limits import FUSION_DEPTH, MAX_K, check_limits
+from search.limits import MAX_K, check_limits
+from search.metrics import StageClock
 from search.places import Places
 from search.ranking import Ranking, fuse
 from search.records import Records, fts_query
@@ -89,6 +90,10 @@ class SearchResult:
     retriever: str  # what ran: "fused", "dense" or "lexical"
     personalised: bool
     took_ms: float
+    # milliseconds per step (prepare = checks, user vector, filters; dense; lexical; fuse;
+    # live = merging live listings, when any; hydrate = sort + SQLite records of the top k),
+    # what the proxy's Server-Timing header shows
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
 
 class SearchEngine:
@@ -158,19 +163,25 @@ class SearchEngine:
             dense_query = user
         retriever = self._retriever(request.retriever, text, dense_query)
         allowed = self._allowed(request)
-        depth = request.k if retriever != "fused" else max(request.k, FUSION_DEPTH)
+        depth = request.k if retriever != "fused" else max(request.k, ranking.depth)
+        clock = StageClock(started, "prepare")
         dense = (self.vectors.search(dense_query, depth, allowed)
                  if retriever in ("fused", "dense") and dense_query is not None else None)
+        clock.lap("dense")
         lexical = (self.records.lexical(text, depth, allowed, ranking.bm25_weights)
                    if retriever in ("fused", "lexical") and text else None)
+        clock.lap("lexical")
         if self.live is not None and request.candidates is None:  # an evaluation: the index alone
             dense, lexical = self._with_live(request, dense, lexical, dense_query, text, depth,
                                              ranking)
+            clock.lap("live")
         found = fuse(ranking if user is None else ranking.personalised(), dense, lexical)
+        clock.lap("fuse")
         hits = self._rank(found, dense is not None and lexical is not None,
                           "dense" if dense is not None else "lexical", request.k)
+        clock.lap("hydrate")
         return SearchResult(hits, retriever, user is not None,
-                            (time.perf_counter() - started) * 1000)
+                            (time.perf_counter() - started) * 1000, clock.stages_ms)
 
     def similar(self, listing_id: str, k: int = 10, **filters: object) -> SearchResult:
         """The listings closest to ``listing_id`` by embedding (itself left out).

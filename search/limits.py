@@ -3,7 +3,8 @@
 The proxy calls :func:`check_limits` before it asks TorchServe to embed the query, and the engine
 calls it again before it scans anything: a query over a limit costs a few comparisons, never an
 embedding or a scan. The bounds on the scan itself: at most ``MAX_K`` results, each retriever
-reads at most ``FUSION_DEPTH`` candidates, at most ``MAX_VIEWED`` viewed listings shape the
+reads at most the index's ranking depth (``FUSION_DEPTH`` untuned, at most
+``MAX_FUSION_DEPTH`` when ``search.tune`` chose deeper), at most ``MAX_VIEWED`` viewed listings shape the
 ranking, and a filtered dense search probes at most ``1 / MAX_PROBED_SHARE_FILTERED`` of the IVF
 lists (``search.vectors``).
 """
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 RETRIEVERS = ("fused", "dense", "lexical")
 MAX_K = 100
 FUSION_DEPTH = 100
+MAX_FUSION_DEPTH = 400
 MAX_VIEWED = 50
 MAX_TEXT_CHARS = 500
 

@@ -1,9 +1,11 @@
 """Retrieval metrics with binary relevance (same root category as the query listing).
 
 Each function takes one query's ranked relevance flags (``relevant[i]`` for the result at rank
-``i + 1``) and, where needed, ``R``: how many candidates are relevant in all.
+``i + 1``) and, where needed, ``R``: how many candidates are relevant in all. Also the timing
+helpers the engine and the benchmarks share (:func:`percentiles_ms`, :class:`StageClock`).
 """
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,3 +40,17 @@ def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
     values = np.asarray(seconds, dtype=float) * 1000
     return {"p50": round(float(np.percentile(values, 50)), 3),
             "p99": round(float(np.percentile(values, 99)), 3), "n": int(len(values))}
+
+
+class StageClock:
+    """Milliseconds since the previous lap, per named step (the engine's ``stages_ms``)."""
+
+    def __init__(self, started: float, first: str) -> None:
+        self.stages_ms: dict[str, float] = {}
+        self._last = started
+        self.lap(first)
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages_ms[name] = (now - self._last) * 1000
+        self._last = now

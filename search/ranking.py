@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from search.limits import FUSION_DEPTH, MAX_FUSION_DEPTH
+
 FUSIONS = ("rrf", "score")
 # bm25() column weights, in FTS column order (title, description, category path, location).
 DEFAULT_BM25 = (4.0, 1.0, 2.0, 1.0)
@@ -35,6 +37,9 @@ class Ranking:
     # the dense weight of a personalised query (None: dense_weight): the user vector knows what
     # the words alone cannot, so its side of the fusion may deserve more say
     personal_dense_weight: float | None = None
+    # candidates each retriever hands to fusion (at least k): a deeper lexical list can lift
+    # listings the dense top 100 missed into the fused top 100 (recall@100)
+    depth: int = FUSION_DEPTH
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -43,6 +48,8 @@ class Ranking:
             raise ValueError(f"bm25_weights needs {len(DEFAULT_BM25)} values, got {self.bm25_weights}")
         if not 0 <= self.personal_weight <= 1:
             raise ValueError(f"personal_weight {self.personal_weight} is outside 0..1")
+        if not 1 <= self.depth <= MAX_FUSION_DEPTH:
+            raise ValueError(f"depth {self.depth} is outside 1..{MAX_FUSION_DEPTH}")
 
     def to_json(self) -> dict:
         return {**asdict(self), "bm25_weights": list(self.bm25_weights)}
@@ -66,6 +73,13 @@ class Ranking:
         if self.personal_dense_weight is None:
             return self
         return replace(self, dense_weight=self.personal_dense_weight)
+
+    def single(self) -> Ranking:
+        """This ranking without its fusion settings: what a retriever alone ranks by (its
+        results do not depend on them), so the single retrievers are measured once per
+        BM25/personalisation setting."""
+        return replace(self, fusion="rrf", dense_weight=1.0, lexical_weight=1.0,
+                       personal_dense_weight=None, depth=FUSION_DEPTH)
 
 
 def fuse(ranking: Ranking, dense: tuple[np.ndarray, np.ndarray] | None,

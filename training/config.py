@@ -28,7 +28,7 @@ class TrainConfig:
     model: str  # an architecture of aicore.models.ARCHITECTURES
     data: Path  # a cleaned dataset directory (training.prepare)
     out: Path | None = None  # the run directory to create (required unless resume)
-    epochs: int = 10
+    epochs: int | None = None  # None: the recipe's (6 for finetune, else 10)
     batch_size: int = 32
     seed: int = 0
     workers: int = DEFAULT_WORKERS
@@ -53,6 +53,9 @@ class TrainConfig:
     augment: str | None = None
     patience: int | None = None
     backbone_lr_scale: float | None = None
+    head_init: str | None = None
+    frozen_bn: bool | None = None
+    wise_ft: bool | None = None
     # text and multimodal
     image_arch: str = "cnn"
     image_init: Path | None = None

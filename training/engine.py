@@ -17,7 +17,7 @@ from common.cli import UserError
 from common.runs import RunConfig
 from training import distributed, progress
 from training.distributed import SINGLE, Dist
-from training.pretrained import keep_frozen_batchnorm_eval
+from training.pretrained import keep_batchnorm_eval, keep_frozen_batchnorm_eval
 
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
@@ -79,10 +79,14 @@ def epoch_loader(dataset: Dataset, cfg: RunConfig, device: torch.device, epoch: 
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: DataLoader,
-                    device: torch.device, desc: str, dist_info: Dist = SINGLE) -> dict:
+                    device: torch.device, desc: str, dist_info: Dist = SINGLE,
+                    frozen_bn: bool = False) -> dict:
     """One pass over ``loader``, stepping the schedule every batch; returns mean loss, accuracy,
-    image count (all processes together) and seconds."""
+    image count (all processes together) and seconds. ``frozen_bn``: every batch norm keeps its
+    running statistics (eval mode), not only those of frozen layers."""
     model.train()
+    if frozen_bn:
+        keep_batchnorm_eval(model)
     keep_frozen_batchnorm_eval(model)
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()

@@ -36,6 +36,8 @@ def finish(state: RunState, device: torch.device, writer: SummaryWriter, speed: 
         "class_names": state.data.class_names, "counts": split_counts(state),
         "history": state.history, "train_images_per_second": speed, "wall_time_s": wall,
     }
+    if state.wise is not None:
+        metrics["wise_ft"] = state.wise
     if state.model_args["arch"] == "text":  # how far from the classic baseline, same split
         metrics["tfidf_logreg"] = text_reference(state.data, state.split)
     atomic_write_text(state.run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")

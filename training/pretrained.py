@@ -76,6 +76,14 @@ def freeze_backbone(model: nn.Module) -> None:
         param.requires_grad = name.startswith(model.head_prefix)
 
 
+def keep_batchnorm_eval(model: nn.Module) -> None:
+    """Put every batch-norm layer into eval mode (call after ``train()``): normalise with the
+    pretrained running statistics and leave them unchanged; the affine parameters still train."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def keep_frozen_batchnorm_eval(model: nn.Module) -> None:
     """Put batch-norm layers whose parameters are frozen into eval mode (call after ``train()``).
 

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 
 from aicore.efficientnet import EfficientNetLite0
 from aicore.models import encode
 from common.cli import positive_int, run
-from common.dataset_format import read_clean_dir
+from common.dataset_format import CleanDataset, read_clean_dir
 from training.dataset import MarketplaceImageDataset
 from training.effnet_weights import load_efficientnet_weights
 from training.engine import make_loader
@@ -56,8 +57,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 @torch.inference_mode()
-def features(model: EfficientNetLite0, dataset, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, 1280)`` frozen features and ``(N,)`` labels of ``dataset``."""
+def features(model: nn.Module, dataset, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, D)`` frozen features (1,280-d for EfficientNet-Lite0) and ``(N,)`` labels."""
     xs, ys = [], []
     for images, labels in make_loader(dataset, 32, workers, torch.device("cpu")):
         xs.append(encode(model, images).numpy())  # (B, 1280)
@@ -81,6 +82,58 @@ def all_features(data, size: int, workers: int, cache: Path | None) -> dict[str,
     return dict(zip(ids, zip(x, y, strict=True), strict=True))
 
 
+def fit_probes(train: tuple[np.ndarray, np.ndarray],
+               val: tuple[np.ndarray, np.ndarray]) -> dict[float, tuple[float, Pipeline]]:
+    """C -> (validation accuracy, standardiser + logistic regression fitted on ``train``)."""
+    scores = {}
+    for c in C_GRID:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+        probe.fit(*train)
+        scores[c] = (probe.score(*val), probe)
+    return scores
+
+
+def init_head_from_probe(model: nn.Module, data: CleanDataset, split: dict[str, list[str]],
+                         image_size: int, workers: int) -> dict:
+    """Start ``model``'s classification head from a linear probe of its current features (LP-FT).
+
+    The first half of "linear probing then fine-tuning" (Kumar et al., ICLR 2022): the logistic
+    regression of :func:`fit_probes` (C chosen on the validation split) is folded into the head's
+    Linear, standardisation included, so before any step the model *is* the probe and fine-tuning
+    starts from its accuracy instead of from a head that knows nothing, whose first large
+    gradients would otherwise distort the pretrained features.
+
+    Returns:
+        ``{"C": best C, "val_accuracy": the probe's}``.
+    """
+    embed = {name: features(model.eval(), MarketplaceImageDataset(data, split[name],
+                                                                  preset(image_size, None)), workers)
+             for name in ("train", "val")}
+    scores = fit_probes(embed["train"], embed["val"])
+    best = max(scores, key=lambda c: scores[c][0])
+    fold_into_linear(scores[best][1], model.get_submodule(model.head_prefix.rstrip(".")))
+    return {"C": best, "val_accuracy": scores[best][0]}
+
+
+@torch.no_grad()
+def fold_into_linear(probe: Pipeline, linear: nn.Linear) -> None:
+    """Make ``linear(x)`` compute ``probe.decision_function(x)``: standardisation folded in.
+
+    ``(x - mean) / scale`` then ``W z + b`` is ``(W / scale) x + (b - (W / scale) mean)``. A class
+    missing from the probe's training labels keeps a zero row.
+    """
+    scaler, logistic = probe.steps[0][1], probe.steps[1][1]
+    coef = logistic.coef_ / scaler.scale_  # (K, D): weights on the raw features
+    bias = logistic.intercept_ - coef @ scaler.mean_  # (K,)
+    if len(logistic.classes_) == 2:  # one row for two classes: the second's logit, the first's 0
+        coef, bias = np.stack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, bias[0]])
+    rows = torch.as_tensor(logistic.classes_, dtype=torch.long)
+    linear.weight.zero_()
+    linear.bias.zero_()
+    linear.weight[rows] = torch.as_tensor(coef, dtype=linear.weight.dtype)
+    linear.bias[rows] = torch.as_tensor(bias, dtype=linear.bias.dtype)
+
+
 def main(args: argparse.Namespace) -> dict:
     data = read_clean_dir(args.data)
     size = args.image_size or data.image_size
@@ -90,11 +143,7 @@ def main(args: argparse.Namespace) -> dict:
     extract_s = time.perf_counter() - began
     feats = {name: (np.stack([by_id[i][0] for i in split[name]]),
                     np.array([by_id[i][1] for i in split[name]])) for name in ("train", "val", "test")}
-    scores = {}
-    for c in C_GRID:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-        probe.fit(*feats["train"])
-        scores[c] = (probe.score(*feats["val"]), probe)
+    scores = fit_probes(feats["train"], feats["val"])
     best = max(scores, key=lambda c: scores[c][0])
     by_c = {str(c): round(score, 4) for c, (score, _) in scores.items()}
     result = {"image_size": size, "seed": args.seed, "val_accuracy_by_C": by_c, "best_C": best,

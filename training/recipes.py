@@ -12,6 +12,10 @@ docs/training.md was measured). The resolved values go into ``config.json``.
   no batch norm, near chance for its first epochs; AdamW's per-weight steps did not.
 - ``seed``: the original recipe, exactly: SGD lr 0.08 without momentum, StepLR (x0.5 every 3
   epochs), flip + slight affine warp, plain cross-entropy, no early stopping.
+- ``finetune``: an ImageNet backbone's (``--pretrained``): LP-FT, the head started from a linear
+  probe of the pretrained features (``--head-init probe``), then everything at AdamW lr 1e-4 with
+  the batch norms' running statistics kept (``--frozen-bn``), 6 epochs, patience 2; measured in
+  docs/transfer-learning.md.
 - ``plain``: the baseline a practitioner writes in 60 lines: SGD lr 0.01 momentum 0.9, constant
   learning rate, random flip only.
 
@@ -33,10 +37,12 @@ from training.text_runs import TEXT_ARCHS, text_optimizer, text_recipe
 # Fine-tuning an ImageNet backbone (EfficientNet-Lite0 --pretrained), chosen on the real-picture
 # dev set's validation split (docs/transfer-learning.md has the measurements).
 FINETUNE = {
-    "optimizer": "adamw", "lr": 0.001, "momentum": 0.9, "nesterov": False,
+    # LP-FT: the head starts as the logistic-regression probe of the ImageNet features, then the
+    # whole network fine-tunes at one low learning rate with batch-norm statistics kept
+    "optimizer": "adamw", "lr": 0.0001, "momentum": 0.9, "nesterov": False,
     "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
-    "warmup_epochs": 1, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 0,
-    "backbone_lr_scale": 0.1,
+    "warmup_epochs": 1, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 2,
+    "backbone_lr_scale": 1.0, "head_init": "probe", "frozen_bn": True, "wise_ft": True, "epochs": 6,
 }
 # The recipe --pretrained gives an architecture when --recipe is not named.
 PRETRAINED_RECIPE = {"efficientnet_lite0": "finetune"}
@@ -45,25 +51,26 @@ RECIPES: dict[str, dict] = {
         "optimizer": "adamw", "lr": 0.001, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
         "warmup_epochs": 2, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 10,
-        "backbone_lr_scale": 1.0,
+        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
     },
     "finetune": FINETUNE,
     "seed": {
         "optimizer": "sgd", "lr": 0.08, "momentum": 0.0, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "step",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "affine", "patience": 0,
-        "backbone_lr_scale": 1.0,
+        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
     },
     "plain": {
         "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "flip", "patience": 0,
-        "backbone_lr_scale": 1.0,
+        "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
     },
 }
 RECIPE_OPTIONS = tuple(RECIPES["default"])
 OPTIMIZERS = ("sgd", "adamw", "adagrad")
 SCHEDULES = ("cosine", "step", "constant")
+HEAD_INITS = ("new", "probe")
 # The first warm-up step starts at this fraction of the peak learning rate, not at 0 (a step of
 # size 0 would be wasted).
 WARMUP_START = 0.1
@@ -75,7 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "recipe", "--recipe sets all of these; any one given on the command line wins")
     group.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                        help="default: the modern recipe tuned on real pictures; finetune: an "
-                            "ImageNet backbone's (backbone at 0.1 x --lr); seed: the original (SGD "
+                            "ImageNet backbone's (LP-FT: head from a linear probe, lr 1e-4, "
+                            "frozen batch-norm statistics, 6 epochs, patience 2, WiSE-FT); "
+                            "seed: the original (SGD "
                             "lr 0.08, StepLR 3 x 0.5, no momentum); plain: SGD momentum 0.9 + flip "
                             "(default: finetune for efficientnet_lite0 --pretrained, else default)")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
@@ -108,6 +117,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backbone-lr-scale", type=non_negative_float, default=None,
                        help="the backbone (all but the classification head) trains at this times "
                             "--lr; 0 freezes nothing but keeps it still (default: the recipe's)")
+    group.add_argument("--head-init", choices=HEAD_INITS, default=None,
+                       help="the classification head's start: new (the architecture's own init) "
+                            "or probe (a logistic regression fitted on the pretrained features of "
+                            "the training split, C chosen on validation: linear probing, then "
+                            "fine-tuning; needs --pretrained) (default: the recipe's)")
+    group.add_argument("--frozen-bn", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep every batch norm's running mean/variance at its pretrained "
+                            "values while training (its scale and shift still train): batches "
+                            "of 32 estimate them worse than ImageNet did (default: the recipe's)")
+    group.add_argument("--wise-ft", action=argparse.BooleanOptionalAction, default=None,
+                       help="after training, average the best epoch's weights with the starting "
+                            "ones (WiSE-FT), the fine-tune's weight in {0, 0.25, 0.5, 0.75} chosen "
+                            "on validation, kept only if better there; needs --pretrained "
+                            "(default: the recipe's)")
     group.add_argument("--patience", type=int, default=None,
                        help="stop after this many epochs without a better validation accuracy; "
                             "0 never stops early (default: the recipe's)")
@@ -143,6 +166,10 @@ def check(config: dict) -> str | None:
         return "--nesterov needs --optimizer sgd and a --momentum above 0"
     if config["augment"] not in AUGMENTATIONS:
         return f"--augment must be one of {AUGMENTATIONS}, got {config['augment']}"
+    if config["head_init"] == "probe" and not config.get("pretrained"):
+        return "--head-init probe needs --pretrained: a probe of random features teaches nothing"
+    if config["wise_ft"] and not config.get("pretrained"):
+        return "--wise-ft needs --pretrained: it averages with the pretrained starting weights"
     if not 0 <= config["label_smoothing"] < 1:
         return f"--label-smoothing must be in [0, 1), got {config['label_smoothing']}"
     return None

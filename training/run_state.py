@@ -29,6 +29,8 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     resumed_from: dict | None = None  # the checkpoint, holding the optimizer state
     dist: Dist = SINGLE  # this process's rank under torchrun
+    start_weights: dict | None = None  # what fine-tuning started from (--wise-ft), this process only
+    wise: dict | None = None  # the WiSE-FT choice (training.wise), for metrics.json
 
     @property
     def run(self) -> RunConfig:

@@ -40,6 +40,8 @@ from training.distributed import SINGLE, Dist
 from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, evaluate, make_loader,
                              resolve_device, seed_everything, train_one_epoch)
 from training.pretrained import freeze_backbone, load_imagenet_weights
+from training.probe import init_head_from_probe
+from training.wise import average_with_start
 from training.run_state import RunState
 from training.split import limit_ids, load_split, save_split, split_dataset
 from training.text_runs import (check_text_args, fit_idf, init_image_encoder, init_text_encoder,
@@ -62,8 +64,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory to create; must not exist or be empty (required "
                              "unless --resume, which continues in the checkpoint's directory)")
-    parser.add_argument("--epochs", type=positive_int, default=10,
-                        help="total epochs, counting those of a resumed run (default: 10)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="total epochs, counting those of a resumed run (default: the "
+                             "recipe's: 6 for finetune, else 10)")
     parser.add_argument("--batch-size", type=positive_int, default=32,
                         help="training batch size (default: 32)")
     parser.add_argument("--seed", type=int, default=0,
@@ -132,6 +135,8 @@ def main(args: argparse.Namespace) -> dict:
             if state.start_epoch == 1 and dist_info.is_main:
                 writer.add_text("config", f"```\n{json.dumps(state.config, indent=2)}\n```")
             speed = fit(state, device, writer)
+            if state.config.get("wise_ft"):
+                state.wise = average_with_start(state, device, state.start_weights)
             metrics = (finish(state, device, writer, speed, time.perf_counter() - started)
                        if dist_info.is_main else {})
     finally:
@@ -181,17 +186,24 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
         raise UserError(f"--image-size {config['image_size']}: {exc}") from None
     if config["pretrained"]:
         load_imagenet_weights(model, config["pretrained"])
+    if config["head_init"] == "probe":
+        trained_on = {**split, "train": limit_ids(split["train"], config["limit_train"], config["seed"])}
+        probe = init_head_from_probe(model, data, trained_on, config["image_size"], config["workers"])
+        if dist_info.is_main:
+            progress.log(f"head from a linear probe (C {probe['C']}): validation accuracy "
+                         f"{probe['val_accuracy']:.4f} before fine-tuning")
     if config["image_init"]:
         init_image_encoder(model, Path(config["image_init"]), config["image_arch"])
     if config.get("text_init"):
         init_text_encoder(model, Path(config["text_init"]))
     if config["freeze_backbone"]:
         freeze_backbone(model)
+    start = cpu_state_dict(model) if config["wise_ft"] else None  # WiSE-FT's other end
     distributed.barrier(dist_info)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_files(run_dir, config, split)
-    return RunState(run_dir, config, data, split, model, margs, dist=dist_info)
+    return RunState(run_dir, config, data, split, model, margs, dist=dist_info, start_weights=start)
 
 
 def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
@@ -288,7 +300,7 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
         loader = epoch_loader(train_ds, cfg, device, epoch, dist_info)
         lr = state.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(net, criterion, state.optimizer, state.scheduler, loader, device,
-                                f"epoch {epoch}/{cfg.epochs}", dist_info)
+                                f"epoch {epoch}/{cfg.epochs}", dist_info, cfg.frozen_bn)
         # The plain module, not DDP: shards may differ by a batch, DDP's forward would wait.
         val = evaluate(state.model, val_loader, device, dist_info)
         images, seconds = images + train["images"], seconds + train["seconds"]

@@ -86,3 +86,13 @@ def test_delete_returns_only_photos_no_other_listing_uses(store):
 
     assert store.delete_listing(first) == [own]
     assert store.photos_in_use() == {shared}
+
+
+def test_update_of_a_deleted_listing_changes_nothing(store):
+    seller, _ = store.create_seller("Ada")
+    listing_id, _ = store.create_listing(seller, new("A"), {})
+    store.delete_listing(listing_id)
+    head = store.head()
+
+    assert store.update_listing(listing_id, {"price": 1.0}) is None
+    assert store.head() == head

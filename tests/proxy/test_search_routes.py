@@ -16,6 +16,7 @@ from search.embedders import ImageEmbedder, load_embedder
 from search.encoder import index_embedder
 from search.engine import SearchEngine
 from common.codec import ModelRequest
+from common.server_timing import parse_timing
 from tests.support.e2e import free_ports
 from tests.support.torchserve import FakeTorchServe, embedding_answer
 
@@ -220,6 +221,11 @@ def test_get_search_on_a_text_index_embeds_the_query_and_fuses(text_client, text
     body = response.json()
     assert body["retriever"] == "fused" and body["embedded_by"] == "text"
     assert text_fake.calls[-1] == ("text", ModelRequest(title="pram", embedding=True))
+    timing = parse_timing(response.headers["Server-Timing"])  # where the time went, per step
+    assert {"embed", "search", "search-dense", "search-lexical", "search-fuse",
+            "search-hydrate", "thread-hop", "route"} <= set(timing)
+    assert timing["search"] == pytest.approx(body["took_ms"], abs=1e-3)
+    assert timing["route"] >= timing["embed"] + timing["search-dense"]
     assert any("dense" in hit["matched"] for hit in body["results"])
     # the dense score is the cosine of the query's embedding and the listing's stored vector
     engine = SearchEngine.open(text_search_index["index"])

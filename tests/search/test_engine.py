@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from search import layout
-from search.engine import DECAY, FUSION_DEPTH, RRF_K, SearchEngine, SearchRequest
+from search.engine import DECAY, RRF_K, SearchEngine, SearchRequest
 from search.holder import EngineHolder
+from search.limits import FUSION_DEPTH
 from search.errors import BadRequest, IndexUnavailable, NotFound
 
 
@@ -226,3 +227,12 @@ def test_viewed_listings_are_not_returned_again(engine, retriever):
     ids = [hit.id for hit in engine.search(request).hits]
 
     assert ids and not set(viewed) & set(ids)
+
+
+def test_a_search_times_each_of_its_steps(engine):
+    result = engine.search(SearchRequest(text="kettle", vector=vector_of(engine, "prod-00-000"),
+                                         k=5))
+
+    assert list(result.stages_ms) == ["prepare", "dense", "lexical", "fuse", "hydrate"]
+    assert all(ms >= 0 for ms in result.stages_ms.values())
+    assert sum(result.stages_ms.values()) == pytest.approx(result.took_ms, rel=0.05, abs=0.05)

