@@ -115,20 +115,23 @@ def burst_then_kill(stack: ctl.Stack, during=None) -> tuple[str, Seen]:
 
 def check_nothing_lost_or_half_present(stack: ctl.Stack, state: Path, word: str, seen: Seen):
     url = stack.proxy_url
-    with e2e.http() as session:
+    # Searches go out without the reader's session: its views (every GET below records one) would
+    # personalise them and leave the viewed listings out, which is not what this test checks.
+    with e2e.http() as session, e2e.http() as searcher:
         for listing_id, acked in seen.acked.items():
             response = session.get(f"{url}/listings/{listing_id}", timeout=30)
             assert response.status_code == 200, (listing_id, response.text)
             record = response.json()
             assert (record["title"], record["price"]) in (acked, seen.in_flight.get(listing_id))
             tag = record["title"].split()[2]  # the listing's own word
-            assert search_ids(session, url, q=tag) == [listing_id]
-        found = set(search_ids(session, url, q=word, k=100))
+            assert search_ids(searcher, url, q=tag) == [listing_id]
+        # Every acknowledged listing was found by its own tag above; the burst's word (at most k = 100
+        # of them: an idle machine acknowledges more) checks that what search returns has a record.
+        found = set(search_ids(searcher, url, q=word, k=100))
     store = MarketStore(state / "market.db")
     rows = {listing.id: listing for listing in
             (store.listing(i) for i in _all_ids(state / "market.db")) if listing is not None}
-    assert found <= set(rows)  # no vector or FTS row without its record
-    assert set(seen.acked) <= found | {i for i, r in rows.items() if r.status != "active"}
+    assert found and found <= set(rows)  # no vector or FTS row without its record
     named = {name for listing in rows.values() for name in listing.photos}
     on_disk = {path.name for path in (state / "photos").glob("*/*")}
     assert named <= on_disk  # no record without its photos
