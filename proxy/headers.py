@@ -21,13 +21,13 @@ from proxy.settings import Settings
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 DOCS_PATHS = ("/docs", "/redoc")
 
-_COMMON = ["default-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+# blob: images are the Sell page's preview of the chosen photo (URL.createObjectURL, same origin).
+_COMMON = ["default-src 'self'", "img-src 'self' data: blob:", "connect-src 'self'",
            "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'", "object-src 'none'"]
 PAGE_POLICY = "; ".join(["script-src 'self'", "style-src 'self'", *_COMMON]).encode()
 DOCS_POLICY = "; ".join([
     "script-src 'self' 'unsafe-inline'", "style-src 'self' 'unsafe-inline'",
-    "worker-src 'self' blob:", *_COMMON]).replace("img-src 'self' data:",
-                                                 "img-src 'self' data: blob:").encode()
+    "worker-src 'self' blob:", *_COMMON]).encode()
 ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 

@@ -117,6 +117,9 @@ def test_sell_takes_a_dropped_photo(page, stack, categories):
             new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
     }""", list(e2e.logo_png()))
     expect(page.locator("#sell-preview")).to_be_visible()
+    # The preview is drawn, not its alt text: the page's policy lets its blob: URL load.
+    page.wait_for_function("() => { const img = document.getElementById('sell-preview');"
+                           " return img.complete && img.naturalWidth === 93; }", timeout=10_000)
     assert page.locator("#sell-photo").evaluate("input => input.files[0].name") == "dropped.png"
     page.locator("#sell-title").fill("Blue logo sticker")
     page.get_by_role("button", name="Suggest a category").click()

@@ -14,6 +14,7 @@ def test_page_policy_allows_no_inline_script_or_style(client):
     assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
     assert policy["base-uri"] == "'none'" and policy["form-action"] == "'self'"
     assert policy["frame-ancestors"] == "'none'"
+    assert policy["img-src"] == "'self' data: blob:"  # blob: is the Sell photo's preview
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
