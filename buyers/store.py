@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.sqlite import connect_durable
+
 SESSIONS_FILE = "sessions.db"
 SESSION_COOKIE = "aicore_session"  # the page's session (HttpOnly, SameSite=Lax)
 SESSION_HEADER = "X-Session"  # an API client's session; "new" asks for one
@@ -83,11 +85,7 @@ class SessionStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events, self.retention_s, self.clock = max_events, retention_s, clock
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=5000"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self._db = connect_durable(self.path, busy_timeout_s=5.0)
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._swept = 0.0

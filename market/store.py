@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.sqlite import connect_durable
 from market import tokens
 
 BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another process's transaction
@@ -126,12 +127,7 @@ class MarketStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                 timeout=BUSY_TIMEOUT_MS / 1000)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit: the 201 promise
-            db.execute("PRAGMA foreign_keys=ON")
+            db = connect_durable(self.path, BUSY_TIMEOUT_MS / 1000)  # the 201 promise
             self._local.db = db
         return db
 
