@@ -10,8 +10,11 @@ For each split (dev, test) of ``make relevanceset``: nDCG@10, P@10, recall@100 a
 - **lexical / dense / fused, tuned**: the index's stored ranking (``python -m search.tune`` on dev);
 
 each personalised by the queries' viewed listings (which are never returned), and then the
-ambiguous queries alone, plain vs personalised. The engine's latency is timed ``--repeat`` times
-(p50/p99 of each pass, to give their spread). Writes ``bench/out/relevance-<index name>.json``.
+ambiguous queries alone, plain vs personalised. The tuned fusion is tested against every other
+method on every metric (paired randomization test, :mod:`search.significance`): a difference of
+a few thousandths on 41 queries is noise until the test says otherwise. The engine's latency is
+timed ``--repeat`` times (p50/p99 of each pass, to give their spread).
+Writes ``bench/out/relevance-<index name>.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from common.atomic import atomic_write_text
 from common.cli import positive_int, run
 from common.trec import Query, read_qrels, read_queries
-from search import judged
+from search import judged, significance
 from search.engine import SearchEngine
 from search.metrics import percentiles_ms
 from search.ranking import Ranking
@@ -31,6 +34,8 @@ from search.ranking import Ranking
 OUT_DIR = Path("bench/out")
 FUSION_KEYS = ("fusion", "dense_weight", "lexical_weight", "rrf_k")
 TITLE_REPEAT = 3  # the plain baseline's title weight: the title written three times
+PLAIN_BM25 = "plain BM25 (bm25s, title x3 + description)"
+FUSED = "fused, tuned"  # the method the significance table tests against every other
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -71,11 +76,13 @@ def main(args: argparse.Namespace) -> dict:
 
 def measure_split(engine: SearchEngine, baseline: PlainBM25, queries: list[Query], qrels: dict,
                   vectors: dict, repeat: int) -> dict:
-    rows = [{"method": "plain BM25 (bm25s, title x3 + description)",
-             **judged.measure(qrels, baseline.rank_all(queries))}]
+    plain_bm25 = baseline.rank_all(queries)
+    rows = [{"method": PLAIN_BM25, **judged.measure(qrels, plain_bm25)}]
+    rankings = {PLAIN_BM25: plain_bm25}
     for name, ranking in (("untuned", Ranking()), ("tuned", engine.ranking)):
-        results, _ = judged.evaluate(engine, queries, qrels, vectors, ranking)
+        results, runs = judged.evaluate(engine, queries, qrels, vectors, ranking)
         rows.extend({"method": f"{r['retriever']}, {name}", **r} for r in results)
+        rankings.update({f"{retriever}, {name}": run for retriever, run in runs.items()})
     for method, ranking in best_by_fusion(engine).items():
         results, _ = judged.evaluate(engine, queries, qrels, vectors, ranking, retrievers=["fused"])
         rows.append({"method": f"fused, best {method} on dev", **results[0]})
@@ -92,7 +99,18 @@ def measure_split(engine: SearchEngine, baseline: PlainBM25, queries: list[Query
         _, seconds = judged.rank_all(engine, queries, vectors, "fused", engine.ranking)
         passes.append(percentiles_ms(seconds))
     return {"queries": len(queries), "ambiguous": len(ambiguous), "results": rows,
+            "significance": fused_against_others(qrels, rankings),
             "personalisation": personal, "fused_latency_passes": passes}
+
+
+def fused_against_others(qrels: dict, rankings: dict[str, dict[str, list[str]]]) -> list[dict]:
+    """The tuned fusion against every other method, metric by metric: the mean per-query
+    difference and the paired randomization test's p-value (:mod:`search.significance`)."""
+    if FUSED not in rankings:  # an index with one retriever has no fusion to test
+        return []
+    fused = judged.per_query(qrels, rankings[FUSED])
+    return [{"against": method, **significance.compare(fused, judged.per_query(qrels, run))}
+            for method, run in rankings.items() if method != FUSED]
 
 
 def best_by_fusion(engine: SearchEngine) -> dict[str, Ranking]:
@@ -140,11 +158,24 @@ def print_report(report: dict) -> None:
     for split, data in report["splits"].items():
         print(f"\n{split}: {data['queries']} queries ({data['ambiguous']} with viewed listings)")
         _table(data["results"])
+        if data.get("significance"):
+            print(f"\n{split}: {FUSED} minus each method (paired randomization test, "
+                  f"* = p < {significance.ALPHA})")
+            _significance_table(data["significance"])
         print(f"\n{split}: the {data['ambiguous']} ambiguous queries, plain vs personalised")
         _table(data["personalisation"])
         spread = ", ".join(f"p50 {p['p50']:.2f} / p99 {p['p99']:.2f} ms"
                            for p in data["fused_latency_passes"])
         print(f"fused (tuned) engine latency per pass: {spread}")
+
+
+def _significance_table(rows: list[dict]) -> None:
+    print(f"| {'against':45s} | " + " | ".join(f"{m:15s}" for m in judged.METRICS) + " |")
+    print(f"|{'-' * 47}|" + "|".join("-" * 17 for _ in judged.METRICS) + "|")
+    for row in rows:
+        cells = [f"{row[m]['diff']:+.3f} p={row[m]['p']:.3f}{'*' if row[m]['significant'] else ' '}"
+                 for m in judged.METRICS]
+        print(f"| {row['against']:45s} | " + " | ".join(f"{c:15s}" for c in cells) + " |")
 
 
 def _table(rows: list[dict]) -> None:

@@ -116,17 +116,24 @@ def rank_all(engine: SearchEngine, queries: Sequence[Query], vectors: dict, retr
 
 def measure(qrels: dict[str, dict[str, int]], rankings: dict[str, list[str]]) -> dict[str, float]:
     """Mean of each of :data:`METRICS` over the judged queries (ir-measures)."""
+    return {name: round(float(np.mean(list(values.values()))), 4) if values else 0.0
+            for name, values in per_query(qrels, rankings).items()}
+
+
+def per_query(qrels: dict[str, dict[str, int]], rankings: dict[str, list[str]]
+              ) -> dict[str, dict[str, float]]:
+    """Each of :data:`METRICS` per judged query, ``{metric: {qid: value}}`` (ir-measures); a
+    judged query without a ranking scores 0, so two rankers are compared on the same queries."""
     import ir_measures
 
     measures = {name: ir_measures.parse_measure(spec) for name, spec in METRICS.items()}
     run = {qid: {doc: float(len(ids) - i) for i, doc in enumerate(ids)}
            for qid, ids in rankings.items() if ids and qid in qrels}
-    per_query: dict[str, dict[str, float]] = {name: {} for name in measures}
+    values: dict[str, dict[str, float]] = {name: dict.fromkeys(qrels, 0.0) for name in measures}
     by_measure = {m: name for name, m in measures.items()}
     for row in ir_measures.iter_calc(list(measures.values()), qrels, run):
-        per_query[by_measure[row.measure]][row.query_id] = float(row.value)
-    return {name: round(float(np.mean([values.get(qid, 0.0) for qid in qrels])), 4)
-            for name, values in per_query.items()}
+        values[by_measure[row.measure]][row.query_id] = float(row.value)
+    return values
 
 
 def evaluate(engine: SearchEngine, queries: Sequence[Query], qrels: dict[str, dict[str, int]],

@@ -2,6 +2,7 @@
 
 from bench import relevance
 from common.trec import Query
+from search import judged
 from search.engine import SearchEngine
 
 
@@ -31,3 +32,10 @@ def test_report_has_every_method_for_dev_and_test(text_search_index, tmp_path):
             "lexical, untuned"]
         assert len(data["personalisation"]) == 8 and len(data["fused_latency_passes"]) == 2
         assert data["ambiguous"] == 1
+        against = {row["against"] for row in data["significance"]}
+        assert against == {r["method"] for r in data["results"]
+                           if r["method"] in against or r["method"].endswith("tuned")} - {"fused, tuned"}
+        assert "plain BM25 (bm25s, title x3 + description)" in against and "dense, tuned" in against
+        for row in data["significance"]:
+            assert set(row) == {"against", *judged.METRICS}
+            assert all(0 < row[m]["p"] <= 1 and row[m]["queries"] == 2 for m in judged.METRICS)

@@ -62,6 +62,18 @@ def test_measure_matches_hand_computed_values():
     assert got["map"] == pytest.approx(((1 / 2) / 2) / 2)  # precision 1/2 at its rank, over R = 2
 
 
+def test_per_query_scores_an_unranked_judged_query_zero_and_averages_to_measure():
+    qrels = {"q1": {"a": 2, "b": 1, "c": 0}, "q2": {"d": 1}}
+    rankings = {"q1": ["c", "a", "x"]}  # q2 never ranked
+
+    values = judged.per_query(qrels, rankings)
+
+    assert {metric: set(scores) for metric, scores in values.items()} == {
+        metric: {"q1", "q2"} for metric in judged.METRICS}
+    assert values["recall@100"] == {"q1": 0.5, "q2": 0.0}
+    assert judged.measure(qrels, rankings)["map"] == pytest.approx(values["map"]["q1"] / 2, abs=1e-4)
+
+
 def test_check_judgments_names_a_qid_the_queries_lack(tmp_path):
     with pytest.raises(UserError, match="judges 1 query id.*'q9'"):
         judged.check_judgments([Query("q1", "sofa")], {"q1": {"a": 1}, "q9": {"b": 1}},
