@@ -90,9 +90,17 @@ lint: $(STAMP) ## ruff over the code, hadolint over Dockerfile.serve
 $(DATA_RAW)/Products.csv: | $(STAMP)
 	$(PY) -m datagen.demo_data --out $(DATA_RAW)
 
+# DATA is cleaned from DATA_RAW's export when both are the demo's or DATA_RAW is given too; a DATA
+# given alone (DATA=data/relevance/clean) is a dataset prepared elsewhere, used as it is: newer
+# demo data must not make make re-clean the demo export into it.
+ifeq ($(origin DATA)$(origin DATA_RAW),command linefile)
+$(DATA)/manifest.csv:
+	@echo "error: $(DATA)/manifest.csv is missing: DATA must be a prepared dataset (python -m training.prepare, make devset, make textdevset, make relevanceset), or give DATA_RAW=<export folder> to clean one" >&2; exit 2
+else
 $(DATA)/manifest.csv: $(DATA_RAW)/Products.csv
 	$(PY) -m training.prepare --products $(DATA_RAW)/Products.csv --images $(DATA_RAW)/Images.csv \
 		--image-dir $(DATA_RAW)/images --out $(DATA)
+endif
 
 # An interrupted run resumes from its last checkpoint instead of starting over.
 # The text and multimodal runs (explicit rules win over the pattern rule below).
