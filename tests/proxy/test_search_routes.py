@@ -360,7 +360,7 @@ def listing_index(search_index, tmp_path_factory) -> Path:
                           image_size=32, image_arch="cnn")
     build.main(build.get_args_parser().parse_args(
         ["--data", str(search_index["data"]), "--run", str(run), "--out", str(root / "index"),
-         "--no-progress"]))
+         "--no-progress", "--no-text-encoder"]))
     return root / "index"
 
 

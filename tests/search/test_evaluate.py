@@ -117,3 +117,26 @@ def test_evaluate_needs_queries_and_qrels_together(search_index, tmp_path):
 
     with pytest.raises(UserError, match="--queries and --qrels go together"):
         evaluate.main(args)
+
+
+def test_evaluate_judged_on_three_retrievers_writes_a_run_per_retriever(multimodal_search_index,
+                                                                        tmp_path):
+    kettles = "".join(f"k 0 prod-00-{p:03d} 2\n" for p in range(6))
+    prams = "".join(f"p 0 prod-01-{p:03d} 2\n" for p in range(1, 6))
+    files = _judged_files(tmp_path, "k\tkettle\t\np\tpram\tprod-01-000\n", kettles + prams)
+    args = evaluate.get_args_parser().parse_args(
+        ["--index", str(multimodal_search_index["index"]), *files,
+         "--run-out", str(tmp_path / "runs")])
+
+    report = evaluate.main(args)
+
+    rows = {r["retriever"]: r for r in report["results"]}
+    assert list(rows) == ["fused", "dense", "lexical", "text_dense"]
+    assert rows["text_dense"]["ndcg@10"] > 0.5  # MiniLM knows a kettle from a pram
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "dense.run", "fused.run", "lexical.run", "text_dense.run"]
+    image = [line.split() for line in (tmp_path / "runs" / "dense.run").read_text().splitlines()]
+    # the CNN reads no text: only the personalised query ("pram", one view) reaches its vectors
+    assert {row[0] for row in image} == {"p"}
+    assert all(row[5] == "aicore-text_dense" for row in
+               (line.split() for line in (tmp_path / "runs" / "text_dense.run").read_text().splitlines()))
