@@ -400,8 +400,9 @@ class SearchEngine:
     def _rank(self, found: dict[int, dict], fused: bool, only: str, k: int) -> list[Hit]:
         def key(item: tuple[int, dict]) -> tuple:
             pos, entry = item
-            if fused:
-                return (-entry["fused"], -entry.get("dense", (0, -2.0))[1], pos)
+            if fused:  # ties: the closer by the index's vectors, then by the text vectors
+                return (-entry["fused"], -entry.get("dense", (0, -2.0))[1],
+                        -entry.get("text_dense", (0, -2.0))[1], pos)
             return (entry[only][0], pos)
 
         ranked = sorted(found.items(), key=key)[:k + self._live_slack()]

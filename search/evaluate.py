@@ -139,11 +139,11 @@ def print_judged(report: dict) -> None:
     if report["unjudged_queries"]:
         print(f"{len(report['unjudged_queries'])} queries have no judgment and are not scored: "
               f"{', '.join(report['unjudged_queries'][:5])}")
-    print(f"{'retriever':9s} {'nDCG@10':>8s} {'P@10':>7s} {'R@100':>7s} {'MAP':>7s} "
+    print(f"{'retriever':10s} {'nDCG@10':>8s} {'P@10':>7s} {'R@100':>7s} {'MAP':>7s} "
           f"{'p50 ms':>8s} {'p99 ms':>8s}")
     for row in report["results"]:
         latency = row["latency_ms"]
-        print(f"{row['retriever']:9s} {row['ndcg@10']:8.3f} {row['p@10']:7.3f} "
+        print(f"{row['retriever']:10s} {row['ndcg@10']:8.3f} {row['p@10']:7.3f} "
               f"{row['recall@100']:7.3f} {row['map']:7.3f} {latency['p50']:8.2f} {latency['p99']:8.2f}")
     if "embedding_ms" in report:
         print(f"query embedding (in-process): p50 {report['embedding_ms']['p50']:.2f} ms, "
