@@ -7,7 +7,8 @@
 docs/relevance.md): each retriever (fused, dense, lexical) ranks the top 100 for every query,
 personalised by the query's viewed listings (``--plain``: not personalised); ir-measures scores
 nDCG@10, P@10, recall@100 and MAP (:mod:`search.judged`), and the engine's latency is timed.
-``--run-out DIR`` writes ``DIR/{fused,dense,lexical}.run`` in TREC run format; ``--json OUT`` the
+``--run-out DIR`` writes ``DIR/<retriever>.run`` (fused, dense, lexical; text_dense on an index
+with text vectors) in TREC run format; ``--json OUT`` the
 report. Judged listings the index does not hold are counted and reported.
 
 **Without judgments** (the second form): with the split saved by the index's training run, the
@@ -68,7 +69,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     judged_args.add_argument("--qrels", type=Path, metavar="QRELS",
                              help="TREC qrels: qid 0 listing_id grade")
     judged_args.add_argument("--run-out", type=Path, metavar="DIR",
-                             help="write DIR/fused.run, dense.run, lexical.run (TREC run, top 100)")
+                             help="write DIR/<retriever>.run: fused, dense, lexical (+ text_dense on an "
+                                  "index with text vectors), TREC run, top 100")
     judged_args.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
     judged_args.add_argument("--plain", action="store_true",
                              help="do not personalise by the viewed listings (still left out)")
