@@ -20,6 +20,9 @@ whichever the dataset and model allow:
 - ``image``: its main photo (when the model embeds photos);
 - ``text+image``: both.
 
+On an index with text vectors the text is also embedded by its pretrained encoder and searched by
+the ``text_dense`` retriever (fused with the others at the index's ranking).
+
 For each kind, each retriever that can run (dense, lexical, fused) is scored with precision@10,
 MAP@R (R = the relevant candidates) and nDCG@10, and timed: the index alone, query embedding
 excluded. ``--proxy`` also times GET /search (text) and POST /search (photo, + text) through a
@@ -40,6 +43,7 @@ from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
 from search import layout
 from search.embedders import IMAGE, TEXT, load_embedder
+from search.encoder import text_encoder_embedder
 from search.engine import SearchEngine, SearchRequest
 from search.metrics import map_at_r, ndcg_at_k, percentiles_ms, precision_at_k
 from common import trec
@@ -89,11 +93,14 @@ def main(args: argparse.Namespace) -> dict:
     queries, candidates = split_positions(engine, args.max_queries, args.seed)
     records = engine.records.fetch(queries)
     embedder = load_embedder(Path(engine.meta["run"]))
+    text_embedder = text_encoder_embedder(engine.meta)  # an index with text vectors
     kinds = query_kinds(engine)
     results = []
     for kind in kinds:
         inputs = [query_input(engine, record, kind) for record in records]
-        vectors = [embed(embedder, engine, text, image) for text, image in inputs]
+        vectors = [(embed(embedder, engine, text, image),
+                    text_embedder.embed_query(text=text) if text_embedder and text else None)
+                   for text, image in inputs]
         for retriever in retrievers_for(kind, engine):
             results.append(score(engine, records, inputs, vectors, candidates, kind, retriever))
     report = {"index": str(engine.generation), "arch": engine.meta["arch"],
@@ -196,8 +203,10 @@ def query_kinds(engine: SearchEngine) -> list[str]:
 def retrievers_for(kind: str, engine: SearchEngine) -> list[str]:
     dense = IMAGE in kind and IMAGE in engine.modalities or TEXT in kind and TEXT in engine.modalities
     lexical = TEXT in kind
+    text_dense = TEXT in kind and engine.text_vectors is not None
     return (["dense"] if dense else []) + (["lexical"] if lexical else []) + \
-        (["fused"] if dense and lexical else [])
+        (["text_dense"] if text_dense else []) + \
+        (["fused"] if dense + lexical + text_dense > 1 else [])
 
 
 def query_input(engine: SearchEngine, record: dict, kind: str) -> tuple[str | None, bytes | None]:
@@ -220,11 +229,13 @@ def embed(embedder, engine: SearchEngine, text: str | None, image: bytes | None)
 
 def score(engine: SearchEngine, records: list[dict], inputs: list, vectors: list,
           candidates: np.ndarray, kind: str, retriever: str) -> dict:
-    """Metrics and index latency of one (query kind, retriever) over every query."""
+    """Metrics and index latency of one (query kind, retriever) over every query; ``vectors``:
+    each query's (vector by the index's model, text vector by its text encoder)."""
     precision, maps, ndcgs, seconds = [], [], [], []
-    for record, (text, _), vector in zip(records, inputs, vectors, strict=True):
+    for record, (text, _), (vector, text_vector) in zip(records, inputs, vectors, strict=True):
         relevant_total = int(np.sum(candidates & (engine.category_of == record["category"])))
-        request = SearchRequest(text=text, vector=vector, retriever=retriever,
+        request = SearchRequest(text=text, vector=vector, text_vector=text_vector,
+                                retriever=retriever,
                                 k=min(MAX_DEPTH, max(K, relevant_total)), candidates=candidates)
         started = time.perf_counter()
         result = engine.search(request)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -140,3 +141,19 @@ def test_evaluate_judged_on_three_retrievers_writes_a_run_per_retriever(multimod
     assert {row[0] for row in image} == {"p"}
     assert all(row[5] == "aicore-text_dense" for row in
                (line.split() for line in (tmp_path / "runs" / "text_dense.run").read_text().splitlines()))
+
+
+def test_same_category_evaluation_of_an_index_with_text_vectors_adds_text_dense(
+        multimodal_search_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(multimodal_search_index["index"], index)
+
+    report = evaluate.main(evaluate.get_args_parser().parse_args(["--index", str(index)]))
+
+    assert {(r["query"], r["retriever"]) for r in report["results"]} == {
+        ("text", "lexical"), ("text", "text_dense"), ("text", "fused"), ("image", "dense"),
+        ("text+image", "dense"), ("text+image", "lexical"), ("text+image", "text_dense"),
+        ("text+image", "fused")}
+    rows = {(r["query"], r["retriever"]): r for r in report["results"]}
+    # a title query finds its category by MiniLM too (the titles name a noun of the category)
+    assert rows[("text", "text_dense")]["map@r"] > 0.5  # P@10 is capped: ~4 relevant candidates
