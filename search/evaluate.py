@@ -284,11 +284,11 @@ def time_proxy(url: str, records: list[dict], inputs: dict) -> list[dict]:
 def print_report(report: dict) -> None:
     print(f"{report['queries']} test listings as queries against {report['candidates']} training "
           f"listings ({report['arch']}; relevant = same root category)")
-    print(f"{'query':11s} {'retriever':9s} {'P@10':>7s} {'MAP@R':>7s} {'nDCG@10':>8s} "
+    print(f"{'query':11s} {'retriever':10s} {'P@10':>7s} {'MAP@R':>7s} {'nDCG@10':>8s} "
           f"{'p50 ms':>8s} {'p99 ms':>8s}")
     for row in report["results"]:
         latency = row["latency_ms"]
-        print(f"{row['query']:11s} {row['retriever']:9s} {row['precision@10']:7.3f} "
+        print(f"{row['query']:11s} {row['retriever']:10s} {row['precision@10']:7.3f} "
               f"{row['map@r']:7.3f} {row['ndcg@10']:8.3f} {latency['p50']:8.2f} {latency['p99']:8.2f}")
     for row in report.get("proxy", []):
         latency = row["latency_ms"]
