@@ -5,7 +5,8 @@
     python -m search.query --index indexes/demo --text sofa --image photo.jpg --viewed ID1,ID2
 
 A photo is embedded in-process with the index's run (the same code TorchServe runs); text is
-matched by BM25 (and embedded too when the index's model reads text). ``--json`` prints the hits
+matched by BM25 (and embedded too when the index's model reads text, or by the index's text
+encoder when it holds text vectors). ``--json`` prints the hits
 as JSON lines instead of a table.
 """
 
