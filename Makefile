@@ -45,9 +45,12 @@ TRAIN_ARGS  ?=
 # on real pictures its photo queries find the query's category far more often than the CNN's,
 # docs/transfer-learning.md); SEARCH_RUN=runs/cnn is the 64-d CNN; runs/text or runs/multimodal
 # index by text too, e.g. `make index SEARCH_RUN=runs/text INDEX=indexes/text` (the proxy:
-# AICORE_SEARCH_INDEX=indexes/text).
+# AICORE_SEARCH_INDEX=indexes/text). A photo or multimodal run's index also holds the listings'
+# all-MiniLM-L6-v2 text vectors, which q is searched in (TorchServe's "query" model embeds it);
+# INDEX_ARGS=--no-text-encoder builds the run's vectors alone (docs/search.md "Index kinds").
 SEARCH_RUN  ?= $(EFFNET_RUN)
 INDEX       ?= indexes/demo
+INDEX_ARGS  ?=
 # Inference runtime inside the archives: auto = the fastest that passes the accuracy gate
 # (onnx-int8, then onnx-fp32, then eager); docs/serving.md "Runtimes".
 RUNTIME     ?= auto
@@ -167,7 +170,7 @@ archive: $(STAMP) ## build model_store/{cnn,resnet50,efficientnet_lite0,text,lis
 # --- listing search ------------------------------------------------------------------------------
 
 index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index INDEX (indexes/demo) of DATA with SEARCH_RUN's embeddings, then evaluate it
-	$(PY) -m search.build --data $(DATA) --run $(SEARCH_RUN) --out $(INDEX)
+	$(PY) -m search.build --data $(DATA) --run $(SEARCH_RUN) --out $(INDEX) $(INDEX_ARGS)
 	$(PY) -m search.evaluate --index $(INDEX)
 
 # Judged queries: tune the index's ranking on dev, then measure on test (docs/relevance.md).

@@ -6,12 +6,18 @@ flight finish on the old one. A query is embedded by TorchServe (``embedding=tru
 model the index was built with -- its photo for an image index, its text for a text index, either
 or both for an image + text index; the archive version must carry the same weights' hash, or
 the answer is 503 naming what to rebuild (vectors of two different models are not comparable).
+
+An image or multimodal index built with text vectors (``meta.json`` ``"text_encoder"``) has its
+query *text* embedded by TorchServe's ``query`` model (the pretrained encoder, checked against
+``text_encoder.sha256`` the same way) and its photo by the index's model: a photo + text query is
+two TorchServe calls, a text-only query one call to ``query``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -19,7 +25,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from proxy.errors import TorchServeError
+from proxy.errors import ModelNotFound, TorchServeError
 from proxy.deps import AppSettings, Engine, TorchServe, error_doc
 from proxy.search_schemas import ListingResponse, SearchHit, SearchResponse
 from proxy.sessions import BuyerSession, Session, record_view, session_views
@@ -81,8 +87,10 @@ class SearchFilters:
         self.viewed = [v.strip() for item in viewed or [] for v in item.split(",") if v.strip()]
 
     def request(self, text: str | None = None, vector: np.ndarray | None = None,
+                text_vector: np.ndarray | None = None,
                 exclude: list[str] | None = None) -> SearchRequest:
-        return SearchRequest(text=text, vector=vector, k=self.k, retriever=self.retriever,
+        return SearchRequest(text=text, vector=vector, text_vector=text_vector, k=self.k,
+                             retriever=self.retriever,
                              min_price=self.min_price, max_price=self.max_price,
                              category=self.category, near=self.near, viewed=self.viewed,
                              exclude=exclude or [])
@@ -110,11 +118,11 @@ async def search_text(
     check_limits(filters.request(text=q), engine.max_k)  # cheap checks before the embedding
     await _session_viewed(filters, session, engine)
     remembered = time.perf_counter()
-    vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, None)
+    vectors = await _embed_query(request, torchserve, engine, settings, filters, q, None)
     embedded = time.perf_counter()
-    result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
+    result = await run_in_threadpool(engine.search, filters.request(q, *vectors.vectors))
     searched = time.perf_counter()
-    answer = _response(engine, result, embedded_by=model)
+    answer = _response(engine, result, embedded_by=vectors.embedded_by)
     response.headers[server_timing.HEADER] = server_timing.format_timing(
         {"session": (remembered - started) * 1000, "embed": (embedded - remembered) * 1000,
          "search": result.took_ms,
@@ -146,9 +154,9 @@ async def search_upload(
             raise BadRequest(f"this index's model ({engine.info.arch}) does not embed "
                              "photos: search with text (q) only")
         data = await read_upload(image, settings.max_upload_bytes)
-    vector, model = await _embed_query(request, torchserve, engine, settings, filters, q, data)
-    result = await run_in_threadpool(engine.search, filters.request(text=q, vector=vector))
-    return _response(engine, result, embedded_by=model)
+    vectors = await _embed_query(request, torchserve, engine, settings, filters, q, data)
+    result = await run_in_threadpool(engine.search, filters.request(q, *vectors.vectors))
+    return _response(engine, result, embedded_by=vectors.embedded_by)
 
 
 @router.get("/listings/{listing_id:path}/similar", response_model=SearchResponse,
@@ -218,44 +226,102 @@ async def _session_viewed(filters: SearchFilters, session: BuyerSession,
         logger.warning("searching without the session's views: %s", exc.detail)
 
 
+@dataclass(frozen=True)
+class QueryEmbedding:
+    """What TorchServe made of one query: its vector by the index's model, its text's by the
+    index's text encoder (``query``), and which models were asked."""
+
+    vector: np.ndarray | None = None
+    text_vector: np.ndarray | None = None
+    models: tuple[str, ...] = ()
+
+    @property
+    def vectors(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self.vector, self.text_vector
+
+    @property
+    def embedded_by(self) -> str | None:
+        return "+".join(self.models) or None
+
+
 async def _embed_query(request: Request, torchserve: TorchServeClient, engine: SearchEngine,
                        settings: Settings, filters: SearchFilters, text: str,
-                       image: bytes | None) -> tuple[np.ndarray | None, str | None]:
-    """The query's unit vector from TorchServe, with the model the index was built with, and that
-    model's name; ``(None, None)`` when the index's model reads none of the query's inputs, or the
-    lexical retriever alone was asked for (then TorchServe is not needed)."""
+                       image: bytes | None) -> QueryEmbedding:
+    """The query's unit vectors from TorchServe: by the model the index was built with (what of
+    the query it reads), and the text's by the ``query`` model when the index holds text vectors
+    (then the index's model reads the text only beside a photo). Nothing is asked for what the
+    requested retriever does not use (``lexical``: TorchServe is not needed)."""
     # Text without a word is left to the engine, which says so (the handler would refuse it as
     # an empty listing).
-    use_text = TEXT in engine.modalities and fts_query(text) is not None
+    words = fts_query(text) is not None
+    encoder = engine.info.text_encoder
     use_image = image is not None and IMAGE in engine.modalities
-    if not (use_text or use_image) or filters.retriever == "lexical":
-        return None, None
-    model = settings.search_model or engine.info.served_model
-    await check_served_model(request, torchserve, engine, model)
-    # The query text as a listing's title with no description, as search.embedders.TextEmbedder
-    # embeds it in-process; TorchServeClient encodes it for the model's kind.
-    query = ModelRequest(image=image if use_image else None, title=text if use_text else "",
-                         embedding=True)
-    prediction = await torchserve.predict(model, query)
-    return query_vector(prediction.embedding, engine, model), model
+    use_text = TEXT in engine.modalities and words and (encoder is None or use_image)
+    index_model = (use_text or use_image) and filters.retriever in ("fused", "dense")
+    text_model = encoder is not None and words and filters.retriever in ("fused", "text_dense")
+    embedding = QueryEmbedding()
+    if index_model:
+        model = settings.search_model or engine.info.served_model
+        await check_served_model(request, torchserve, engine, model)
+        # The query text as a listing's title with no description, as
+        # search.embedders.TextEmbedder embeds it in-process; TorchServeClient encodes it for the
+        # model's kind.
+        query = ModelRequest(image=image if use_image else None, title=text if use_text else "",
+                             embedding=True)
+        prediction = await torchserve.predict(model, query)
+        embedding = QueryEmbedding(query_vector(prediction.embedding, engine, model), None,
+                                   (model,))
+    if text_model:
+        assert encoder is not None
+        await check_served_model(request, torchserve, engine, encoder.served_model,
+                                 encoder.sha256, f"the text encoder {encoder.name}")
+        prediction = await _predict_text(torchserve, encoder.served_model, text)
+        text_vector = query_vector(prediction.embedding, engine, encoder.served_model,
+                                   engine.text_vectors.dim)
+        embedding = QueryEmbedding(embedding.vector, text_vector,
+                                   (*embedding.models, encoder.served_model))
+    return embedding
 
 
-def query_vector(embedding: list[float] | None, engine: SearchEngine, model: str) -> np.ndarray:
+async def _predict_text(torchserve: TorchServeClient, model: str, text: str):
+    """The ``query`` model's answer for ``text``; 503 naming what to start when TorchServe does
+    not serve it (the index needs it as much as its own data)."""
+    try:
+        return await torchserve.predict(model, ModelRequest(title=text, embedding=True))
+    except ModelNotFound:
+        raise IndexUnavailable(
+            f"this index's text vectors need TorchServe's {model!r} model (the pretrained text "
+            f"encoder), which is not served: build it with `make archive` "
+            f"(model_store/{model}.mar) and start it with `make serve`; meanwhile search with "
+            "retriever=lexical, or rebuild the index with --no-text-encoder") from None
+
+
+def query_vector(embedding: list[float] | None, engine: SearchEngine, model: str,
+                 dim: int | None = None) -> np.ndarray:
+    """``embedding`` as a unit query vector of ``dim`` (default: the index's own vectors').
+
+    Raises:
+        IndexUnavailable: the served model gives vectors of another size.
+    """
+    dim = engine.vectors.dim if dim is None else dim
     vector = np.asarray(embedding or [], dtype=np.float32)
-    if vector.shape != (engine.vectors.dim,):
+    if vector.shape != (dim,):
         raise IndexUnavailable(
             f"TorchServe's model {model!r} gives {vector.size}-d embeddings but the index holds "
-            f"{engine.vectors.dim}-d vectors of {engine.info.arch}: rebuild the index with "
+            f"{dim}-d vectors for it ({engine.info.arch} index): rebuild the index with "
             "`make index`, or set AICORE_SEARCH_MODEL to the model it was built with")
     return vector
 
 
 async def check_served_model(request: Request, torchserve: TorchServeClient,
-                              engine: SearchEngine, model: str) -> None:
-    """503 unless TorchServe serves the weights the index was built with.
+                              engine: SearchEngine, model: str, sha256: str | None = None,
+                              built_by: str | None = None) -> None:
+    """503 unless TorchServe serves the weights the index was built with: ``sha256`` (default:
+    the index's model's, ``engine.info.model_sha256``) -- for an index with text vectors, its
+    text encoder's for the ``query`` model.
 
     The archive version (:func:`common.catalogue.parse_version`) names the first 8 hex digits of
-    ``model.pt``'s SHA-256; the index saved the full hash. Checked every ``VERSION_CHECK_S``.
+    the weights' SHA-256; the index saved the full hash. Checked every ``VERSION_CHECK_S``.
     """
     checked: dict = request.app.state.search_versions
     key = (model, engine.generation)
@@ -265,16 +331,18 @@ async def check_served_model(request: Request, torchserve: TorchServeClient,
         version = (await torchserve.model(model)).version
     except TorchServeError:
         return  # the prediction call that follows reports TorchServe's state precisely
-    expected = engine.info.model_sha256[:8]
+    sha256 = sha256 or engine.info.model_sha256
     try:
-        same = parse_version(version).same_weights(engine.info.model_sha256)
+        same = parse_version(version).same_weights(sha256)
     except ValueError:
         same = False
     if not same:
         raise IndexUnavailable(
             f"TorchServe serves {model!r} version {version}, but the index was built with the "
-            f"weights {expected} from {engine.info.run}: rebuild the index from the served run "
-            "(`make index`), or archive that run (`make archive`) and restart (`make serve`)")
+            f"weights {sha256[:8]} from {built_by or engine.info.run}: rebuild the index from "
+            f"the served {'run' if built_by is None else 'encoder'} (`make index`), or archive "
+            f"that {'run' if built_by is None else 'encoder'} (`make archive`) and restart "
+            "(`make serve`)")
     checked[key] = time.monotonic()
 
 
@@ -291,4 +359,5 @@ def _hit(hit: Hit) -> SearchHit:
                      category=hit.category, score=hit.score, matched=hit.matched,
                      dense_rank=hit.dense_rank, dense_score=hit.dense_score,
                      lexical_rank=hit.lexical_rank, lexical_score=hit.lexical_score,
+                     text_dense_rank=hit.text_dense_rank, text_dense_score=hit.text_dense_score,
                      url=url, image_url=f"{url}/image")

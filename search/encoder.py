@@ -101,7 +101,27 @@ def index_embedder(meta: dict) -> Embedder:
 
     if not is_encoder_index(meta):
         return load_embedder(Path(meta["run"]))
-    encoder = meta["encoder"]
+    return recorded_encoder(meta["encoder"])
+
+
+def text_encoder_embedder(meta: dict) -> PretrainedTextEmbedder | None:
+    """The encoder of an image or multimodal index's text vectors (``meta.json``
+    ``"text_encoder"``), or None when the index has none.
+
+    Raises:
+        UserError: if that encoder is gone or its weights changed since the build.
+    """
+    encoder = meta.get("text_encoder")
+    return None if encoder is None else recorded_encoder(encoder)
+
+
+def recorded_encoder(encoder: dict) -> PretrainedTextEmbedder:
+    """The encoder ``meta.json`` records (``{"name", "folder", "sha256", "token_budget"}``),
+    loaded again and checked to hold the same weights.
+
+    Raises:
+        UserError: if that encoder is gone or changed since the build.
+    """
     name = None if encoder["name"] == DEFAULT_NAME else encoder["folder"]
     embedder = PretrainedTextEmbedder(name, int(encoder["token_budget"]))
     if embedder.fingerprint != encoder["sha256"]:

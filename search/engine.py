@@ -5,18 +5,22 @@ TorchServe or :mod:`search.embedders`), or both, and optional filters and viewed
 
 - **dense**: FAISS nearest neighbours of the query vector (cosine similarity);
 - **lexical**: SQLite FTS5 BM25 over title, description, category path and location;
-- **fused** (the default): both lists merged by weighted fusion (:mod:`search.ranking`: weighted
+- **text_dense**: on an image or multimodal index built with a second vector set
+  (``meta.json`` ``"text_encoder"``, :mod:`search.build`), FAISS nearest neighbours of the
+  query *text*'s pretrained-encoder vector (``text_vector``) among the listings' text vectors;
+- **fused** (the default): the lists that ran merged by weighted fusion (:mod:`search.ranking`: weighted
   reciprocal-rank fusion, or normalised score fusion), each retriever contributing its top
   ``ranking.depth`` (:data:`search.limits.FUSION_DEPTH` untuned). The method, weights and
   depth are the index's stored ranking (``meta.json`` ``"ranking"``, chosen on judged dev
   queries by ``python -m search.tune``); an untuned index uses equal-weight RRF with k = 60
   (Cormack et al. 2009). With one input only one retriever runs and fusion is that retriever.
-- **personalisation** (``viewed``: listing ids, most recent first): the user vector is the
-  decayed mean of their embeddings, weights ``decay ** i`` (the latest view counts 1, the one
-  before 0.7, ...), and the dense query becomes ``normalise((1 - w) q + w u)`` with ``w`` the
-  ranking's ``personal_weight`` (0.3 untuned). A text-only query on a photo index uses ``u``
-  alone as its dense side, so the viewed listings re-rank BM25 results through fusion. Viewed
-  listings are never returned again. No ``viewed``: the plain query.
+- **personalisation** (``viewed``: listing ids, most recent first): the user vector of each
+  vector set is the decayed mean of the viewed listings' vectors in it, weights ``decay ** i``
+  (the latest view counts 1, the one before 0.7, ...), and the dense query becomes
+  ``normalise((1 - w) q + w u)`` with ``w`` the ranking's ``personal_weight`` (0.3 untuned),
+  per vector set. A text-only query on a photo index uses ``u`` alone as its (image) dense side,
+  so the viewed listings re-rank BM25 results through fusion. Viewed listings are never
+  returned again. No ``viewed``: the plain query.
 - **filters** (price range, category, ``near`` -- see :mod:`search.places`) restrict both
   retrievers before ranking, so ``k`` results come back whenever ``k`` listings qualify.
 """
@@ -37,7 +41,7 @@ from search.live import LiveOverlay, LiveQuery, merge
 from search.limits import MAX_K, check_limits
 from search.metrics import StageClock
 from search.places import Places
-from search.ranking import Ranking, fuse
+from search.ranking import WEIGHTED, Ranking, fuse
 from search.records import Records, fts_query
 from search.vectors import IndexSpec, VectorIndex, normalise
 
@@ -46,14 +50,19 @@ logger = logging.getLogger(__name__)
 RRF_K = Ranking.rrf_k  # the untuned ranking's; an index's own is engine.ranking
 DECAY = Ranking.decay
 PERSONAL_WEIGHT = Ranking.personal_weight
+DENSE_SET = "dense"  # the index's model's vectors
+TEXT_SET = "text_dense"  # the pretrained text encoder's (meta.json "text_encoder")
 
 
 @dataclass
 class SearchRequest:
-    """One query. ``vector`` is a unit ``(D,)`` embedding of the query (photo or text)."""
+    """One query. ``vector`` is a unit ``(D,)`` embedding of the query (photo or text) by the
+    index's model; ``text_vector`` the query text's by the index's text encoder (an index with a
+    second vector set only)."""
 
     text: str | None = None
     vector: np.ndarray | None = None
+    text_vector: np.ndarray | None = None
     k: int = 10
     retriever: str = "fused"
     min_price: float | None = None
@@ -76,18 +85,20 @@ class Hit:
     location: str
     category: str
     score: float  # fused: the fused score (search.ranking); dense: cosine similarity; lexical: -bm25
-    matched: list[str]  # the retrievers that found it: "dense", "lexical"
+    matched: list[str]  # the retrievers that found it: "dense", "lexical", "text_dense"
     dense_rank: int | None = None  # 1-based
     dense_score: float | None = None
     lexical_rank: int | None = None
     lexical_score: float | None = None
+    text_dense_rank: int | None = None
+    text_dense_score: float | None = None  # cosine similarity of the text vectors
     image_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
 class SearchResult:
     hits: list[Hit]
-    retriever: str  # what ran: "fused", "dense" or "lexical"
+    retriever: str  # what ran: "fused", "dense", "lexical" or "text_dense"
     personalised: bool
     took_ms: float
     # milliseconds per step (prepare = checks, user vector, filters; dense; lexical; fuse;
@@ -113,6 +124,11 @@ class SearchEngine:
         self.records = Records(self.generation / layout.RECORDS_FILE)
         self.vectors = VectorIndex.load(self.generation, IndexSpec.from_json(self.meta["index"]),
                                         layout.FAISS_FILE, layout.VECTORS_FILE)
+        # the second vector set: the listings' text by the pretrained encoder (None: none)
+        encoder = self.meta.get("text_encoder")
+        self.text_vectors = None if encoder is None else VectorIndex.load(
+            self.generation, IndexSpec.from_json(encoder["index"]), layout.TEXT_FAISS_FILE,
+            layout.TEXT_VECTORS_FILE)
         attributes = self.records.attributes()
         self.price = attributes["price"]
         self.category_of = attributes["category"]
@@ -156,31 +172,39 @@ class SearchEngine:
         text = self._check(request)
         ranking = request.ranking or self.ranking
         user = self.user_vector(request.viewed, ranking.decay)
-        weight = ranking.personal_weight
-        dense_query = request.vector if user is None or request.vector is None else normalise(
-            (1 - weight) * request.vector + weight * user)
-        if dense_query is None:
-            dense_query = user
-        retriever = self._retriever(request.retriever, text, dense_query)
+        dense_query = _personal(request.vector, user, ranking.personal_weight)
+        text_user = (self.user_vector(request.viewed, ranking.decay, TEXT_SET)
+                     if self.text_vectors is not None else None)
+        text_query = _personal(request.text_vector, text_user, ranking.personal_weight)
+        retriever = self._retriever(request.retriever, text, dense_query, text_query)
         allowed = self._allowed(request)
         depth = request.k if retriever != "fused" else max(request.k, ranking.depth)
         clock = StageClock(started, "prepare")
         dense = (self.vectors.search(dense_query, depth, allowed)
                  if retriever in ("fused", "dense") and dense_query is not None else None)
         clock.lap("dense")
+        text_dense = (self.text_vectors.search(text_query, depth, allowed)
+                      if self.text_vectors is not None and retriever in ("fused", "text_dense")
+                      and text_query is not None else None)
+        if self.text_vectors is not None:
+            clock.lap("text-dense")
         lexical = (self.records.lexical(text, depth, allowed, ranking.bm25_weights)
                    if retriever in ("fused", "lexical") and text else None)
         clock.lap("lexical")
         if self.live is not None and request.candidates is None:  # an evaluation: the index alone
+            # live listings have vectors of the index's model only: the text-dense list is the
+            # generation's (they are found by the other two)
             dense, lexical = self._with_live(request, dense, lexical, dense_query, text, depth,
                                              ranking)
             clock.lap("live")
-        found = fuse(ranking if user is None else ranking.personalised(), dense, lexical)
+        personalised = user is not None or text_user is not None
+        lists = {"dense": dense, "lexical": lexical, "text_dense": text_dense}
+        found = fuse(ranking.personalised() if personalised else ranking, **lists)
         clock.lap("fuse")
-        hits = self._rank(found, dense is not None and lexical is not None,
-                          "dense" if dense is not None else "lexical", request.k)
+        ran = [name for name, result in lists.items() if result is not None]
+        hits = self._rank(found, len(ran) > 1, ran[0] if ran else "lexical", request.k)
         clock.lap("hydrate")
-        return SearchResult(hits, retriever, user is not None,
+        return SearchResult(hits, retriever, personalised,
                             (time.perf_counter() - started) * 1000, clock.stages_ms)
 
     def similar(self, listing_id: str, k: int = 10, **filters: object) -> SearchResult:
@@ -258,13 +282,26 @@ class SearchEngine:
             raise BadRequest(f"the query embedding has shape {np.shape(request.vector)}; this "
                              f"index holds {self.vectors.dim}-d vectors of model "
                              f"{self.meta['arch']!r}")
+        if request.text_vector is not None:
+            if self.text_vectors is None:
+                raise BadRequest("a query text vector was given, but this index has no text "
+                                 "vectors (built with --no-text-encoder, or without --run)")
+            if np.shape(request.text_vector) != (self.text_vectors.dim,):
+                raise BadRequest(f"the query text embedding has shape "
+                                 f"{np.shape(request.text_vector)}; this index holds "
+                                 f"{self.text_vectors.dim}-d text vectors")
         return text
 
-    def user_vector(self, viewed: Sequence[str], decay: float = DECAY) -> np.ndarray | None:
-        """Decayed mean of the viewed listings' vectors (most recent first); None for a cold user."""
+    def user_vector(self, viewed: Sequence[str], decay: float = DECAY,
+                    vector_set: str = DENSE_SET) -> np.ndarray | None:
+        """Decayed mean of the viewed listings' vectors (most recent first) in ``vector_set``
+        (:data:`DENSE_SET`: the index's model's; :data:`TEXT_SET`: the text encoder's); None for a
+        cold user. A live listing has no text vector: it shapes the dense user vector only."""
         viewed = [v for v in viewed if v]
         if not viewed:
             return None
+        if vector_set == TEXT_SET:
+            return self._text_user_vector(viewed, decay)
         positions = self.records.position_of(viewed)
         unknown = [v for v in viewed if v not in positions
                    and (self.live is None or self.live.vector(v) is None)]
@@ -275,7 +312,26 @@ class SearchEngine:
         stack = np.stack([self.vector_of(v) for v in viewed])  # (V, D)
         return normalise(weights @ stack)
 
-    def _retriever(self, wanted: str, text: str, dense_query: np.ndarray | None) -> str:
+    def _text_user_vector(self, viewed: list[str], decay: float) -> np.ndarray | None:
+        assert self.text_vectors is not None
+        positions = self.records.position_of(viewed)  # unknown ids: user_vector said so already
+        weights = decay ** np.arange(len(viewed), dtype=np.float32)  # (V,)
+        held = [(w, positions[v]) for w, v in zip(weights, viewed, strict=True) if v in positions]
+        if not held:
+            return None
+        stack = np.stack([self.text_vectors.vectors[pos] for _, pos in held])  # (V', D')
+        return normalise(np.array([w for w, _ in held], np.float32) @ stack)
+
+    def _retriever(self, wanted: str, text: str, dense_query: np.ndarray | None,
+                   text_query: np.ndarray | None = None) -> str:
+        if wanted == "text_dense":
+            if self.text_vectors is None:
+                raise BadRequest("this index has no text vectors, so no text_dense retriever "
+                                 "(build it with --run of an image or multimodal run, without "
+                                 "--no-text-encoder); use retriever=dense, lexical or fused")
+            if text_query is None:
+                raise BadRequest("text_dense retrieval needs query text (q)")
+            return wanted
         if wanted == "dense" and dense_query is None:
             raise BadRequest(f"dense retrieval needs a query embedding: this index's model "
                              f"({self.meta['arch']}) embeds {' and '.join(sorted(self.modalities))}"
@@ -283,10 +339,10 @@ class SearchEngine:
         if wanted == "lexical" and not text:
             raise BadRequest("lexical retrieval needs query text (q)")
         if wanted == "fused":
-            if dense_query is None:
-                return "lexical"
-            if not text:
-                return "dense"
+            ran = [name for name, runs in (("dense", dense_query is not None),
+                                           ("lexical", bool(text)),
+                                           ("text_dense", text_query is not None)) if runs]
+            return ran[0] if len(ran) == 1 else wanted
         return wanted
 
     def _allowed(self, request: SearchRequest) -> np.ndarray | None:
@@ -344,8 +400,9 @@ class SearchEngine:
     def _rank(self, found: dict[int, dict], fused: bool, only: str, k: int) -> list[Hit]:
         def key(item: tuple[int, dict]) -> tuple:
             pos, entry = item
-            if fused:
-                return (-entry["fused"], -entry.get("dense", (0, -2.0))[1], pos)
+            if fused:  # ties: the closer by the index's vectors, then by the text vectors
+                return (-entry["fused"], -entry.get("dense", (0, -2.0))[1],
+                        -entry.get("text_dense", (0, -2.0))[1], pos)
             return (entry[only][0], pos)
 
         ranked = sorted(found.items(), key=key)[:k + self._live_slack()]
@@ -367,17 +424,27 @@ class SearchEngine:
 
     @staticmethod
     def _hit(record: dict, entry: dict, fused: bool, only: str) -> Hit:
-        dense, lexical = entry.get("dense"), entry.get("lexical")
+        dense, lexical, text = entry.get("dense"), entry.get("lexical"), entry.get("text_dense")
         return Hit(
             id=record["id"], title=record["title"], price=record["price"],
             location=record["location"], category=record["category"],
             score=entry["fused"] if fused else entry[only][1],
-            matched=[name for name in ("dense", "lexical") if name in entry],
+            matched=[name for name in WEIGHTED if name in entry],
             dense_rank=dense[0] if dense else None, dense_score=dense[1] if dense else None,
             lexical_rank=lexical[0] if lexical else None,
             lexical_score=lexical[1] if lexical else None,
+            text_dense_rank=text[0] if text else None, text_dense_score=text[1] if text else None,
             image_ids=record["image_ids"],
         )
+
+
+def _personal(query: np.ndarray | None, user: np.ndarray | None, weight: float
+              ) -> np.ndarray | None:
+    """The dense query of one vector set: ``normalise((1 - w) q + w u)``, ``u`` alone without a
+    query vector, ``q`` for a cold user."""
+    if user is None or query is None:
+        return query if user is None else user
+    return normalise((1 - weight) * query + weight * user)
 
 
 def unavailable(index_dir: Path) -> IndexUnavailable:

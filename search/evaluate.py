@@ -7,7 +7,8 @@
 docs/relevance.md): each retriever (fused, dense, lexical) ranks the top 100 for every query,
 personalised by the query's viewed listings (``--plain``: not personalised); ir-measures scores
 nDCG@10, P@10, recall@100 and MAP (:mod:`search.judged`), and the engine's latency is timed.
-``--run-out DIR`` writes ``DIR/{fused,dense,lexical}.run`` in TREC run format; ``--json OUT`` the
+``--run-out DIR`` writes ``DIR/<retriever>.run`` (fused, dense, lexical; text_dense on an index
+with text vectors) in TREC run format; ``--json OUT`` the
 report. Judged listings the index does not hold are counted and reported.
 
 **Without judgments** (the second form): with the split saved by the index's training run, the
@@ -18,6 +19,9 @@ whichever the dataset and model allow:
 - ``text``: the listing's title (an export; image-folder datasets have no text);
 - ``image``: its main photo (when the model embeds photos);
 - ``text+image``: both.
+
+On an index with text vectors the text is also embedded by its pretrained encoder and searched by
+the ``text_dense`` retriever (fused with the others at the index's ranking).
 
 For each kind, each retriever that can run (dense, lexical, fused) is scored with precision@10,
 MAP@R (R = the relevant candidates) and nDCG@10, and timed: the index alone, query embedding
@@ -39,6 +43,7 @@ from common.atomic import atomic_write_text
 from common.cli import UserError, positive_int, run
 from search import layout
 from search.embedders import IMAGE, TEXT, load_embedder
+from search.encoder import text_encoder_embedder
 from search.engine import SearchEngine, SearchRequest
 from search.metrics import map_at_r, ndcg_at_k, percentiles_ms, precision_at_k
 from common import trec
@@ -68,7 +73,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     judged_args.add_argument("--qrels", type=Path, metavar="QRELS",
                              help="TREC qrels: qid 0 listing_id grade")
     judged_args.add_argument("--run-out", type=Path, metavar="DIR",
-                             help="write DIR/fused.run, dense.run, lexical.run (TREC run, top 100)")
+                             help="write DIR/<retriever>.run: fused, dense, lexical (+ text_dense on an "
+                                  "index with text vectors), TREC run, top 100")
     judged_args.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
     judged_args.add_argument("--plain", action="store_true",
                              help="do not personalise by the viewed listings (still left out)")
@@ -87,11 +93,14 @@ def main(args: argparse.Namespace) -> dict:
     queries, candidates = split_positions(engine, args.max_queries, args.seed)
     records = engine.records.fetch(queries)
     embedder = load_embedder(Path(engine.meta["run"]))
+    text_embedder = text_encoder_embedder(engine.meta)  # an index with text vectors
     kinds = query_kinds(engine)
     results = []
     for kind in kinds:
         inputs = [query_input(engine, record, kind) for record in records]
-        vectors = [embed(embedder, engine, text, image) for text, image in inputs]
+        vectors = [(embed(embedder, engine, text, image),
+                    text_embedder.embed_query(text=text) if text_embedder and text else None)
+                   for text, image in inputs]
         for retriever in retrievers_for(kind, engine):
             results.append(score(engine, records, inputs, vectors, candidates, kind, retriever))
     report = {"index": str(engine.generation), "arch": engine.meta["arch"],
@@ -139,11 +148,11 @@ def print_judged(report: dict) -> None:
     if report["unjudged_queries"]:
         print(f"{len(report['unjudged_queries'])} queries have no judgment and are not scored: "
               f"{', '.join(report['unjudged_queries'][:5])}")
-    print(f"{'retriever':9s} {'nDCG@10':>8s} {'P@10':>7s} {'R@100':>7s} {'MAP':>7s} "
+    print(f"{'retriever':10s} {'nDCG@10':>8s} {'P@10':>7s} {'R@100':>7s} {'MAP':>7s} "
           f"{'p50 ms':>8s} {'p99 ms':>8s}")
     for row in report["results"]:
         latency = row["latency_ms"]
-        print(f"{row['retriever']:9s} {row['ndcg@10']:8.3f} {row['p@10']:7.3f} "
+        print(f"{row['retriever']:10s} {row['ndcg@10']:8.3f} {row['p@10']:7.3f} "
               f"{row['recall@100']:7.3f} {row['map']:7.3f} {latency['p50']:8.2f} {latency['p99']:8.2f}")
     if "embedding_ms" in report:
         print(f"query embedding (in-process): p50 {report['embedding_ms']['p50']:.2f} ms, "
@@ -194,8 +203,10 @@ def query_kinds(engine: SearchEngine) -> list[str]:
 def retrievers_for(kind: str, engine: SearchEngine) -> list[str]:
     dense = IMAGE in kind and IMAGE in engine.modalities or TEXT in kind and TEXT in engine.modalities
     lexical = TEXT in kind
+    text_dense = TEXT in kind and engine.text_vectors is not None
     return (["dense"] if dense else []) + (["lexical"] if lexical else []) + \
-        (["fused"] if dense and lexical else [])
+        (["text_dense"] if text_dense else []) + \
+        (["fused"] if dense + lexical + text_dense > 1 else [])
 
 
 def query_input(engine: SearchEngine, record: dict, kind: str) -> tuple[str | None, bytes | None]:
@@ -218,11 +229,13 @@ def embed(embedder, engine: SearchEngine, text: str | None, image: bytes | None)
 
 def score(engine: SearchEngine, records: list[dict], inputs: list, vectors: list,
           candidates: np.ndarray, kind: str, retriever: str) -> dict:
-    """Metrics and index latency of one (query kind, retriever) over every query."""
+    """Metrics and index latency of one (query kind, retriever) over every query; ``vectors``:
+    each query's (vector by the index's model, text vector by its text encoder)."""
     precision, maps, ndcgs, seconds = [], [], [], []
-    for record, (text, _), vector in zip(records, inputs, vectors, strict=True):
+    for record, (text, _), (vector, text_vector) in zip(records, inputs, vectors, strict=True):
         relevant_total = int(np.sum(candidates & (engine.category_of == record["category"])))
-        request = SearchRequest(text=text, vector=vector, retriever=retriever,
+        request = SearchRequest(text=text, vector=vector, text_vector=text_vector,
+                                retriever=retriever,
                                 k=min(MAX_DEPTH, max(K, relevant_total)), candidates=candidates)
         started = time.perf_counter()
         result = engine.search(request)
@@ -271,11 +284,11 @@ def time_proxy(url: str, records: list[dict], inputs: dict) -> list[dict]:
 def print_report(report: dict) -> None:
     print(f"{report['queries']} test listings as queries against {report['candidates']} training "
           f"listings ({report['arch']}; relevant = same root category)")
-    print(f"{'query':11s} {'retriever':9s} {'P@10':>7s} {'MAP@R':>7s} {'nDCG@10':>8s} "
+    print(f"{'query':11s} {'retriever':10s} {'P@10':>7s} {'MAP@R':>7s} {'nDCG@10':>8s} "
           f"{'p50 ms':>8s} {'p99 ms':>8s}")
     for row in report["results"]:
         latency = row["latency_ms"]
-        print(f"{row['query']:11s} {row['retriever']:9s} {row['precision@10']:7.3f} "
+        print(f"{row['query']:11s} {row['retriever']:10s} {row['precision@10']:7.3f} "
               f"{row['map@r']:7.3f} {row['ndcg@10']:8.3f} {latency['p50']:8.2f} {latency['p99']:8.2f}")
     for row in report.get("proxy", []):
         latency = row["latency_ms"]

@@ -16,6 +16,7 @@ it, flattering the mean), so every mean is over the same judged queries.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from common.cli import UserError
 from search.embedders import TEXT
-from search.encoder import index_embedder
+from search.encoder import index_embedder, text_encoder_embedder
 from search.engine import SearchEngine, SearchRequest
 from search.limits import RETRIEVERS
 from search.errors import BadRequest
@@ -61,22 +62,40 @@ def missing_judged(engine: SearchEngine, qrels: dict[str, dict[str, int]]) -> di
             "examples": absent[:5]}
 
 
-def query_encoder(engine: SearchEngine) -> Callable[[str], np.ndarray] | None:
-    """Text -> the index's unit query vector, or None when its model does not embed text."""
-    if TEXT not in engine.modalities:
+@dataclass(frozen=True)
+class QueryVectors:
+    """A text query's unit vectors: by the index's model (None: it reads no text) and by the
+    index's text encoder (None: the index has no text vectors)."""
+
+    vector: np.ndarray | None
+    text_vector: np.ndarray | None = None
+
+
+def query_encoder(engine: SearchEngine) -> Callable[[str], QueryVectors] | None:
+    """Text -> its :class:`QueryVectors`, or None when neither the index's model nor a text
+    encoder of the index embeds text."""
+    embedder = index_embedder(engine.meta) if TEXT in engine.modalities else None
+    text_embedder = text_encoder_embedder(engine.meta)
+    if embedder is None and text_embedder is None:
         return None
-    embedder = index_embedder(engine.meta)  # a pretrained encoder, or the index's training run
-    return lambda text: embedder.embed_query(text=text)
+    return lambda text: QueryVectors(
+        embedder.embed_query(text=text) if embedder is not None else None,
+        text_embedder.embed_query(text=text) if text_embedder is not None else None)
 
 
 def retrievers_for(engine: SearchEngine) -> list[str]:
-    return list(RETRIEVERS) if TEXT in engine.modalities else ["lexical"]
+    """The retrievers a text query can be judged on: those that can rank it (the image-dense one
+    of an index with text vectors only by a personalised query's user vector, an empty ranking
+    otherwise)."""
+    if engine.text_vectors is not None:
+        return list(RETRIEVERS)
+    return [r for r in RETRIEVERS if r != "text_dense"] if TEXT in engine.modalities else ["lexical"]
 
 
-def embed_all(encode: Callable[[str], np.ndarray] | None, queries: Sequence[Query]
-              ) -> tuple[dict[str, np.ndarray | None], list[float]]:
-    """Each query's vector (None without an encoder) and the seconds each took."""
-    vectors: dict[str, np.ndarray | None] = {}
+def embed_all(encode: Callable[[str], QueryVectors] | None, queries: Sequence[Query]
+              ) -> tuple[dict[str, QueryVectors | None], list[float]]:
+    """Each query's vectors (None without an encoder) and the seconds each took."""
+    vectors: dict[str, QueryVectors | None] = {}
     seconds = []
     for query in queries:
         started = time.perf_counter()
@@ -98,15 +117,20 @@ def rank_all(engine: SearchEngine, queries: Sequence[Query], vectors: dict, retr
     """
     rankings, seconds = {}, []
     for query in queries:
-        request = SearchRequest(text=query.text, vector=vectors.get(query.qid), k=DEPTH,
+        found = vectors.get(query.qid) or QueryVectors(None)
+        request = SearchRequest(text=query.text, vector=found.vector,
+                                text_vector=found.text_vector, k=DEPTH,
                                 retriever=retriever, viewed=() if plain else query.viewed,
                                 exclude=query.viewed if plain else (), ranking=ranking)
         started = time.perf_counter()
         try:
             result = engine.search(request)
         except BadRequest as exc:
-            if "no words to search" in str(exc) or "needs query text" in str(exc):
-                rankings[query.qid] = []  # nothing to match: an empty ranking, scored 0
+            if any(why in str(exc) for why in ("no words to search", "needs query text",
+                                               "needs a query embedding")):
+                # nothing to match (no words; a text query on the image-dense retriever
+                # without viewed listings): an empty ranking, scored 0
+                rankings[query.qid] = []
                 continue
             raise UserError(f"query {query.qid!r}: {exc}") from None
         seconds.append(time.perf_counter() - started)

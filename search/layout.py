@@ -5,6 +5,9 @@
     INDEX_DIR/
       CURRENT               the live generation's name; replacing this file publishes a new index
       gen-<stamp>-<hex>/    one complete index: meta.json, listings.sqlite, vectors.faiss, vectors.npy
+                            (+ text_vectors.faiss, text_vectors.npy: an image or multimodal run's
+                            index also holds each listing's pretrained-text vector, meta.json's
+                            "text_encoder")
                             (meta.json's "ranking": the fusion/BM25/personalisation weights that
                             `python -m search.tune` chose, see search.ranking)
       cache/<model>.npz     embeddings by input hash, reused by the next build of the same model
@@ -37,6 +40,8 @@ META_FILE = "meta.json"
 RECORDS_FILE = "listings.sqlite"
 FAISS_FILE = "vectors.faiss"
 VECTORS_FILE = "vectors.npy"
+TEXT_FAISS_FILE = "text_vectors.faiss"  # the second vector set: the pretrained text encoder's
+TEXT_VECTORS_FILE = "text_vectors.npy"
 CACHE_DIR = "cache"
 EVAL_FILE = "eval.json"
 LOCK_FILE = ".building"
@@ -112,11 +117,27 @@ class IndexMeta:
     served_model: str  # the TorchServe model serving that architecture
     model_sha256: str  # of the run's model.pt: the served archive's version must name it
     modalities: frozenset[str]  # the query inputs the model embeds: "image", "text"
+    # the second vector set of an image or multimodal index (None: none): the pretrained text
+    # encoder's weights and the TorchServe model that embeds query text with them
+    text_encoder: TextEncoderMeta | None = None
 
     @classmethod
     def from_dict(cls, meta: dict) -> IndexMeta:
+        encoder = meta.get("text_encoder")
         return cls(Path(meta["run"]), meta["arch"], meta["served_model"], meta["model_sha256"],
-                   frozenset(meta["modalities"]))
+                   frozenset(meta["modalities"]),
+                   None if encoder is None else TextEncoderMeta(encoder["name"], encoder["sha256"],
+                                                                encoder["served_model"]))
+
+
+@dataclass(frozen=True)
+class TextEncoderMeta:
+    """``meta.json``'s ``"text_encoder"``: which encoder made the text vectors, which model
+    serves it."""
+
+    name: str
+    sha256: str  # of its weights: the served archive's version must name it
+    served_model: str  # "query"
 
 
 def building_pid(index_dir: Path) -> int | None:

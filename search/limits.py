@@ -19,7 +19,7 @@ from search.errors import BadRequest
 if TYPE_CHECKING:
     from search.engine import SearchRequest
 
-RETRIEVERS = ("fused", "dense", "lexical")
+RETRIEVERS = ("fused", "dense", "lexical", "text_dense")  # text_dense: an index with text vectors
 MAX_K = 100
 FUSION_DEPTH = 100
 MAX_FUSION_DEPTH = 400

@@ -5,7 +5,8 @@
     python -m search.query --index indexes/demo --text sofa --image photo.jpg --viewed ID1,ID2
 
 A photo is embedded in-process with the index's run (the same code TorchServe runs); text is
-matched by BM25 (and embedded too when the index's model reads text). ``--json`` prints the hits
+matched by BM25 (and embedded too when the index's model reads text, or by the index's text
+encoder when it holds text vectors). ``--json`` prints the hits
 as JSON lines instead of a table.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from common.cli import UserError, positive_int, run
 from search.embedders import IMAGE, TEXT
-from search.encoder import index_embedder
+from search.encoder import index_embedder, text_encoder_embedder
 from search.engine import SearchEngine, SearchRequest, SearchResult
 from search.limits import MAX_K, RETRIEVERS
 from search.errors import SearchError
@@ -59,8 +60,11 @@ def main(args: argparse.Namespace) -> SearchResult:
                                       image=image if IMAGE in engine.modalities else None)
     elif args.image is not None:
         raise UserError(f"the index's model ({engine.meta['arch']}) does not embed photos")
+    text_embedder = text_encoder_embedder(engine.meta) if args.text else None
+    text_vector = text_embedder.embed_query(text=args.text) if text_embedder else None
     viewed = [v.strip() for v in args.viewed.split(",") if v.strip()]
-    request = SearchRequest(text=args.text, vector=vector, k=args.k, retriever=args.retriever,
+    request = SearchRequest(text=args.text, vector=vector, text_vector=text_vector, k=args.k,
+                            retriever=args.retriever,
                             min_price=args.min_price, max_price=args.max_price,
                             category=args.category, near=args.near, viewed=viewed)
     try:

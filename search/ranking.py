@@ -5,7 +5,13 @@ title x4; 0.7 query + 0.3 user). ``python -m search.tune`` chooses better values
 queries and stores them in the index's ``meta.json`` under ``"ranking"``; the engine (and so the
 proxy's ``/search`` and ``search.query``) reads them from there.
 
-Fusion methods, each weighting a retriever by ``dense_weight`` / ``lexical_weight``:
+One weight per retriever (:data:`WEIGHTED`): ``dense_weight`` (the vectors of the index's own
+model: a photo, text or both), ``lexical_weight`` (BM25) and ``text_dense_weight`` (the pretrained
+text encoder's second vector set of an image or multimodal index, ``meta.json``
+``"text_encoder"``). A ranking stored before the third retriever existed has no
+``text_dense_weight`` and loads with its default, so its two weights mean what they meant.
+
+Fusion methods, each weighting a retriever by its weight:
 
 - ``rrf``: ``sum of weight / (rrf_k + rank)`` (Cormack et al. 2009, weighted);
 - ``score``: each retriever's scores min-max normalised over its own top list, then
@@ -21,6 +27,8 @@ import numpy as np
 from search.limits import FUSION_DEPTH, MAX_FUSION_DEPTH
 
 FUSIONS = ("rrf", "score")
+# the retrievers that fuse, each with its ``<name>_weight`` (and ``personal_<name>_weight``)
+WEIGHTED = ("dense", "lexical", "text_dense")
 # bm25() column weights, in FTS column order (title, description, category path, location).
 DEFAULT_BM25 = (4.0, 1.0, 2.0, 1.0)
 
@@ -30,6 +38,7 @@ class Ranking:
     fusion: str = "rrf"
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
+    text_dense_weight: float = 1.0  # an index with a second, pretrained-text vector set
     rrf_k: float = 60.0
     bm25_weights: tuple[float, ...] = DEFAULT_BM25
     personal_weight: float = 0.3  # the user vector's share of the dense query
@@ -37,6 +46,7 @@ class Ranking:
     # the dense weight of a personalised query (None: dense_weight): the user vector knows what
     # the words alone cannot, so its side of the fusion may deserve more say
     personal_dense_weight: float | None = None
+    personal_text_dense_weight: float | None = None  # the same, for the text-dense retriever
     # candidates each retriever hands to fusion (at least k): a deeper lexical list can lift
     # listings the dense top 100 missed into the fused top 100 (recall@100)
     depth: int = FUSION_DEPTH
@@ -68,29 +78,39 @@ class Ranking:
     def but(self, **changes: object) -> Ranking:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def weight(self, retriever: str) -> float:
+        """The fusion weight of ``retriever`` (one of :data:`WEIGHTED`)."""
+        return float(getattr(self, f"{retriever}_weight"))
+
     def personalised(self) -> Ranking:
-        """The ranking of a query with viewed listings."""
-        if self.personal_dense_weight is None:
-            return self
-        return replace(self, dense_weight=self.personal_dense_weight)
+        """The ranking of a query with viewed listings: each dense retriever's personal weight
+        where one is set."""
+        changes = {f"{name}_weight": personal for name in ("dense", "text_dense")
+                   if (personal := getattr(self, f"personal_{name}_weight")) is not None}
+        return replace(self, **changes) if changes else self
 
     def single(self) -> Ranking:
         """This ranking without its fusion settings: what a retriever alone ranks by (its
         results do not depend on them), so the single retrievers are measured once per
         BM25/personalisation setting."""
         return replace(self, fusion="rrf", dense_weight=1.0, lexical_weight=1.0,
-                       personal_dense_weight=None, depth=FUSION_DEPTH)
+                       text_dense_weight=1.0, personal_dense_weight=None,
+                       personal_text_dense_weight=None, depth=FUSION_DEPTH)
 
 
-def fuse(ranking: Ranking, dense: tuple[np.ndarray, np.ndarray] | None,
-         lexical: tuple[np.ndarray, np.ndarray] | None) -> dict[int, dict]:
-    """``{pos: {"fused": score, "dense": (rank, score), "lexical": (rank, score)}}`` over both
-    retrievers' ``(positions, scores)`` lists (best first); a retriever that did not run is None."""
+Result = tuple[np.ndarray, np.ndarray]  # one retriever's (positions, scores), best first
+
+
+def fuse(ranking: Ranking, dense: Result | None, lexical: Result | None,
+         text_dense: Result | None = None) -> dict[int, dict]:
+    """``{pos: {"fused": score, "dense": (rank, score), "lexical": (rank, score),
+    "text_dense": (rank, score)}}`` over the retrievers' ``(positions, scores)`` lists (best
+    first); a retriever that did not run is None."""
     found: dict[int, dict] = {}
-    for name, result, weight in (("dense", dense, ranking.dense_weight),
-                                 ("lexical", lexical, ranking.lexical_weight)):
+    for name, result in zip(WEIGHTED, (dense, lexical, text_dense), strict=True):
         if result is None:
             continue
+        weight = ranking.weight(name)
         positions, scores = result
         contributions = _contributions(ranking, np.asarray(scores, dtype=np.float64)) * weight
         for rank, (pos, score, part) in enumerate(zip(positions, scores, contributions, strict=True),

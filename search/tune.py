@@ -17,7 +17,13 @@ Four choices, each by nDCG@10 on the dev queries (ir-measures, :mod:`search.judg
    to fusion, the personalised dense weight), on every dev query as ``search.evaluate`` scores
    them, with BM25 and the user vector as chosen.
 
-Fusion is chosen among the candidates that are, on the dev queries, at least as good as the better
+On an image or multimodal index with text vectors (three retrievers: the run's dense one, BM25 and
+text-dense), the text-dense retriever plays the dense one's part in steps 2-4 (text queries
+reach the image vectors only through a personalised query's user vector), and steps 3-4 also
+choose the image-dense retriever's weight for a personalised query. The image-dense weight of a
+query with a photo keeps its default (1): no judged query has a photo.
+
+Fusion is chosen among the candidates that are, on the dev queries, at least as good as the best
 single retriever on every metric (nDCG@10, P@10, recall@100, MAP) -- fusion that never loses --
 and only when none is, by nDCG@10 alone (the report says so); a current choice that loses is
 replaced even by a lower nDCG@10 that does not. Otherwise a choice replaces the current one only
@@ -52,6 +58,8 @@ FUSION_WEIGHTS = ((0.0, 1.0), (0.1, 1.0), (0.2, 1.0), (0.3, 1.0), (0.5, 1.0), (0
 PERSONAL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DECAYS = (0.5, 0.7, 1.0)
 PERSONAL_DENSE_WEIGHTS = (None, 0.5, 1.0, 2.0, 4.0)  # None: the plain queries' dense weight
+# the image-dense retriever's weight in a personalised text query of an index with text vectors
+PERSONAL_IMAGE_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 # candidates per retriever handed to fusion (search.limits.FUSION_DEPTH is the untuned one)
 DEPTHS = (100, 200, 400)
 
@@ -80,7 +88,7 @@ def main(args: argparse.Namespace) -> Ranking:
     tuner = Tuner(engine, queries, qrels, vectors)
     start = Ranking()  # the previous method: what an untuned index does
     ranking = tuner.bm25(start)
-    if "dense" in judged.retrievers_for(engine):
+    if tuner.main in judged.retrievers_for(engine):  # a retriever of the query text's vector
         ranking = tuner.fusion(ranking)
         ranking = tuner.personalisation(ranking)
         ranking = tuner.never_loses(ranking)
@@ -103,6 +111,23 @@ class Tuner:
         self.viewed = [q for q in queries if q.viewed]
         self.steps: list[dict] = []
         self._cache: dict[tuple, dict] = {}
+        self.singles = [r for r in judged.retrievers_for(engine) if r != "fused"]
+        # the retriever of the query text's vector: the text encoder's when the index has one
+        self.main = "text_dense" if engine.text_vectors is not None else "dense"
+        # the other dense retriever (image) of such an index: personalised queries only
+        self.other = "dense" if self.main == "text_dense" else None
+
+    def weights(self, main: float, lexical: float) -> dict[str, float]:
+        """The :class:`Ranking` fields of the text-vector retriever's and BM25's weights."""
+        return {f"{self.main}_weight": main, "lexical_weight": lexical}
+
+    def personal(self, main: float | None, other: float | None = None) -> dict:
+        """The fields of the personalised dense weights (``other``: the image-dense one of an
+        index with text vectors; ignored without it)."""
+        changes: dict = {f"personal_{self.main}_weight": main}
+        if self.other is not None:
+            changes[f"personal_{self.other}_weight"] = other
+        return changes
 
     def measure(self, ranking: Ranking, retriever: str, queries: list[Query], plain: bool) -> dict:
         key = (ranking, retriever, tuple(q.qid for q in queries), plain)
@@ -113,7 +138,7 @@ class Tuner:
 
     def floor(self, ranking: Ranking, queries: list[Query], plain: bool) -> dict[str, float]:
         """The better single retriever on each metric, under ``ranking``: what fusion must reach."""
-        alone = [self.measure(ranking.single(), r, queries, plain) for r in ("dense", "lexical")]
+        alone = [self.measure(ranking.single(), r, queries, plain) for r in self.singles]
         return {metric: max(m[metric] for m in alone) for metric in judged.METRICS}
 
     def best(self, name: str, current: Ranking, candidates: list[Ranking], retriever: str,
@@ -150,14 +175,15 @@ class Tuner:
         return self.best("bm25 fields", current, grid, "lexical", self.queries, plain=True)
 
     def fusion(self, current: Ranking) -> Ranking:
-        grid = [current.but(fusion=method, dense_weight=d, lexical_weight=lex)
+        grid = [current.but(fusion=method, **self.weights(d, lex))
                 for method in FUSIONS for d, lex in FUSION_WEIGHTS]
         return self.best("fusion", current, grid, "fused", self.queries, plain=True, fused=True)
 
     def personalisation(self, current: Ranking) -> Ranking:
-        grid = [current.but(personal_weight=w, decay=decay, personal_dense_weight=dense)
-                for w, decay, dense in itertools.product(PERSONAL_WEIGHTS, DECAYS,
-                                                         PERSONAL_DENSE_WEIGHTS)]
+        others = PERSONAL_IMAGE_WEIGHTS if self.other is not None else (None,)
+        grid = [current.but(personal_weight=w, decay=decay, **self.personal(dense, other))
+                for w, decay, dense, other in itertools.product(PERSONAL_WEIGHTS, DECAYS,
+                                                                PERSONAL_DENSE_WEIGHTS, others)]
         # by nDCG@10 alone: a never-lose floor here would be the dense retriever personalised by
         # the same candidate, which favours a weak user vector (measured: it chose none at all)
         return self.best("personalisation", current, grid, "fused", self.viewed, plain=False)
@@ -173,11 +199,15 @@ class Tuner:
         (lexical weight 0) is among the candidates, so one always qualifies unless the lexical
         retriever beats the dense one on some metric.
         """
-        grid = [current.but(fusion=method, dense_weight=d, lexical_weight=lex, depth=depth,
-                            personal_dense_weight=personal)
+        main = getattr(current, f"personal_{self.main}_weight")
+        # the image-dense personal weight: as chosen, or out of the fusion
+        others = ((None,) if self.other is None
+                  else tuple(dict.fromkeys((getattr(current, f"personal_{self.other}_weight"), 0.0))))
+        grid = [current.but(fusion=method, depth=depth, **self.weights(d, lex),
+                            **self.personal(personal, other))
                 for method in FUSIONS for d, lex in FUSION_WEIGHTS for depth in DEPTHS
-                for personal in dict.fromkeys((current.personal_dense_weight,
-                                               *PERSONAL_DENSE_WEIGHTS))]
+                for personal in dict.fromkeys((main, *PERSONAL_DENSE_WEIGHTS))
+                for other in others]
         return self.best("never loses", current, grid, "fused", self.queries, plain=False,
                          fused=True)
 

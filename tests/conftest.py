@@ -78,8 +78,25 @@ def search_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run = root / "run"
     train.train(TrainConfig(model="cnn", data=data, out=run, epochs=1, workers=0, batch_size=8,
                             image_size=48))
-    build.build(build.BuildConfig(data=data, run=run, out=root / "index", no_progress=True))
+    # a photo index alone (no second, text vector set): multimodal_search_index has both
+    build.build(build.BuildConfig(data=data, run=run, out=root / "index", no_progress=True,
+                                  text_encoder=False))
     return {"data": data, "run": run, "index": root / "index"}
+
+
+@pytest.fixture(scope="session")
+def multimodal_search_index(search_index: dict[str, Path],
+                            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """:func:`search_index`'s dataset and CNN run indexed with the second vector set: each
+    listing's text by the default pretrained encoder too (``search.build --run`` without
+    ``--no-text-encoder``), once per session: ``{"data", "run", "index"}``. Read-only."""
+    from search import build
+
+    out = tmp_path_factory.mktemp("search_multimodal") / "index"
+    build.main(build.get_args_parser().parse_args(
+        ["--data", str(search_index["data"]), "--run", str(search_index["run"]), "--out", str(out),
+         "--no-progress"]))
+    return {"data": search_index["data"], "run": search_index["run"], "index": out}
 
 
 @pytest.fixture(scope="session")

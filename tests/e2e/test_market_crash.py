@@ -157,7 +157,8 @@ def test_kill_9_during_an_index_rebuild_loses_nothing(stack, state, search_index
     def rebuild() -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "search.build", "--data", str(meta_data), "--run",
-             str(serving_runs["cnn"]), "--out", str(search_index), "--no-progress"],
+             str(serving_runs["cnn"]), "--out", str(search_index), "--no-progress",
+             "--no-text-encoder"],
             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     before = (search_index / "CURRENT").read_text()

@@ -130,7 +130,7 @@ def test_rebuild_is_picked_up_without_a_failed_request(stack, index, serving_run
         futures = [pool.submit(hammer) for _ in range(2)]
         build.main(build.get_args_parser().parse_args(
             ["--data", str(data), "--run", str(serving_runs["cnn"]), "--out", str(index),
-             "--no-progress"]))
+             "--no-progress", "--no-text-encoder"]))
         with e2e.http() as session:
             answered = session.get(f"{stack.proxy_url}/search", params={"q": "guitar"},
                                    timeout=60).json()["index"]

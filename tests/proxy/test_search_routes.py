@@ -13,12 +13,12 @@ from proxy.deps import get_torchserve
 from proxy.settings import Settings
 from search import layout
 from search.embedders import ImageEmbedder, load_embedder
-from search.encoder import index_embedder
+from search.encoder import index_embedder, text_encoder_embedder
 from search.engine import SearchEngine
 from common.codec import ModelRequest
 from common.server_timing import parse_timing
 from tests.support.e2e import free_ports
-from tests.support.torchserve import FakeTorchServe, embedding_answer
+from tests.support.torchserve import FakeTorchServe, describe, embedding_answer, embedding_answers
 
 
 @pytest.fixture
@@ -360,7 +360,7 @@ def listing_index(search_index, tmp_path_factory) -> Path:
                           image_size=32, image_arch="cnn")
     build.main(build.get_args_parser().parse_args(
         ["--data", str(search_index["data"]), "--run", str(run), "--out", str(root / "index"),
-         "--no-progress"]))
+         "--no-progress", "--no-text-encoder"]))
     return root / "index"
 
 
@@ -430,3 +430,104 @@ def test_search_index_database_error_is_503_with_a_reason(client, monkeypatch):
     assert response.status_code == 503
     assert "database cannot be read" in response.json()["detail"]
     assert "malformed" in response.json()["detail"]
+
+
+# --- an image index with text vectors: q by TorchServe's query model, the photo by the index's ---
+
+def multimodal_fake(index: Path, serve_query: bool = True) -> FakeTorchServe:
+    """TorchServe serving the index's CNN and (``serve_query``) the query encoder, each at the
+    version that names its weights, embedding in-process as the real handlers do."""
+    meta = layout.read_meta(layout.current_generation(index))
+    embedders = {"cnn": ImageEmbedder(Path(meta["run"]))}
+    if serve_query:
+        embedders["query"] = text_encoder_embedder(meta)
+    fake = FakeTorchServe(embedding_answers(embedders))
+    fake.descriptions["cnn"] = describe("cnn", ["READY"], f"20261201-{meta['model_sha256'][:8]}-eager")
+    query_version = f"20261201-{meta['text_encoder']['sha256'][:8]}-onnx-int8"
+    fake.descriptions["query"] = describe("query", ["READY"], query_version)
+    if not serve_query:
+        del fake.descriptions["query"]
+    return fake
+
+
+@pytest.fixture
+def multimodal_client(multimodal_search_index, tmp_path: Path
+                      ) -> Iterator[tuple[TestClient, FakeTorchServe]]:
+    fake = multimodal_fake(multimodal_search_index["index"])
+    app = text_app(multimodal_search_index, tmp_path)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as test_client:
+        yield test_client, fake
+
+
+def test_get_search_on_a_multimodal_index_embeds_q_with_the_query_model_alone(
+        multimodal_client, multimodal_search_index):
+    client, fake = multimodal_client
+
+    response = client.get("/search", params={"q": "pram", "k": 5})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "query" and body["retriever"] == "fused"
+    assert fake.calls == [("query", ModelRequest(title="pram", embedding=True))]  # one call
+    engine = SearchEngine.open(multimodal_search_index["index"])
+    query = text_encoder_embedder(engine.meta).embed_query(text="pram")
+    hit = body["results"][0]
+    assert hit["category"] == "Baby & Kids Stuff" and "text_dense" in hit["matched"]
+    stored = engine.text_vectors.vectors[engine.position(hit["id"])]
+    assert hit["text_dense_score"] == pytest.approx(float(stored @ query), abs=1e-5)
+
+
+def test_post_search_photo_and_text_on_a_multimodal_index_asks_both_models(
+        multimodal_client, multimodal_search_index):
+    client, fake = multimodal_client
+
+    response = client.post("/search", params={"k": 5}, data={"q": "pram"},
+                           files={"image": ("q.png", photo(multimodal_search_index, "img-01-002-0"))})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "cnn+query" and body["retriever"] == "fused"
+    assert [model for model, _ in fake.calls] == ["cnn", "query"]
+    assert fake.calls[0][1].image is not None and fake.calls[0][1].title == ""  # the CNN: photo
+    assert fake.calls[1][1] == ModelRequest(title="pram", embedding=True)
+    assert body["results"][0]["matched"] == ["dense", "lexical", "text_dense"]
+
+
+def test_lexical_or_photo_alone_asks_only_what_it_uses(multimodal_client, multimodal_search_index):
+    client, fake = multimodal_client
+
+    lexical = client.get("/search", params={"q": "pram", "retriever": "lexical"})
+    photo_only = client.post("/search", files={"image": ("q.png", photo(multimodal_search_index,
+                                                                        "img-01-002-0"))})
+
+    assert lexical.status_code == 200 and lexical.json()["embedded_by"] is None
+    assert photo_only.status_code == 200 and photo_only.json()["embedded_by"] == "cnn"
+    assert [model for model, _ in fake.calls] == ["cnn"]
+
+
+def test_multimodal_index_without_the_query_model_is_503_naming_what_to_start(
+        multimodal_search_index, tmp_path):
+    fake = multimodal_fake(multimodal_search_index["index"], serve_query=False)
+    app = text_app(multimodal_search_index, tmp_path)
+    app.dependency_overrides[get_torchserve] = lambda: fake
+    with TestClient(app) as client:
+        response = client.get("/search", params={"q": "pram"})
+        lexical = client.get("/search", params={"q": "pram", "retriever": "lexical"})
+
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "'query'" in detail and "make archive" in detail and "make serve" in detail
+    assert lexical.status_code == 200  # BM25 needs no TorchServe
+
+
+def test_multimodal_index_refuses_a_query_model_of_other_weights(multimodal_client):
+    client, fake = multimodal_client
+    fake.descriptions["query"] = describe("query", ["READY"], "20261201-deadbeef-onnx-int8")
+
+    response = client.get("/search", params={"q": "pram"})
+
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "'query' version 20261201-deadbeef-onnx-int8" in detail and "all-MiniLM-L6-v2" in detail
+    assert fake.calls == []  # refused before any embedding

@@ -97,3 +97,44 @@ def test_build_refuses_a_second_build_on_the_same_index(search_index, tmp_path):
 
     with layout.build_lock(out), pytest.raises(UserError, match="another build"):
         run_build(search_index["data"], search_index["run"], out)
+
+
+# --- the second vector set: an image run's index also holds the listings' pretrained-text vectors
+
+
+def test_build_with_an_image_run_adds_the_text_encoders_vectors(multimodal_search_index,
+                                                                encoder_search_index):
+    engine = SearchEngine.open(multimodal_search_index["index"])
+    text_index = SearchEngine.open(encoder_search_index["index"])  # the same listings, no --run
+
+    encoder = engine.meta["text_encoder"]
+    assert engine.meta["arch"] == "cnn" and engine.meta["served_model"] == "cnn"
+    assert {key: encoder[key] for key in ("name", "sha256", "token_budget", "dim", "served_model")} \
+        == {**{key: text_index.meta["encoder"][key] for key in ("name", "sha256", "token_budget",
+                                                                "dim")}, "served_model": "query"}
+    assert len(engine.text_vectors) == len(engine) == 18 and engine.text_vectors.dim == 384
+    assert (engine.generation / layout.TEXT_FAISS_FILE).is_file()
+    # the same encoder code, token budget and vectors as the text index's
+    for listing_id in ("prod-00-000", "prod-02-005"):
+        assert np.asarray(engine.text_vectors.vectors[engine.position(listing_id)]) == pytest.approx(
+            np.asarray(text_index.vectors.vectors[text_index.position(listing_id)]), abs=1e-6)
+    assert engine.info.text_encoder.sha256 == encoder["sha256"]
+
+
+def test_build_with_no_text_encoder_holds_the_run_s_vectors_alone(search_index):
+    engine = SearchEngine.open(search_index["index"])  # built with text_encoder=False
+
+    assert "text_encoder" not in engine.meta and engine.text_vectors is None
+    assert engine.info.text_encoder is None
+    assert not (engine.generation / layout.TEXT_FAISS_FILE).exists()
+
+
+def test_rebuild_reuses_the_cached_text_vectors(multimodal_search_index, tmp_path):
+    out = tmp_path / "index"
+    shutil.copytree(multimodal_search_index["index"], out)
+
+    generation = run_build(multimodal_search_index["data"], multimodal_search_index["run"], out)
+
+    meta = layout.read_meta(generation)
+    assert meta["text_encoder"]["embedded"] == 0 and meta["text_encoder"]["cached"] == 18
+    assert meta["embedded"] == 0

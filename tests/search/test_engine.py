@@ -1,5 +1,6 @@
 """The search engine over a real built index (session fixture ``search_index``)."""
 
+import json
 import os
 import shutil
 
@@ -236,3 +237,109 @@ def test_a_search_times_each_of_its_steps(engine):
     assert list(result.stages_ms) == ["prepare", "dense", "lexical", "fuse", "hydrate"]
     assert all(ms >= 0 for ms in result.stages_ms.values())
     assert sum(result.stages_ms.values()) == pytest.approx(result.took_ms, rel=0.05, abs=0.05)
+
+
+# --- an image index with text vectors: three retrievers (dense, lexical, text_dense) ----------
+
+@pytest.fixture(scope="module")
+def multimodal(multimodal_search_index):
+    from search.encoder import text_encoder_embedder
+
+    engine = SearchEngine.open(multimodal_search_index["index"])
+    return engine, text_encoder_embedder(engine.meta)
+
+
+def test_text_query_on_a_multimodal_index_fuses_text_dense_and_lexical(multimodal):
+    engine, encoder = multimodal
+    text_vector = encoder.embed_query(text="kettle")
+
+    result = engine.search(SearchRequest(text="kettle", text_vector=text_vector, k=5))
+
+    assert result.retriever == "fused"
+    top = result.hits[0]
+    assert top.category == "Appliances" and top.matched == ["lexical", "text_dense"]
+    stored = engine.text_vectors.vectors[engine.position(top.id)]
+    assert top.text_dense_score == pytest.approx(float(stored @ text_vector), abs=1e-5)
+    assert top.score == pytest.approx(1 / (RRF_K + top.text_dense_rank) + 1 / (RRF_K + top.lexical_rank))
+    assert top.dense_rank is None  # a text query has no image vector
+
+
+def test_photo_and_text_on_a_multimodal_index_fuses_all_three(multimodal):
+    engine, encoder = multimodal
+    request = SearchRequest(text="pram", vector=vector_of(engine, "prod-01-002"),
+                            text_vector=encoder.embed_query(text="pram"), k=5)
+
+    result = engine.search(request)
+
+    assert result.retriever == "fused"
+    top = result.hits[0]
+    assert top.id == "prod-01-002" and top.matched == ["dense", "lexical", "text_dense"]
+    assert top.score == pytest.approx(sum(1 / (RRF_K + rank) for rank in
+                                          (top.dense_rank, top.lexical_rank, top.text_dense_rank)))
+
+
+@pytest.mark.parametrize("retriever", ["dense", "lexical", "text_dense"])
+def test_each_of_three_retrievers_stays_selectable(multimodal, retriever):
+    engine, encoder = multimodal
+    request = SearchRequest(text="pram", vector=vector_of(engine, "prod-01-002"),
+                            text_vector=encoder.embed_query(text="pram"), k=4, retriever=retriever)
+
+    result = engine.search(request)
+
+    assert result.retriever == retriever
+    assert all(hit.matched == [retriever] for hit in result.hits)
+
+
+def test_personalisation_has_a_user_vector_per_vector_set(multimodal):
+    engine, encoder = multimodal
+    viewed = ["prod-02-000", "prod-02-001"]
+    user_text = engine.user_vector(viewed, 0.5, vector_set="text_dense")
+    expected = engine.text_vectors.vectors[[engine.position(v) for v in viewed]].T @ [1.0, 0.5]
+
+    assert user_text == pytest.approx(expected / np.linalg.norm(expected), abs=1e-5)
+    assert user_text.shape == (engine.text_vectors.dim,) != engine.user_vector(viewed).shape
+    result = engine.search(SearchRequest(text="kettle", text_vector=encoder.embed_query(text="kettle"),
+                                         viewed=viewed, k=18))
+    assert result.personalised and result.retriever == "fused"
+    # the image user vector joins as the dense side: all three retrievers ran
+    assert {name for hit in result.hits for name in hit.matched} == {"dense", "lexical",
+                                                                     "text_dense"}
+    assert not set(viewed) & {hit.id for hit in result.hits}
+
+
+def test_text_dense_needs_text_vectors_and_query_text(engine, multimodal):
+    with pytest.raises(BadRequest, match="no text vectors, so no text_dense retriever"):
+        engine.search(SearchRequest(text="pram", k=3, retriever="text_dense"))
+    with pytest.raises(BadRequest, match="this index has no text vectors"):
+        engine.search(SearchRequest(text="pram", text_vector=np.ones(384, np.float32) / 384 ** 0.5))
+    multimodal_engine, _ = multimodal
+    with pytest.raises(BadRequest, match="text_dense retrieval needs query text"):
+        multimodal_engine.search(SearchRequest(vector=vector_of(multimodal_engine, "prod-01-002"),
+                                               retriever="text_dense"))
+    with pytest.raises(BadRequest, match="query text embedding has shape \\(3,\\)"):
+        multimodal_engine.search(SearchRequest(text="pram", text_vector=np.ones(3, np.float32)))
+
+
+def test_an_index_whose_meta_has_two_weights_loads_and_ranks_by_them(search_index, tmp_path):
+    """meta.json written before the third retriever: "ranking" with dense/lexical weights only."""
+    from search.ranking import Ranking
+
+    index = tmp_path / "index"
+    shutil.copytree(search_index["index"], index)
+    generation = layout.current_generation(index)
+    meta = layout.read_meta(generation)
+    meta["ranking"] = {"fusion": "score", "dense_weight": 0.25, "lexical_weight": 2.0,
+                       "rrf_k": 60.0, "bm25_weights": [4.0, 1.0, 2.0, 1.0],
+                       "personal_weight": 0.3, "decay": 0.7, "personal_dense_weight": 3.0,
+                       "depth": 100}
+    (generation / layout.META_FILE).write_text(json.dumps(meta))
+
+    engine = SearchEngine.open(index)
+
+    assert engine.ranking == Ranking(fusion="score", dense_weight=0.25, lexical_weight=2.0,
+                                     personal_dense_weight=3.0)
+    assert engine.text_vectors is None and engine.ranking.text_dense_weight == 1.0
+    result = engine.search(SearchRequest(text="pram", vector=vector_of(engine, "prod-01-002"), k=3))
+    # score fusion, each list min-max scaled to 0..1: at most 0.25 + 2.0, BM25's best >= 2.0
+    assert result.retriever == "fused" and max(hit.score for hit in result.hits) <= 2.25 + 1e-6
+    assert next(hit for hit in result.hits if hit.lexical_rank == 1).score >= 2.0 - 1e-6

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -129,3 +130,42 @@ def test_evaluate_needs_queries_and_qrels_together(search_index, tmp_path):
 
     with pytest.raises(UserError, match="--queries and --qrels go together"):
         evaluate.main(args)
+
+
+def test_evaluate_judged_on_three_retrievers_writes_a_run_per_retriever(multimodal_search_index,
+                                                                        tmp_path):
+    kettles = "".join(f"k 0 prod-00-{p:03d} 2\n" for p in range(6))
+    prams = "".join(f"p 0 prod-01-{p:03d} 2\n" for p in range(1, 6))
+    files = _judged_files(tmp_path, "k\tkettle\t\np\tpram\tprod-01-000\n", kettles + prams)
+    args = evaluate.get_args_parser().parse_args(
+        ["--index", str(multimodal_search_index["index"]), *files,
+         "--run-out", str(tmp_path / "runs")])
+
+    report = evaluate.main(args)
+
+    rows = {r["retriever"]: r for r in report["results"]}
+    assert list(rows) == ["fused", "dense", "lexical", "text_dense"]
+    assert rows["text_dense"]["ndcg@10"] > 0.5  # MiniLM knows a kettle from a pram
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "dense.run", "fused.run", "lexical.run", "text_dense.run"]
+    image = [line.split() for line in (tmp_path / "runs" / "dense.run").read_text().splitlines()]
+    # the CNN reads no text: only the personalised query ("pram", one view) reaches its vectors
+    assert {row[0] for row in image} == {"p"}
+    assert all(row[5] == "aicore-text_dense" for row in
+               (line.split() for line in (tmp_path / "runs" / "text_dense.run").read_text().splitlines()))
+
+
+def test_same_category_evaluation_of_an_index_with_text_vectors_adds_text_dense(
+        multimodal_search_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(multimodal_search_index["index"], index)
+
+    report = evaluate.main(evaluate.get_args_parser().parse_args(["--index", str(index)]))
+
+    assert {(r["query"], r["retriever"]) for r in report["results"]} == {
+        ("text", "lexical"), ("text", "text_dense"), ("text", "fused"), ("image", "dense"),
+        ("text+image", "dense"), ("text+image", "lexical"), ("text+image", "text_dense"),
+        ("text+image", "fused")}
+    rows = {(r["query"], r["retriever"]): r for r in report["results"]}
+    # a title query finds its category by MiniLM too (the titles name a noun of the category)
+    assert rows[("text", "text_dense")]["map@r"] > 0.5  # P@10 is capped: ~4 relevant candidates

@@ -37,8 +37,33 @@ def test_a_text_index_embeds_queries_as_unit_vectors(text_search_index):
     encode = judged.query_encoder(engine)
     vectors, _ = judged.embed_all(encode, [Query("k", "kettle")])
 
-    assert judged.retrievers_for(engine) == list(RETRIEVERS)
-    assert np.linalg.norm(vectors["k"]) == pytest.approx(1.0, abs=1e-5)
+    assert judged.retrievers_for(engine) == ["fused", "dense", "lexical"]  # no text vectors
+    assert np.linalg.norm(vectors["k"].vector) == pytest.approx(1.0, abs=1e-5)
+    assert vectors["k"].text_vector is None
+
+
+def test_a_multimodal_index_embeds_query_text_with_its_text_encoder(multimodal_search_index):
+    engine = SearchEngine.open(multimodal_search_index["index"])
+
+    vectors, _ = judged.embed_all(judged.query_encoder(engine), [Query("k", "kettle")])
+
+    assert judged.retrievers_for(engine) == list(RETRIEVERS)  # the image-dense one included
+    assert vectors["k"].vector is None  # the CNN reads no text
+    assert vectors["k"].text_vector.shape == (engine.text_vectors.dim,)
+    assert np.linalg.norm(vectors["k"].text_vector) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_rank_all_on_a_multimodal_index_ranks_text_by_its_text_vectors(multimodal_search_index):
+    engine = SearchEngine.open(multimodal_search_index["index"])
+    queries = [Query("k", "kettle"), Query("v", "kettle", ("prod-01-000",))]
+    vectors, _ = judged.embed_all(judged.query_encoder(engine), queries)
+
+    text_dense, _ = judged.rank_all(engine, queries, vectors, "text_dense")
+    image_dense, _ = judged.rank_all(engine, queries, vectors, "dense")
+
+    assert text_dense["k"][:3] and all(doc.startswith("prod-00-") for doc in text_dense["k"][:3])
+    # a text query reaches the image vectors only through a viewed listing's (user vector)
+    assert image_dense["k"] == [] and image_dense["v"]
 
 
 def test_rank_all_scores_a_wordless_query_as_an_empty_ranking(image_engine):

@@ -53,6 +53,15 @@ def test_text_index_embeds_the_query_text(text_search_index):
     assert any("dense" in hit.matched for hit in result.hits)
 
 
+def test_text_on_an_image_index_with_text_vectors_is_searched_by_them(multimodal_search_index):
+    result = run_query("--index", str(multimodal_search_index["index"]), "--text", "pram", "-k", "3",
+                       "--retriever", "text_dense")
+
+    assert result.retriever == "text_dense"
+    assert [hit.category for hit in result.hits] == ["Baby & Kids Stuff"] * 3
+    assert all(hit.matched == ["text_dense"] and hit.text_dense_score for hit in result.hits)
+
+
 @pytest.mark.parametrize(("argv", "error"), [
     ((), "give --text, --image or both"),
     (("--text", "kettle", "--near", "Londn"), "Londn"),

@@ -86,3 +86,40 @@ def test_personalised_swaps_in_the_personal_dense_weight():
 
     assert tuned.personalised().dense_weight == 3.0
     assert tuned.but(lexical_weight=0.2).lexical_weight == 0.2 and tuned.lexical_weight == 1.0
+
+
+def test_fuse_weighs_the_text_dense_list_as_a_third_retriever():
+    ranking = Ranking(rrf_k=10.0, dense_weight=0.5, lexical_weight=1.0, text_dense_weight=2.0)
+
+    found = fuse(ranking, dense=_list([1], [0.9]), lexical=_list([2, 1], [5.0, 4.0]),
+                 text_dense=_list([1, 3], [0.8, 0.7]))
+
+    assert found[1]["fused"] == pytest.approx(0.5 / 11 + 1 / 12 + 2 / 11)
+    assert found[3]["fused"] == pytest.approx(2 / 12)
+    assert found[1]["text_dense"] == (1, pytest.approx(0.8)) and "text_dense" not in found[2]
+
+
+def test_a_stored_two_weight_ranking_loads_with_the_third_weight_at_its_default():
+    """meta.json written before the text-dense retriever existed."""
+    old = {"fusion": "score", "dense_weight": 1.0, "lexical_weight": 0.5, "rrf_k": 60.0,
+           "bm25_weights": [1.0, 0.5, 4.0, 1.0], "personal_weight": 0.8, "decay": 1.0,
+           "personal_dense_weight": 2.0, "depth": 200}
+
+    loaded = Ranking.from_json(old)
+
+    assert loaded.weight("dense") == 1.0 and loaded.weight("lexical") == 0.5
+    assert loaded.text_dense_weight == 1.0 and loaded.personal_text_dense_weight is None
+    assert loaded.personalised().dense_weight == 2.0 and loaded.depth == 200
+    assert Ranking.from_json(loaded.to_json()) == loaded
+
+
+def test_personalised_swaps_each_dense_retrievers_personal_weight():
+    ranking = Ranking(dense_weight=1.0, text_dense_weight=0.5, personal_dense_weight=0.1,
+                      personal_text_dense_weight=4.0)
+
+    personal = ranking.personalised()
+
+    assert (personal.dense_weight, personal.text_dense_weight) == (0.1, 4.0)
+    assert personal.lexical_weight == 1.0
+    assert ranking.single().text_dense_weight == 1.0
+    assert ranking.single().personal_text_dense_weight is None

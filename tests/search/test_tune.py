@@ -1,11 +1,13 @@
 """Weighted fusion (search.ranking) and search.tune storing the chosen ranking with the index."""
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 
-from search import build, layout, tune
+from common.trec import Query
+from search import build, judged, layout, tune
 from search.engine import SearchEngine, SearchRequest
 from search.ranking import Ranking, fuse
 
@@ -127,7 +129,7 @@ def test_rebuild_with_the_same_model_keeps_the_tuned_ranking(tuned_index):
     index, chosen, source = tuned_index
     build.main(build.get_args_parser().parse_args(
         ["--data", str(source["data"]), "--run", str(source["run"]), "--out", str(index),
-         "--no-progress"]))
+         "--no-progress", "--no-text-encoder"]))
 
     engine = SearchEngine.open(index)
     assert engine.ranking == chosen and "tuned" in engine.meta
@@ -160,3 +162,47 @@ def test_a_personalised_query_fuses_with_its_own_dense_weight(text_search_index)
     assert result.personalised and both
     for hit in both:
         assert hit.score == pytest.approx(3.0 / (5 + hit.dense_rank) + 1.0 / (5 + hit.lexical_rank))
+
+
+# --- an image index with text vectors: three retrievers ------------------------------------------
+
+@pytest.fixture
+def tuned_multimodal_index(multimodal_search_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(multimodal_search_index["index"], index)
+    (tmp_path / "dev.tsv").write_text("k\tkettle\t\nv\tvintage\tprod-02-003,prod-02-004\n")
+    (tmp_path / "dev.qrels").write_text("".join(f"k 0 prod-00-{p:03d} 2\n" for p in range(6))
+                                        + "v 0 prod-02-001 2\n")
+    args = tune.get_args_parser().parse_args(
+        ["--index", str(index), "--queries", str(tmp_path / "dev.tsv"),
+         "--qrels", str(tmp_path / "dev.qrels"), "--dry-run", "--json", str(tmp_path / "t.json")])
+    return index, tune.main(args), json.loads((tmp_path / "t.json").read_text())
+
+
+def test_tune_of_three_retrievers_weighs_text_dense_and_never_loses_to_any(tuned_multimodal_index):
+    index, chosen, report = tuned_multimodal_index
+    steps = {step["step"]: step for step in report["steps"]}
+
+    assert set(steps) == {"bm25 fields", "fusion", "personalisation", "never loses"}
+    final = steps["never loses"]
+    assert final["never_loses"]["candidates"] > 0
+    assert tune.never_loses(final["after"], final["never_loses"]["floor"])
+    assert SearchEngine.open(index).ranking == Ranking()  # --dry-run: nothing stored
+    assert chosen.dense_weight == 1.0  # a photo query's weight: no judged query has a photo
+    # image-dense for a personalised query: among the candidates, or left as it was
+    assert chosen.personal_dense_weight in (None, *tune.PERSONAL_IMAGE_WEIGHTS)
+
+
+def test_tuner_floor_of_three_retrievers_is_the_best_single_one(multimodal_search_index):
+    engine = SearchEngine.open(multimodal_search_index["index"])
+    queries = [Query("k", "kettle"), Query("v", "vintage", ("prod-02-003",))]
+    qrels = {"k": {f"prod-00-{p:03d}": 2 for p in range(6)}, "v": {"prod-02-001": 2}}
+    vectors, _ = judged.embed_all(judged.query_encoder(engine), queries)
+    tuner = tune.Tuner(engine, queries, qrels, vectors)
+
+    floor = tuner.floor(Ranking(), queries, plain=False)
+
+    assert tuner.singles == ["dense", "lexical", "text_dense"] and tuner.main == "text_dense"
+    alone = [tuner.measure(Ranking(), r, queries, False) for r in tuner.singles]
+    assert floor == {m: max(a[m] for a in alone) for m in judged.METRICS}
+    assert tuner.weights(0.3, 1.0) == {"text_dense_weight": 0.3, "lexical_weight": 1.0}

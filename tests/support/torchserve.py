@@ -60,6 +60,20 @@ def embedding_answer(embedder) -> Answer:
     return answer
 
 
+def embedding_answers(embedders: dict) -> Answer:
+    """Answer each model of ``embedders`` (``{served model: embedder}``) as
+    :func:`embedding_answer` does; any other model is not registered (TorchServe's 404, as
+    :class:`proxy.torchserve.TorchServeClient` raises it)."""
+    answers = {model: embedding_answer(embedder) for model, embedder in embedders.items()}
+
+    def answer(model: str, request: ModelRequest) -> Prediction:
+        if model not in answers:
+            raise ModelNotFound(f"TorchServe has no model {model!r} registered")
+        return answers[model](model, request)
+
+    return answer
+
+
 def canned(model: str, request: ModelRequest) -> Prediction:
     """The default answer: a fixed classification (+ a fixed unit embedding when asked)."""
     return Prediction(category="Home & Garden", probabilities=PROBABILITIES,

@@ -1,0 +1,78 @@
+"""End to end, an image index with text vectors (``search.build --run`` of the serving CNN, the
+listings' text embedded by the pretrained encoder too): the real proxy embeds ``/search?q=`` with
+the real TorchServe's ``query`` model and a photo with ``cnn``; the served text vector equals the
+in-process one, so the text-dense scores are the index build's cosines."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search import build, layout
+from search.encoder import text_encoder_embedder
+from search.engine import SearchEngine
+from serving import ctl
+from tests.support import e2e
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def multimodal_index(search_index: Path, serving_runs: dict[str, Path],
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The e2e listings dataset indexed by the serving CNN with the text encoder's vectors."""
+    data = layout.read_meta(layout.current_generation(search_index))["data"]
+    out = tmp_path_factory.mktemp("search_multimodal_e2e") / "index"
+    build.main(build.get_args_parser().parse_args(
+        ["--data", data, "--run", str(serving_runs["cnn"]), "--out", str(out), "--no-progress"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(serving_model_store: Path, multimodal_index: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctl.Stack]:
+    with e2e.running_stack(tmp_path_factory.mktemp("serve_search_multimodal"), serving_model_store,
+                           START_TIMEOUT_S, {"AICORE_SEARCH_INDEX": str(multimodal_index)}) as stack:
+        yield stack
+
+
+def test_text_search_is_embedded_by_the_query_model_as_in_process(stack, multimodal_index):
+    engine = SearchEngine.open(multimodal_index)
+    in_process = text_encoder_embedder(engine.meta).embed_query(text="vintage guitar")
+
+    with e2e.http() as session:
+        response = session.get(f"{stack.proxy_url}/search",
+                               params={"q": "vintage guitar", "k": 10}, timeout=60)
+    served = e2e.predict_listing_direct(stack, "query", json={"title": "vintage guitar",
+                                                              "embedding": True})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "query" and body["retriever"] == "fused"
+    assert served.status_code == 200
+    np.testing.assert_allclose(np.asarray(served.json()["embedding"], np.float32), in_process,
+                               atol=1e-5)
+    scored = [hit for hit in body["results"] if hit["text_dense_score"] is not None]
+    assert scored and all(hit["dense_rank"] is None for hit in body["results"])  # no photo
+    for hit in scored:  # the proxy's query vector against the build's text vectors
+        stored = np.asarray(engine.text_vectors.vectors[engine.position(hit["id"])])
+        assert hit["text_dense_score"] == pytest.approx(float(stored @ in_process), abs=1e-5)
+
+
+def test_photo_and_text_search_asks_the_cnn_and_the_query_model(stack, multimodal_index):
+    engine = SearchEngine.open(multimodal_index)
+    photo = engine.image_path("prod-07-002").read_bytes()
+
+    with e2e.http() as session:
+        response = session.post(f"{stack.proxy_url}/search", params={"k": 5},
+                                data={"q": "guitar"}, files={"image": ("q.png", photo)},
+                                timeout=60)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["embedded_by"] == "cnn+query" and body["retriever"] == "fused"
+    assert {name for hit in body["results"] for name in hit["matched"]} == {
+        "dense", "lexical", "text_dense"}
