@@ -57,6 +57,7 @@ class TrainConfig:
     frozen_bn: bool | None = None
     wise_ft: bool | None = None
     freeze_blocks: int | None = None
+    mixup: float | None = None
     # text and multimodal
     image_arch: str = "cnn"
     image_init: Path | None = None

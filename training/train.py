@@ -306,7 +306,7 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
         loader = epoch_loader(train_ds, cfg, device, epoch, dist_info)
         lr = state.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(net, criterion, state.optimizer, state.scheduler, loader, device,
-                                f"epoch {epoch}/{cfg.epochs}", dist_info, cfg.frozen_bn)
+                                f"epoch {epoch}/{cfg.epochs}", dist_info, cfg.frozen_bn, cfg.mixup)
         # The plain module, not DDP: shards may differ by a batch, DDP's forward would wait.
         val = evaluate(state.model, val_loader, device, dist_info)
         images, seconds = images + train["images"], seconds + train["seconds"]
