@@ -155,4 +155,6 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
 
 
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    """A CPU snapshot of ``model``'s weights: copied even on the CPU, where ``.cpu()`` would hand
+    back the live tensors that the next optimiser step changes in place."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

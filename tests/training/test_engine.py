@@ -135,6 +135,20 @@ def test_cpu_state_dict_detaches_every_tensor():
     assert torch.equal(state["weight"], model.weight.detach())
 
 
+def test_cpu_state_dict_is_a_snapshot_that_training_does_not_move():
+    """WiSE-FT keeps the starting weights this way: on the CPU, ``.cpu()`` returns the same
+    tensor, so without a copy the "start" followed every optimiser step and WiSE-FT averaged the
+    best epoch with the last one instead of with the probe."""
+    model = nn.Linear(2, 1)
+    state = engine.cpu_state_dict(model)
+    before = state["weight"].clone()
+
+    with torch.no_grad():
+        model.weight.add_(1.0)  # what optimizer.step() does, in place
+
+    assert torch.equal(state["weight"], before)
+
+
 def test_mix_up_blends_each_picture_with_the_one_whose_label_it_returns():
     torch.manual_seed(0)
     images, labels = torch.randn(6, 3, 4, 4), torch.arange(6)
