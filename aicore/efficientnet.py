@@ -65,3 +65,14 @@ class EfficientNetLite0(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:  # (B, 1280) -> (B, num_classes)
         """The classifier: :meth:`encode` followed by it is :meth:`forward`."""
         return self.net.classifier(features)
+
+    def early_layers(self, blocks: int) -> list[nn.Module]:
+        """The stem and the first ``blocks`` of the 7 block stages: what ``--freeze-blocks`` keeps.
+
+        Raises:
+            ValueError: for ``blocks`` outside 0..7.
+        """
+        if not 0 <= blocks <= len(self.net.blocks):
+            raise ValueError(f"EfficientNet-Lite0 has {len(self.net.blocks)} block stages, "
+                             f"got {blocks}")
+        return [self.net.conv_stem, self.net.bn1, *self.net.blocks[:blocks]]

@@ -32,6 +32,7 @@ class RunConfig:
     patience: int | None = None  # epochs without a better validation accuracy before stopping
     text_init: str | None = None
     frozen_bn: bool = False  # every batch norm in eval mode while training
+    mixup: float = 0.0  # the Beta parameter of mixup; 0 is off
 
     @classmethod
     def from_dict(cls, config: dict) -> RunConfig:

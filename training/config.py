@@ -56,6 +56,8 @@ class TrainConfig:
     head_init: str | None = None
     frozen_bn: bool | None = None
     wise_ft: bool | None = None
+    freeze_blocks: int | None = None
+    mixup: float | None = None
     # text and multimodal
     image_arch: str = "cnn"
     image_init: Path | None = None

@@ -80,10 +80,11 @@ def epoch_loader(dataset: Dataset, cfg: RunConfig, device: torch.device, epoch: 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: DataLoader,
                     device: torch.device, desc: str, dist_info: Dist = SINGLE,
-                    frozen_bn: bool = False) -> dict:
+                    frozen_bn: bool = False, mixup: float = 0.0) -> dict:
     """One pass over ``loader``, stepping the schedule every batch; returns mean loss, accuracy,
     image count (all processes together) and seconds. ``frozen_bn``: every batch norm keeps its
-    running statistics (eval mode), not only those of frozen layers."""
+    running statistics (eval mode), not only those of frozen layers. ``mixup``: the Beta(a, a)
+    parameter of mixup (0: off); accuracy then counts the larger share's label."""
     model.train()
     if frozen_bn:
         keep_batchnorm_eval(model)
@@ -94,8 +95,14 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     for images, labels in loader:
         images = images.to(device, non_blocking=True)  # (B, 3, S, S), or a text/listing batch
         labels = labels.to(device, non_blocking=True)  # (B,)
+        other, lam = labels, 1.0
+        if mixup > 0:
+            images, other, lam = mix_up(images, labels, mixup)
         logits = model(images)  # (B, num_classes)
         loss = criterion(logits, labels)
+        if lam < 1:  # mixup: the blend of both labels' losses
+            loss = lam * loss + (1 - lam) * criterion(logits, other)
+            labels = labels if lam >= 0.5 else other  # accuracy counts the larger share's label
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -109,6 +116,20 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     total_loss, correct, seen = distributed.sum_all([total_loss, correct, seen], dist_info, device)
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
             "images": int(seen), "seconds": seconds}
+
+
+def mix_up(images: torch.Tensor, labels: torch.Tensor, alpha: float) -> tuple:
+    """Mixup (Zhang et al., ICLR 2018): each picture blended with another of the batch.
+
+    ``lam ~ Beta(alpha, alpha)`` from torch's seeded generator (see :func:`epoch_loader`); the
+    batch becomes ``lam * x + (1 - lam) * x[perm]`` and its loss the same blend of the two labels'.
+
+    Returns:
+        ``(mixed images (B, 3, S, S), the other picture's labels (B,), lam)``.
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(images.size(0), device=images.device)
+    return lam * images + (1 - lam) * images[perm], labels[perm], lam
 
 
 @torch.inference_mode()
@@ -134,4 +155,6 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
 
 
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    """A CPU snapshot of ``model``'s weights: copied even on the CPU, where ``.cpu()`` would hand
+    back the live tensors that the next optimiser step changes in place."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

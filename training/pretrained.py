@@ -76,6 +76,28 @@ def freeze_backbone(model: nn.Module) -> None:
         param.requires_grad = name.startswith(model.head_prefix)
 
 
+def freeze_early_blocks(model: nn.Module, blocks: int) -> None:
+    """Keep the stem and the first ``blocks`` block stages at their pretrained weights.
+
+    Their parameters stop requiring gradients, so backpropagation ends at the first trained stage
+    (the early stages, at the highest resolutions, are most of the compute) and their batch norms
+    stay in eval mode (:func:`keep_frozen_batchnorm_eval`).
+
+    Raises:
+        UserError: for a model without block stages (EfficientNet-Lite0 has them) or ``blocks``
+            out of range.
+    """
+    if not hasattr(model, "early_layers"):
+        raise UserError(f"--freeze-blocks {blocks}: {type(model).__name__} has no block stages "
+                        "to freeze; it applies to efficientnet_lite0")
+    try:
+        layers = model.early_layers(blocks)
+    except ValueError as exc:
+        raise UserError(f"--freeze-blocks {blocks}: {exc}") from None
+    for layer in layers:
+        layer.requires_grad_(False)
+
+
 def keep_batchnorm_eval(model: nn.Module) -> None:
     """Put every batch-norm layer into eval mode (call after ``train()``): normalise with the
     pretrained running statistics and leave them unchanged; the affine parameters still train."""

@@ -43,6 +43,7 @@ FINETUNE = {
     "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
     "warmup_epochs": 1, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 2,
     "backbone_lr_scale": 1.0, "head_init": "probe", "frozen_bn": True, "wise_ft": True, "epochs": 6,
+    "freeze_blocks": 0, "mixup": 0.0,
 }
 # The recipe --pretrained gives an architecture when --recipe is not named.
 PRETRAINED_RECIPE = {"efficientnet_lite0": "finetune"}
@@ -52,6 +53,7 @@ RECIPES: dict[str, dict] = {
         "weight_decay": 0.05, "label_smoothing": 0.1, "schedule": "cosine",
         "warmup_epochs": 2, "step_size": 3, "gamma": 0.5, "augment": "crop", "patience": 10,
         "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
+        "freeze_blocks": 0, "mixup": 0.0,
     },
     "finetune": FINETUNE,
     "seed": {
@@ -59,12 +61,14 @@ RECIPES: dict[str, dict] = {
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "step",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "affine", "patience": 0,
         "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
+        "freeze_blocks": 0, "mixup": 0.0,
     },
     "plain": {
         "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant",
         "warmup_epochs": 0, "step_size": 3, "gamma": 0.5, "augment": "flip", "patience": 0,
         "backbone_lr_scale": 1.0, "head_init": "new", "frozen_bn": False, "wise_ft": False, "epochs": 10,
+        "freeze_blocks": 0, "mixup": 0.0,
     },
 }
 RECIPE_OPTIONS = tuple(RECIPES["default"])
@@ -131,6 +135,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "ones (WiSE-FT), the fine-tune's weight in {0, 0.25, 0.5, 0.75} chosen "
                             "on validation, kept only if better there; needs --pretrained "
                             "(default: the recipe's)")
+    group.add_argument("--freeze-blocks", type=int, default=None, metavar="N",
+                       help="efficientnet_lite0 --pretrained: the stem and the first N of the 7 "
+                            "block stages keep their ImageNet weights; only the later stages, "
+                            "conv_head and the head train (default: the recipe's)")
+    group.add_argument("--mixup", type=non_negative_float, default=None, metavar="ALPHA",
+                       help="image models: blend each training picture with another of its batch "
+                            "(mixup, weight ~ Beta(ALPHA, ALPHA)) and their labels' losses; 0 "
+                            "is off (default: the recipe's)")
     group.add_argument("--patience", type=int, default=None,
                        help="stop after this many epochs without a better validation accuracy; "
                             "0 never stops early (default: the recipe's)")
@@ -170,6 +182,12 @@ def check(config: dict) -> str | None:
         return "--head-init probe needs --pretrained: a probe of random features teaches nothing"
     if config["wise_ft"] and not config.get("pretrained"):
         return "--wise-ft needs --pretrained: it averages with the pretrained starting weights"
+    if config["freeze_blocks"] and not config.get("pretrained"):
+        return "--freeze-blocks needs --pretrained: frozen random stages cannot learn features"
+    if config["freeze_blocks"] < 0:
+        return f"--freeze-blocks must be 0 or more, got {config['freeze_blocks']}"
+    if config["mixup"] and config.get("model") in TEXT_ARCHS:
+        return f"--mixup blends pictures: --model {config['model']} has text input; leave it at 0"
     if not 0 <= config["label_smoothing"] < 1:
         return f"--label-smoothing must be in [0, 1), got {config['label_smoothing']}"
     return None

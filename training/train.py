@@ -39,7 +39,7 @@ from training.listing_data import build_dataset
 from training.distributed import SINGLE, Dist
 from training.engine import (DEFAULT_WORKERS, cpu_state_dict, epoch_loader, evaluate, make_loader,
                              resolve_device, seed_everything, train_one_epoch)
-from training.pretrained import freeze_backbone, load_imagenet_weights
+from training.pretrained import freeze_backbone, freeze_early_blocks, load_imagenet_weights
 from training.probe import init_head_from_probe
 from training.wise import average_with_start
 from training.run_state import RunState
@@ -196,14 +196,21 @@ def start_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
         init_image_encoder(model, Path(config["image_init"]), config["image_arch"])
     if config.get("text_init"):
         init_text_encoder(model, Path(config["text_init"]))
-    if config["freeze_backbone"]:
-        freeze_backbone(model)
+    freeze(model, config)
     start = cpu_state_dict(model) if config["wise_ft"] else None  # WiSE-FT's other end
     distributed.barrier(dist_info)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_files(run_dir, config, split)
     return RunState(run_dir, config, data, split, model, margs, dist=dist_info, start_weights=start)
+
+
+def freeze(model: nn.Module, config: dict) -> None:
+    """Stop the gradients of what ``--freeze-backbone`` or ``--freeze-blocks`` keeps pretrained."""
+    if config["freeze_backbone"]:
+        freeze_backbone(model)
+    if config.get("freeze_blocks"):  # a config from before the option has none
+        freeze_early_blocks(model, config["freeze_blocks"])
 
 
 def resolved_config(args: argparse.Namespace, data: CleanDataset) -> dict:
@@ -244,8 +251,7 @@ def resume_run(args: argparse.Namespace, dist_info: Dist = SINGLE) -> RunState:
                        f"{saved_names}; resume with the run's dataset")
     model = build_model(**margs)
     model.load_state_dict(ckpt["model"])
-    if config["freeze_backbone"]:
-        freeze_backbone(model)
+    freeze(model, config)
     if dist_info.is_main:
         atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return RunState(run_dir, config, data, load_split(run_dir / SPLIT_FILE), model, margs,
@@ -300,7 +306,7 @@ def fit(state: RunState, device: torch.device, writer: SummaryWriter | None) -> 
         loader = epoch_loader(train_ds, cfg, device, epoch, dist_info)
         lr = state.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(net, criterion, state.optimizer, state.scheduler, loader, device,
-                                f"epoch {epoch}/{cfg.epochs}", dist_info, cfg.frozen_bn)
+                                f"epoch {epoch}/{cfg.epochs}", dist_info, cfg.frozen_bn, cfg.mixup)
         # The plain module, not DDP: shards may differ by a batch, DDP's forward would wait.
         val = evaluate(state.model, val_loader, device, dist_info)
         images, seconds = images + train["images"], seconds + train["seconds"]

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -132,3 +133,46 @@ def test_cpu_state_dict_detaches_every_tensor():
     assert set(state) == {"weight", "bias"}
     assert all(not t.requires_grad and t.device == CPU for t in state.values())
     assert torch.equal(state["weight"], model.weight.detach())
+
+
+def test_cpu_state_dict_is_a_snapshot_that_training_does_not_move():
+    """WiSE-FT keeps the starting weights this way: on the CPU, ``.cpu()`` returns the same
+    tensor, so without a copy the "start" followed every optimiser step and WiSE-FT averaged the
+    best epoch with the last one instead of with the probe."""
+    model = nn.Linear(2, 1)
+    state = engine.cpu_state_dict(model)
+    before = state["weight"].clone()
+
+    with torch.no_grad():
+        model.weight.add_(1.0)  # what optimizer.step() does, in place
+
+    assert torch.equal(state["weight"], before)
+
+
+def test_mix_up_blends_each_picture_with_the_one_whose_label_it_returns():
+    torch.manual_seed(0)
+    images, labels = torch.randn(6, 3, 4, 4), torch.arange(6)
+
+    mixed, other, lam = engine.mix_up(images, labels, 0.4)
+
+    assert 0 < lam < 1 and sorted(other.tolist()) == list(range(6))  # a permutation of the batch
+    assert torch.allclose(mixed, lam * images + (1 - lam) * images[other])
+
+
+def test_train_one_epoch_with_mixup_blends_the_losses_of_both_labels(monkeypatch):
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    loader = engine.make_loader(TensorDataset(x, y), 4, 0, CPU)
+    flipped = torch.tensor([1, 0, 1, 0])  # every picture mixed with one of the other class
+    monkeypatch.setattr(engine, "mix_up", lambda images, labels, alpha: (images, flipped, 0.75))
+
+    result = engine.train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, CPU,
+                                    "t", mixup=0.4)
+
+    with torch.no_grad():
+        logits = model(x)
+        expected = 0.75 * F.cross_entropy(logits, y) + 0.25 * F.cross_entropy(logits, flipped)
+    assert result["loss"] == pytest.approx(expected.item(), rel=1e-5)

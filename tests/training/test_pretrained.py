@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchvision.models import resnet50 as tv_resnet50
 from aicore.models import build_model
 from common.cli import UserError
-from training.pretrained import (freeze_backbone, keep_frozen_batchnorm_eval,
+from training.pretrained import (freeze_backbone, freeze_early_blocks, keep_frozen_batchnorm_eval,
                                  load_imagenet_weights, weights_cache_path)
 from training.recipes import RECIPES, make_optimizer
 
@@ -108,3 +108,33 @@ def test_unfrozen_model_keeps_batchnorm_training() -> None:
     model.train()
     keep_frozen_batchnorm_eval(model)
     assert model.bn1.training and model.layer4[2].bn3.training
+
+
+def test_freeze_early_blocks_trains_only_the_later_stages_and_keeps_their_statistics() -> None:
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", num_classes=3)
+    torch.nn.init.normal_(model.net.classifier.weight)  # a zero head sends no gradient back
+    freeze_early_blocks(model, 5)
+    trainable = {n.split(".")[1] + ("." + n.split(".")[2] if n.startswith("net.blocks") else "")
+                 for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"blocks.5", "blocks.6", "conv_head", "bn2", "classifier"}
+    optimizer = make_optimizer(model, CONFIG)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    keep_frozen_batchnorm_eval(model)
+    assert not model.net.bn1.training and not model.net.blocks[4][0].bn1.training
+    assert model.net.blocks[5][0].bn1.training
+    F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0])).backward()
+    optimizer.step()
+    changed = {k for k in before if not torch.equal(before[k], model.state_dict()[k])}
+    assert not any(k.startswith(("net.conv_stem", "net.bn1", "net.blocks.4.")) for k in changed)
+    assert "net.blocks.5.0.conv_pw.weight" in changed and "net.conv_head.weight" in changed
+
+
+@pytest.mark.parametrize("arch, blocks, message", [
+    ("resnet50", 2, "ResNet50Classifier has no block stages"),
+    ("efficientnet_lite0", 8, "has 7 block stages, got 8"),
+])
+def test_freeze_early_blocks_refuses_what_it_cannot_freeze(arch: str, blocks: int, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        freeze_early_blocks(build_model(arch, num_classes=3), blocks)

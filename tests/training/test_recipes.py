@@ -91,6 +91,9 @@ def test_default_is_adamw_and_sgd_nesterov_is_built_when_asked() -> None:
     ({"patience": -1}, "must be 0 or more"),
     ({"head_init": "probe"}, "--head-init probe needs --pretrained"),
     ({"wise_ft": True}, "--wise-ft needs --pretrained"),
+    ({"freeze_blocks": 5}, "--freeze-blocks needs --pretrained"),
+    ({"freeze_blocks": -1, "pretrained": True}, "--freeze-blocks must be 0 or more"),
+    ({"mixup": 0.2, "model": "text"}, "--mixup blends pictures: --model text"),
 ])
 def test_check_names_the_impossible_combination(overrides: dict, message: str) -> None:
     assert message in recipes.check(config(**overrides))

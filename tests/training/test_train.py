@@ -304,6 +304,23 @@ def test_train_efficientnet_lpft_starts_from_the_probe_with_frozen_bn_statistics
     assert trained["net.classifier.weight"].abs().sum() > 0
 
 
+def test_train_efficientnet_freeze_blocks_keeps_the_early_stages(data3: Path, tmp_path: Path) -> None:
+    """--freeze-blocks 5: the stem and blocks 0-4 stay ImageNet's; block 6 and conv_head train;
+    a resumed run keeps them frozen."""
+    out = tmp_path / "run"
+    args = ("--model", "efficientnet_lite0", "--pretrained", "--freeze-blocks", "5", "--no-wise-ft",
+            "--data", str(data3), "--batch-size", "4", "--limit-train", "8", "--image-size", "32",
+            "--workers", "0")
+    train(*args, "--out", str(out), "--epochs", "1")
+    train(*args, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
+    imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
+    trained = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    assert json.loads((out / "config.json").read_text())["freeze_blocks"] == 5
+    assert torch.equal(trained["net.conv_stem.weight"], imagenet["_conv_stem.weight"])
+    assert torch.equal(trained["net.blocks.4.2.conv_pwl.weight"], imagenet["_blocks.10._project_conv.weight"])
+    assert not torch.equal(trained["net.conv_head.weight"], imagenet["_conv_head.weight"])
+
+
 def test_train_refuses_a_probe_head_without_pretrained_weights(data3: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--head-init probe needs --pretrained"):
         train("--model", "efficientnet_lite0", "--head-init", "probe", "--data", str(data3),
