@@ -450,4 +450,7 @@ async function start() {
   document.body.dataset.ready = "true"; // the page finished asking the proxy what it offers
 }
 
-start();
+// Every deferred script (sell.js, buy_feed.js) has run before DOMContentLoaded; starting on it
+// means start() never reaches BuyFeed or sell.js's listener before they exist (a fast
+// /capabilities answer could beat a slow buy_feed.js download: "BuyFeed is not defined").
+document.addEventListener("DOMContentLoaded", start);
