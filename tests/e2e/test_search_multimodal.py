@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search import build, layout
 from search.encoder import text_encoder_embedder
 from search.engine import SearchEngine
 from serving import ctl
@@ -24,11 +23,8 @@ START_TIMEOUT_S = 180.0
 def multimodal_index(search_index: Path, serving_runs: dict[str, Path],
                      tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The e2e listings dataset indexed by the serving CNN with the text encoder's vectors."""
-    data = layout.read_meta(layout.current_generation(search_index))["data"]
-    out = tmp_path_factory.mktemp("search_multimodal_e2e") / "index"
-    build.main(build.get_args_parser().parse_args(
-        ["--data", data, "--run", str(serving_runs["cnn"]), "--out", str(out), "--no-progress"]))
-    return out
+    return e2e.index_of_run(search_index, serving_runs["cnn"],
+                            tmp_path_factory.mktemp("search_multimodal_e2e") / "index")
 
 
 @pytest.fixture(scope="module")

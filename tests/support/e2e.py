@@ -93,6 +93,17 @@ def build_store(runs: dict[str, Path], out: Path) -> Path:
     return out
 
 
+def index_of_run(search_index: Path, run: Path, out: Path) -> Path:
+    """The listings dataset of the session's ``search_index`` indexed by ``run`` into ``out``
+    (``search.build --run``, text vectors included where the run is an image one)."""
+    from search import build, layout
+
+    data = layout.read_meta(layout.current_generation(search_index))["data"]
+    build.main(build.get_args_parser().parse_args(
+        ["--data", data, "--run", str(run), "--out", str(out), "--no-progress"]))
+    return out
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct loopback ports that were free a moment ago."""
     sockets = []
