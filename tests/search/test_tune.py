@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,18 +56,25 @@ def test_engine_fuses_with_the_requested_weights(text_search_index):
     assert top.score == pytest.approx(0.25 / (5 + top.dense_rank) + 1.0 / (5 + top.lexical_rank))
 
 
-@pytest.fixture
-def tuned_index(text_search_index, tmp_path):
+def tune_a_copy(source: Path, tmp_path: Path, *options: str) -> tuple[Path, dict]:
+    """``search.tune`` of a copy of the index ``source`` on two dev queries; (copy, report)."""
     index = tmp_path / "index"
-    shutil.copytree(text_search_index["index"], index)
+    shutil.copytree(source, index)
     # "kettle" wants the kettles; "vintage" (one per category) was asked by a clothes shopper
     (tmp_path / "dev.tsv").write_text("k\tkettle\t\nv\tvintage\tprod-02-003,prod-02-004\n")
     (tmp_path / "dev.qrels").write_text("".join(f"k 0 prod-00-{p:03d} 2\n" for p in range(6))
                                         + "v 0 prod-02-001 2\n")
     args = tune.get_args_parser().parse_args(
         ["--index", str(index), "--queries", str(tmp_path / "dev.tsv"),
-         "--qrels", str(tmp_path / "dev.qrels"), "--json", str(tmp_path / "tune.json")])
-    return index, tune.main(args), text_search_index
+         "--qrels", str(tmp_path / "dev.qrels"), *options])
+    return index, tune.main(args)
+
+
+@pytest.fixture
+def tuned_index(text_search_index, tmp_path):
+    index, report = tune_a_copy(text_search_index["index"], tmp_path,
+                                "--json", str(tmp_path / "tune.json"))
+    return index, report, text_search_index
 
 
 def test_tune_stores_the_chosen_ranking_in_a_new_generation(tuned_index):
@@ -168,15 +176,9 @@ def test_a_personalised_query_fuses_with_its_own_dense_weight(text_search_index)
 
 @pytest.fixture
 def tuned_multimodal_index(multimodal_search_index, tmp_path):
-    index = tmp_path / "index"
-    shutil.copytree(multimodal_search_index["index"], index)
-    (tmp_path / "dev.tsv").write_text("k\tkettle\t\nv\tvintage\tprod-02-003,prod-02-004\n")
-    (tmp_path / "dev.qrels").write_text("".join(f"k 0 prod-00-{p:03d} 2\n" for p in range(6))
-                                        + "v 0 prod-02-001 2\n")
-    args = tune.get_args_parser().parse_args(
-        ["--index", str(index), "--queries", str(tmp_path / "dev.tsv"),
-         "--qrels", str(tmp_path / "dev.qrels"), "--dry-run", "--json", str(tmp_path / "t.json")])
-    return index, tune.main(args), json.loads((tmp_path / "t.json").read_text())
+    index, report = tune_a_copy(multimodal_search_index["index"], tmp_path,
+                                "--dry-run", "--json", str(tmp_path / "t.json"))
+    return index, report, json.loads((tmp_path / "t.json").read_text())
 
 
 def test_tune_of_three_retrievers_weighs_text_dense_and_never_loses_to_any(tuned_multimodal_index):
