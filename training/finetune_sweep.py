@@ -170,9 +170,9 @@ def fine_tune(data: CleanDataset, acts: torch.Tensor, labels: torch.Tensor,
     seed_everything(seed)
     model = EfficientNetLite0(len(data.class_names))
     load_efficientnet_weights(model, True)
-    model.requires_grad_(False)
+    model.requires_grad_(False)  # the stem and the first `blocks` stages: in the cache
     trained = Trained(model, blocks)
-    trained.requires_grad_(True)
+    trained.layers.requires_grad_(True)
     model.net.classifier.requires_grad_(True)
     loaders = {name: make_loader(Activations(acts[rows[name]], labels[rows[name]], False),
                                  256, 0, torch.device("cpu")) for name in SPLITS}

@@ -80,3 +80,22 @@ def test_a_bad_setting_is_named(text: str, named: str) -> None:
 def test_freeze_blocks_out_of_range_is_refused(data: Path) -> None:
     with pytest.raises(UserError, match="--freeze-blocks must be 0..7"):
         sweep("--data", str(data), "--freeze-blocks", "8")
+
+
+def test_only_the_stages_after_the_frozen_ones_train(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimiser gets stages K.. , conv_head, bn2 and the head: nothing of the cached stages."""
+    import training.finetune_sweep as sweep_module
+    seen = []
+    real = sweep_module.make_optimizer
+
+    def recording(model: torch.nn.Module, config: dict) -> torch.optim.Optimizer:
+        seen.extend(n for n, p in model.named_parameters() if p.requires_grad)
+        return real(model, config)
+
+    monkeypatch.setattr(sweep_module, "make_optimizer", recording)
+    sweep("--data", str(data), "--seeds", "0", "--freeze-blocks", "5", "--setting", "epochs=1")
+    trained = ("model.net.blocks.5.", "model.net.blocks.6.", "model.net.conv_head.",
+               "model.net.bn2.", "model.net.classifier.")
+    assert {next(p for p in trained if n.startswith(p)) for n in seen if n.startswith(trained)} \
+        == set(trained)
+    assert [n for n in seen if not n.startswith(trained)] == []
