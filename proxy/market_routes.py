@@ -144,7 +144,7 @@ async def create_listing(
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 
 
-@router.patch("/listings/{listing_id}", response_model=SellerListing, responses=WRITE_ERRORS,
+@router.patch("/listings/{listing_id:path}", response_model=SellerListing, responses=WRITE_ERRORS,
               summary="Edit a listing, or mark it sold")
 async def edit_listing(listing_id: str, patch: ListingPatch, request: Request, seller: Seller,
                        market: MarketDep, engine: Engine, torchserve: TorchServe,
@@ -184,7 +184,7 @@ async def edit_listing(listing_id: str, patch: ListingPatch, request: Request, s
     return _public(updated)
 
 
-@router.delete("/listings/{listing_id}", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/listings/{listing_id:path}", status_code=status.HTTP_204_NO_CONTENT,
                responses=WRITE_ERRORS, summary="Delete a listing")
 async def delete_listing(listing_id: str, request: Request, seller: Seller,
                          market: MarketDep) -> Response:
