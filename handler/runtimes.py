@@ -98,10 +98,16 @@ def export_onnx(model: nn.Module, image_size: int, path: Path) -> None:
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.onnx.export(
-        _LogitsAndEmbedding(model.eval()), (example,), str(path), dynamo=False,
-        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=ONNX_OPSET,
-        dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}})
+    # The exporter puts the module it is given back in that module's mode afterwards: the wrapper
+    # is built in training mode, so without the .eval() the caller's model came back training.
+    training = model.training
+    try:
+        torch.onnx.export(
+            _LogitsAndEmbedding(model).eval(), (example,), str(path), dynamo=False,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=ONNX_OPSET,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}})
+    finally:
+        model.train(training)
 
 
 def _batches(paths: list[Path], image_size: int) -> list[torch.Tensor]:

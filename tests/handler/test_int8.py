@@ -53,3 +53,41 @@ def test_quantize_leaves_exactly_the_recipes_roles_in_fp32(effnet_onnx, tmp_path
     assert quantised and not kept & quantised
     assert len(quantised) == sum(1 for n in onnx.load(str(out)).graph.node
                                  if n.op_type in ("Conv", "Gemm")) - len(kept)
+
+
+def pad_sizes(path: Path, image: torch.Tensor) -> list[list[int]]:
+    """The ``pads`` every Pad node of the graph at ``path`` computes for ``image``."""
+    import onnxruntime
+
+    model = onnx.load(str(path))
+    pads = [node.input[1] for node in model.graph.node if node.op_type == "Pad"]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None)
+                              for name in pads)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = session.run(pads, {session.get_inputs()[0].name: image.numpy()})
+    return [list(map(int, out)) for out in outputs]
+
+
+def test_quantize_leaves_tf_same_padding_sizes_exact(tmp_path: Path) -> None:
+    # TF "same" padding computes each Pad's sizes from the input's shape in float ops; quantised
+    # like activations, they rounded a pixel off and the int8 feature maps changed size.
+    # 224 px: the input whose padding arithmetic spans the widest ranges (pads up to 113).
+    torch.manual_seed(0)
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(EfficientNetLite0(3).eval(), 224, fp32)
+    calibration = [torch.randn(2, 3, 224, 224)]
+    out = tmp_path / "int8.onnx"
+    record = quantize_int8(fp32, out, calibration)
+    assert record["shape_nodes"] > 0
+    image = torch.randn(1, 3, 224, 224)
+    expected = pad_sizes(fp32, image)
+    assert len(expected) == 5  # the stem and the four stride-2 depthwise convolutions
+    assert pad_sizes(out, image) == expected
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_export_leaves_the_models_mode_as_it_was(tmp_path: Path, training: bool) -> None:
+    # An eval model came back in training mode (dropout, batch statistics) after export.
+    model = EfficientNetLite0(3).train(training)
+    export_onnx(model, SIZE, tmp_path / "fp32.onnx")
+    assert {m.training for m in model.modules()} == {training}
