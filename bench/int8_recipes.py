@@ -31,6 +31,7 @@ RECIPES = {
     "percentile": Int8Recipe(method="Percentile"),
     "entropy": Int8Recipe(method="Entropy"),
     "fp32-stem-head": Int8Recipe(keep_fp32=("stem", "head")),
+    "fp32-stem-head-percentile": Int8Recipe(method="Percentile", keep_fp32=("stem", "head")),
     "fp32-depthwise": Int8Recipe(keep_fp32=("depthwise",)),
     "pointwise-only": Int8Recipe(keep_fp32=("depthwise", "stem", "head")),
     "pointwise-only-percentile": Int8Recipe(method="Percentile", keep_fp32=("depthwise", "stem", "head")),
