@@ -37,6 +37,9 @@ RECIPES = {
     "pointwise-only-percentile": Int8Recipe(method="Percentile", keep_fp32=("depthwise", "stem", "head")),
     "conv-only": Int8Recipe(op_types=("Conv",)),
     "conv-only-percentile": Int8Recipe(method="Percentile", op_types=("Conv",)),
+    # diagnoses, not runtimes: which rounding, the activations' or the weights', loses answers
+    "a16w8": Int8Recipe(activation_bits=16),
+    "a8w16": Int8Recipe(weight_bits=16),
 }
 SPEED_BATCH = 4  # config.properties' batch size for the image models
 SPEED_SECONDS = 5.0  # per recipe: long enough to average over a busy machine's bursts

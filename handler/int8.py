@@ -40,11 +40,19 @@ class Int8Recipe:
     # ONNX op types to quantise (None: every op ONNX Runtime can); ("Conv",) keeps the residual
     # Adds, the pooling and the classifier's input in fp32
     op_types: tuple[str, ...] | None = None
+    # Bits of the activations and the weights: 16 is a diagnosis, not a runtime (ONNX Runtime's
+    # CPU kernels run 16-bit QDQ in fp32): which of the two roundings loses the answers.
+    activation_bits: int = 8
+    weight_bits: int = 8
+
+    def __post_init__(self) -> None:
+        if {self.activation_bits, self.weight_bits} - {8, 16}:
+            raise ValueError(f"bits must be 8 or 16, got A{self.activation_bits}W{self.weight_bits}")
 
     def describe(self) -> str:
         kept = "+".join(self.keep_fp32) or "nothing"
         ops = "+".join(self.op_types) if self.op_types else "all ops"
-        return f"{self.method}, {ops}, fp32: {kept}"
+        return f"{self.method}, {ops}, fp32: {kept}, A{self.activation_bits}W{self.weight_bits}"
 
 
 DEFAULT_RECIPE = Int8Recipe()
@@ -109,13 +117,17 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tenso
     roles = conv_roles(onnx.load(str(prepared)))
     excluded = [name for role in recipe.keep_fp32 for name in roles[role]]
     sizes = shape_arithmetic(onnx.load(str(prepared)))
+    wide = 16 in (recipe.activation_bits, recipe.weight_bits)
     quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    calibrate_method=getattr(CalibrationMethod, recipe.method),
+                    activation_type=QuantType.QUInt16 if recipe.activation_bits == 16 else QuantType.QUInt8,
+                    weight_type=QuantType.QInt16 if recipe.weight_bits == 16 else QuantType.QInt8,
+                    per_channel=True, calibrate_method=getattr(CalibrationMethod, recipe.method),
                     nodes_to_exclude=excluded + sizes,
-                    op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None)
+                    op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
+                    extra_options={"UseQDQContribOps": wide})  # 16-bit Q/DQ: com.microsoft ops
     prepared.unlink()
-    return {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8 per-tensor",
+    return {"format": "QDQ", "weights": f"int{recipe.weight_bits} per-channel",
+            "activations": f"uint{recipe.activation_bits} per-tensor",
             "method": recipe.method, "fp32_nodes": sorted(recipe.keep_fp32),
             "op_types": list(recipe.op_types) if recipe.op_types else "all",
             "fp32_node_count": len(excluded), "shape_nodes": len(sizes),

@@ -91,3 +91,25 @@ def test_export_leaves_the_models_mode_as_it_was(tmp_path: Path, training: bool)
     model = EfficientNetLite0(3).train(training)
     export_onnx(model, SIZE, tmp_path / "fp32.onnx")
     assert {m.training for m in model.modules()} == {training}
+
+
+@pytest.mark.parametrize("bits", [(16, 8), (8, 16)])
+def test_sixteen_bit_diagnosis_recipes_quantise_with_those_widths(effnet_onnx, tmp_path: Path, bits) -> None:
+    from onnx import numpy_helper
+
+    _, path = effnet_onnx
+    activations, weights = bits
+    out = tmp_path / "int16.onnx"
+    record = quantize_int8(path, out, [torch.randn(4, 3, SIZE, SIZE)],
+                           Int8Recipe(activation_bits=activations, weight_bits=weights))
+    assert record["activations"] == f"uint{activations} per-tensor"
+    assert record["weights"] == f"int{weights} per-channel"
+    graph = onnx.load(str(out)).graph
+    dtypes = {numpy_helper.to_array(t).dtype.name for t in graph.initializer}
+    assert f"int{weights}" in dtypes and f"uint{activations}" in dtypes  # weights and zero points
+    assert {f"int{24 - weights}", f"uint{24 - activations}"}.isdisjoint(dtypes)
+
+
+def test_recipe_refuses_other_widths() -> None:
+    with pytest.raises(ValueError, match="8 or 16"):
+        Int8Recipe(weight_bits=4)
