@@ -53,7 +53,10 @@ CREATE TABLE IF NOT EXISTS listings (
     model TEXT,                 -- SHA-256 of the weights that computed vector
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    version INTEGER NOT NULL    -- 1 at creation, +1 per edit
+    version INTEGER NOT NULL,   -- 1 at creation, +1 per edit
+    text_vector BLOB,           -- float32 unit vector of the title + description by the index's
+                                -- text encoder (an index with text vectors); NULL: none
+    text_model TEXT             -- SHA-256 of the encoder's weights that computed text_vector
 );
 CREATE INDEX IF NOT EXISTS listings_seller ON listings(seller_id);
 CREATE TABLE IF NOT EXISTS changes (
@@ -69,6 +72,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 """
 FIELDS = ("title", "description", "price", "location", "category", "status")
+# Columns added to ``listings`` after stores were first written: (name, type), added in order to
+# a store that lacks them when it is opened (SQLite's ADD COLUMN: no rewrite, old rows NULL).
+ADDED_COLUMNS = (("text_vector", "BLOB"), ("text_model", "TEXT"))
 
 
 @dataclass
@@ -89,6 +95,8 @@ class StoredListing:
     created: float
     updated: float
     version: int
+    text_vector: bytes | None = None
+    text_model: str | None = None
 
     def public(self) -> dict:
         """What the seller's API shows (no vector)."""
@@ -109,6 +117,8 @@ class NewListing:
     photos: list[str] = field(default_factory=list)
     vector: bytes | None = None
     model: str | None = None
+    text_vector: bytes | None = None
+    text_model: str | None = None
 
 
 class MarketStore:
@@ -118,6 +128,15 @@ class MarketStore:
         self.path = Path(path)
         self._local = threading.local()
         self._db().executescript(SCHEMA)  # idempotent; executescript commits on its own
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring a store written by an earlier release up to :data:`ADDED_COLUMNS`."""
+        with self._write() as db:  # one writer: two processes opening an old store add once
+            have = {row["name"] for row in db.execute("PRAGMA table_info(listings)")}
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE listings ADD COLUMN {name} {kind}")
 
     @classmethod
     def open(cls, state_dir: Path) -> MarketStore:
@@ -194,10 +213,13 @@ class MarketStore:
                     first = json.loads(row["answer"])
                     return first["id"], first
             answer = {"id": listing_id, **answer, "url": f"/listings/{listing_id}"}
-            db.execute("INSERT INTO listings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO listings (id, seller_id, title, description, price, location, "
+                       "category, status, photos, vector, model, created, updated, version, "
+                       "text_vector, text_model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (listing_id, seller_id, listing.title, listing.description, listing.price,
                         listing.location, listing.category, "active", json.dumps(listing.photos),
-                        listing.vector, listing.model, now, now, 1))
+                        listing.vector, listing.model, now, now, 1, listing.text_vector,
+                        listing.text_model))
             db.execute("INSERT INTO changes (listing_id) VALUES (?)", (listing_id,))
             if idempotency_key is not None:
                 db.execute("INSERT INTO idempotency VALUES (?,?,?,?)",
@@ -205,10 +227,11 @@ class MarketStore:
         return listing_id, answer
 
     def update_listing(self, listing_id: str, changes: dict, vector: bytes | None = None,
-                       model: str | None = None) -> StoredListing | None:
-        """Apply ``changes`` (a subset of :data:`FIELDS`; with a new ``vector`` when the text
-        that made it changed) in one transaction with its change row; None when the listing is
-        gone (deleted meanwhile)."""
+                       model: str | None = None, text_vector: bytes | None = None,
+                       text_model: str | None = None) -> StoredListing | None:
+        """Apply ``changes`` (a subset of :data:`FIELDS`; with a new ``vector`` and
+        ``text_vector`` when the text that made them changed) in one transaction with its change
+        row; None when the listing is gone (deleted meanwhile)."""
         unknown = set(changes) - set(FIELDS)
         if unknown:
             raise ValueError(f"not listing fields: {sorted(unknown)}")
@@ -217,6 +240,9 @@ class MarketStore:
         if vector is not None:
             sets += ["vector = ?", "model = ?"]
             values += [vector, model]
+        if text_vector is not None:
+            sets += ["text_vector = ?", "text_model = ?"]
+            values += [text_vector, text_model]
         with self._write() as db:
             updated = db.execute(
                 f"UPDATE listings SET {', '.join(sets + ['updated = ?', 'version = version + 1'])}"

@@ -22,7 +22,7 @@ from common.codec import ModelRequest
 from market.photos import PhotoStore
 from market.ratelimit import RateLimiter, retry_after
 from market.store import MarketStore, StoredListing
-from proxy.search_routes import query_vector
+from proxy.search_routes import predict_text, query_vector
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from search import SearchEngine
@@ -89,10 +89,12 @@ class StoreFeed:
 
     def _live(self, listing: StoredListing) -> LiveListing:
         vector = None if listing.vector is None else np.frombuffer(listing.vector, np.float32)
+        text_vector = (None if listing.text_vector is None
+                       else np.frombuffer(listing.text_vector, np.float32))
         return LiveListing(listing.id, listing.title, listing.description, listing.price,
                            listing.location, listing.category, tuple(listing.photos),
                            tuple(self.market.photos.path(name) for name in listing.photos),
-                           vector, listing.model)
+                           vector, listing.model, text_vector, listing.text_model)
 
 
 def make_live(market: Market) -> LiveOverlay:
@@ -170,6 +172,18 @@ async def listing_vector(torchserve: TorchServeClient, engine: SearchEngine, mod
     predictions = await asyncio.gather(*(torchserve.predict(model, r) for r in requests))
     vectors = [query_vector(p.embedding, engine, model) for p in predictions]  # (D,) each
     return normalise(np.mean(vectors, axis=0))
+
+
+async def listing_text_vector(torchserve: TorchServeClient, engine: SearchEngine, title: str,
+                              description: str) -> np.ndarray | None:
+    """The listing's title + description by the index's text encoder (the served ``query``
+    model), as the index build embedded every listing's; None when the index has no text
+    vectors. 503 when the encoder is not served (the index's text search needs it too)."""
+    encoder = engine.info.text_encoder
+    if encoder is None or engine.text_vectors is None:
+        return None
+    prediction = await predict_text(torchserve, encoder.served_model, title, description)
+    return query_vector(prediction.embedding, engine, encoder.served_model, engine.text_vectors.dim)
 
 
 async def suggest(torchserve: TorchServeClient, settings: Settings, title: str,

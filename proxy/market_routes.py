@@ -22,7 +22,8 @@ from common.prices import parse_price
 from market.photos import clean_photo
 from market.store import NewListing, StoredListing
 from proxy.deps import AppSettings, Engine, TorchServe, error_doc
-from proxy.market import MarketDep, Seller, client_address, limit, listing_vector, suggest
+from proxy.market import (MarketDep, Seller, client_address, limit, listing_text_vector,
+                          listing_vector, suggest)
 from proxy.market_schemas import (CreatedListing, FieldError, ListingPatch, SellerIn,
                                   SellerListing, SellerListings, SellerToken)
 from proxy.search_routes import SEARCH_ERRORS, check_served_model
@@ -133,10 +134,10 @@ async def create_listing(
     if chosen is None:
         raise _field("category", "no model is served to suggest one: send a category, one of "
                      f"{', '.join(engine.categories)}")
-    vector, model = await _vector(request, torchserve, engine, settings, title, description, cleaned)
+    vectors = await _vectors(request, torchserve, engine, settings, title, description, cleaned)
     names = [await run_in_threadpool(market.photos.write, photo) for photo in cleaned]
     new = NewListing(title, description, fields["price"], fields["location"], chosen, names,
-                     vector, model)
+                     **vectors)
     _, answer = await run_in_threadpool(market.store.create_listing, seller, new,
                                         {"category": chosen, "suggested": suggested},
                                         idempotency_key)
@@ -168,15 +169,16 @@ async def edit_listing(listing_id: str, patch: ListingPatch, request: Request, s
         changes["location"] = _location(engine, changes["location"])
     if "category" in changes:
         changes["category"] = _category(engine, changes["category"], {})
-    vector = model = None
-    if TEXT in engine.modalities and ({"title", "description"} & set(changes)):
-        photos = [await run_in_threadpool(market.photos.path(name).read_bytes)
-                  for name in listing.photos]
-        vector, model = await _vector(request, torchserve, engine, settings,
-                                      changes.get("title", listing.title),
-                                      changes.get("description", listing.description), photos)
-    updated = await run_in_threadpool(market.store.update_listing, listing_id, changes, vector,
-                                      model)
+    vectors: dict = {}
+    if {"title", "description"} & set(changes):  # the vectors the text made are made again
+        # the index's model only where it reads the text (a photo index's vector stays)
+        photos = ([await run_in_threadpool(market.photos.path(name).read_bytes)
+                   for name in listing.photos] if TEXT in engine.modalities else None)
+        vectors = await _vectors(request, torchserve, engine, settings,
+                                 changes.get("title", listing.title),
+                                 changes.get("description", listing.description), photos)
+    updated = await run_in_threadpool(market.store.update_listing, listing_id, changes,
+                                      **vectors)
     if updated is None:  # deleted between the ownership check and the update
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no listing {listing_id[:100]!r}: it "
                             "was deleted")
@@ -254,16 +256,28 @@ async def _photos(uploads: list[UploadFile], limit_bytes: int) -> list[bytes]:
     return cleaned
 
 
-async def _vector(request: Request, torchserve: TorchServe, engine: SearchEngine,
-                  settings: AppSettings, title: str, description: str,
-                  photos: list[bytes]) -> tuple[bytes | None, str | None]:
-    """The listing's vector as stored (float32 bytes) and the weights' SHA-256 that made it."""
-    model = settings.search_model or engine.info.served_model
-    await check_served_model(request, torchserve, engine, model)
-    vector = await listing_vector(torchserve, engine, model, title, description, photos)
-    if vector is None:
-        return None, None
-    return vector.astype("float32").tobytes(), engine.info.model_sha256
+async def _vectors(request: Request, torchserve: TorchServe, engine: SearchEngine,
+                   settings: AppSettings, title: str, description: str,
+                   photos: list[bytes] | None) -> dict[str, bytes | str | None]:
+    """The listing's vectors as stored (float32 bytes), each with the SHA-256 of the weights
+    that made it: ``vector``/``model`` by the index's model (not asked when ``photos`` is None),
+    ``text_vector``/``text_model`` by the index's text encoder (an index with text vectors)."""
+    vectors: dict[str, bytes | str | None] = {}
+    if photos is not None:
+        model = settings.search_model or engine.info.served_model
+        await check_served_model(request, torchserve, engine, model)
+        vector = await listing_vector(torchserve, engine, model, title, description, photos)
+        vectors["vector"] = None if vector is None else vector.astype("float32").tobytes()
+        vectors["model"] = None if vector is None else engine.info.model_sha256
+    encoder = engine.info.text_encoder
+    if encoder is not None and engine.text_vectors is not None:
+        await check_served_model(request, torchserve, engine, encoder.served_model,
+                                 encoder.sha256, f"the text encoder {encoder.name}")
+        text_vector = await listing_text_vector(torchserve, engine, title, description)
+        assert text_vector is not None
+        vectors["text_vector"] = text_vector.astype("float32").tobytes()
+        vectors["text_model"] = encoder.sha256
+    return vectors
 
 
 async def _own(market: MarketDep, seller: str, listing_id: str) -> StoredListing:

@@ -275,7 +275,7 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
         assert encoder is not None
         await check_served_model(request, torchserve, engine, encoder.served_model,
                                  encoder.sha256, f"the text encoder {encoder.name}")
-        prediction = await _predict_text(torchserve, encoder.served_model, text)
+        prediction = await predict_text(torchserve, encoder.served_model, text)
         text_vector = query_vector(prediction.embedding, engine, encoder.served_model,
                                    engine.text_vectors.dim)
         embedding = QueryEmbedding(embedding.vector, text_vector,
@@ -283,11 +283,14 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
     return embedding
 
 
-async def _predict_text(torchserve: TorchServeClient, model: str, text: str):
-    """The ``query`` model's answer for ``text``; 503 naming what to start when TorchServe does
+async def predict_text(torchserve: TorchServeClient, model: str, title: str,
+                       description: str = ""):
+    """The ``query`` model's answer for a query (``title``) or a listing's title + description,
+    embedded as the index build embeds listings; 503 naming what to start when TorchServe does
     not serve it (the index needs it as much as its own data)."""
     try:
-        return await torchserve.predict(model, ModelRequest(title=text, embedding=True))
+        return await torchserve.predict(model, ModelRequest(title=title, description=description,
+                                                            embedding=True))
     except ModelNotFound:
         raise IndexUnavailable(
             f"this index's text vectors need TorchServe's {model!r} model (the pretrained text "

@@ -192,10 +192,9 @@ class SearchEngine:
                    if retriever in ("fused", "lexical") and text else None)
         clock.lap("lexical")
         if self.live is not None and request.candidates is None:  # an evaluation: the index alone
-            # live listings have vectors of the index's model only: the text-dense list is the
-            # generation's (they are found by the other two)
-            dense, lexical = self._with_live(request, dense, lexical, dense_query, text, depth,
-                                             ranking)
+            dense, lexical, text_dense = self._with_live(request, dense, lexical, text_dense,
+                                                         dense_query, text_query, text, depth,
+                                                         ranking)
             clock.lap("live")
         personalised = user is not None or text_user is not None
         lists = {"dense": dense, "lexical": lexical, "text_dense": text_dense}
@@ -296,7 +295,7 @@ class SearchEngine:
                     vector_set: str = DENSE_SET) -> np.ndarray | None:
         """Decayed mean of the viewed listings' vectors (most recent first) in ``vector_set``
         (:data:`DENSE_SET`: the index's model's; :data:`TEXT_SET`: the text encoder's); None for a
-        cold user. A live listing has no text vector: it shapes the dense user vector only."""
+        cold user."""
         viewed = [v for v in viewed if v]
         if not viewed:
             return None
@@ -313,13 +312,20 @@ class SearchEngine:
         return normalise(weights @ stack)
 
     def _text_user_vector(self, viewed: list[str], decay: float) -> np.ndarray | None:
+        """A viewed listing without a text vector (a live one published before its encoder was
+        served) is left out; unknown ids: :meth:`user_vector` said so already."""
         assert self.text_vectors is not None
-        positions = self.records.position_of(viewed)  # unknown ids: user_vector said so already
+        positions = self.records.position_of(viewed)
         weights = decay ** np.arange(len(viewed), dtype=np.float32)  # (V,)
-        held = [(w, positions[v]) for w, v in zip(weights, viewed, strict=True) if v in positions]
+        held = []
+        for weight, listing_id in zip(weights, viewed, strict=True):
+            if listing_id in positions:
+                held.append((weight, np.asarray(self.text_vectors.vectors[positions[listing_id]])))
+            elif self.live is not None and (vector := self.live.text_vector(listing_id)) is not None:
+                held.append((weight, vector))
         if not held:
             return None
-        stack = np.stack([self.text_vectors.vectors[pos] for _, pos in held])  # (V', D')
+        stack = np.stack([vector for _, vector in held])  # (V', D')
         return normalise(np.array([w for w, _ in held], np.float32) @ stack)
 
     def _retriever(self, wanted: str, text: str, dense_query: np.ndarray | None,
@@ -370,8 +376,9 @@ class SearchEngine:
             narrow(keep)
         return mask
 
-    def _with_live(self, request: SearchRequest, dense, lexical, vector: np.ndarray | None,
-                   text: str, depth: int, ranking: Ranking) -> tuple:
+    def _with_live(self, request: SearchRequest, dense, lexical, text_dense,
+                   vector: np.ndarray | None, text_vector: np.ndarray | None, text: str,
+                   depth: int, ranking: Ranking) -> tuple:
         """Each retriever's generation results merged by score with the live listings' (live
         row r is position ``len(self) + r``; :mod:`search.live`)."""
         assert self.live is not None
@@ -386,8 +393,11 @@ class SearchEngine:
             live_lexical = (self.live.lexical(text, depth, mask, ranking.bm25_weights,
                                               self.records.common)
                             if lexical is not None else empty)
+            live_text = (self.live.text_dense(text_vector, depth, mask)
+                         if text_dense is not None and text_vector is not None else empty)
         return (merge(dense, live_dense, len(self), depth),
-                merge(lexical, live_lexical, len(self), depth))
+                merge(lexical, live_lexical, len(self), depth),
+                merge(text_dense, live_text, len(self), depth))
 
     def _category(self, name: str) -> str:
         live = self.live.categories() if self.live is not None else set()

@@ -53,7 +53,10 @@ class EngineHolder:
         if self.live is not None:
             # bound to the generation's model (a rebuild with other weights restarts the overlay),
             # then caught up with the store: every search sees every committed write
-            self.live.bind(engine.info.model_sha256, engine.vectors.dim)
+            encoder = engine.info.text_encoder
+            self.live.bind(engine.info.model_sha256, engine.vectors.dim,
+                           None if encoder is None else encoder.sha256,
+                           0 if engine.text_vectors is None else engine.text_vectors.dim)
             engine.live = self.live
             self.live.catch_up()
         return engine

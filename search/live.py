@@ -20,7 +20,11 @@ starts from sequence 0: the overlay is rebuilt from the store, never trusted fro
 
 Vectors are comparable only when made by the index's model: the overlay is bound to the model's
 weights (``model_sha256``) and uses only the vectors computed with them; a listing whose vector
-came from other weights stays findable by text, filters and id until it is re-embedded.
+came from other weights stays findable by text, filters and id until it is re-embedded. An index
+with text vectors (a photo index with the pretrained text encoder's vectors of every listing's
+title + description) binds the overlay to the encoder's weights as well: a live listing's text
+vector, made by the served ``query`` model at publish, is searched by the text-dense retriever
+like the generation's, so a new listing competes on the same three lists as a built one.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class LiveListing:
     image_paths: tuple[Path, ...]  # absolute
     vector: np.ndarray | None  # (D,) unit float32, or None (no photo on a photo index)
     model: str | None  # SHA-256 of the weights that computed ``vector``
+    text_vector: np.ndarray | None = None  # (D',) unit float32 by the index's text encoder
+    text_model: str | None = None  # SHA-256 of the encoder's weights that computed it
 
 
 class LiveFeed(Protocol):
@@ -88,6 +94,8 @@ class LiveOverlay:
         self.lock = threading.RLock()
         self.model: str | None = None
         self.dim = 0
+        self.text_model: str | None = None  # None: the index has no text vectors
+        self.text_dim = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -96,6 +104,8 @@ class LiveOverlay:
         self.records: list[dict | None] = []  # by row; None: removed
         self.vectors = np.zeros((0, self.dim), np.float32)
         self.has_vector = np.zeros(0, bool)
+        self.text_vectors = np.zeros((0, self.text_dim), np.float32)
+        self.has_text_vector = np.zeros(0, bool)
         self.active = np.zeros(0, bool)
         self.price = np.zeros(0, np.float64)
         self.category = np.zeros(0, object)
@@ -109,12 +119,15 @@ class LiveOverlay:
 
     # --- keeping up with the store -------------------------------------------------------------
 
-    def bind(self, model: str, dim: int) -> None:
-        """Serve an index of ``model`` (weights SHA-256) with ``dim``-d vectors; another model
-        than before starts the overlay over from the store."""
+    def bind(self, model: str, dim: int, text_model: str | None = None, text_dim: int = 0) -> None:
+        """Serve an index of ``model`` (weights SHA-256) with ``dim``-d vectors, and of
+        ``text_model``'s ``text_dim``-d text vectors when it has them; other models than before
+        start the overlay over from the store."""
         with self.lock:
-            if (model, dim) != (self.model, self.dim):
+            if (model, dim, text_model, text_dim) != (self.model, self.dim, self.text_model,
+                                                      self.text_dim):
                 self.model, self.dim = model, dim
+                self.text_model, self.text_dim = text_model, text_dim
                 self._reset()
 
     def catch_up(self) -> int:
@@ -142,6 +155,11 @@ class LiveOverlay:
                   and np.shape(listing.vector) == (self.dim,))
         self.has_vector[row] = usable
         self.vectors[row] = listing.vector if usable else 0.0
+        usable = (self.text_model is not None and listing.text_vector is not None
+                  and listing.text_model == self.text_model
+                  and np.shape(listing.text_vector) == (self.text_dim,))
+        self.has_text_vector[row] = usable
+        self.text_vectors[row] = listing.text_vector if usable else 0.0
         town, region = split_location(listing.location)
         self.price[row], self.category[row] = listing.price, listing.category
         self.town[row], self.region[row] = place_key(town), place_key(region)
@@ -160,7 +178,7 @@ class LiveOverlay:
         row = self.rows.pop(listing_id, None)
         if row is None:
             return
-        self.active[row] = self.has_vector[row] = False
+        self.active[row] = self.has_vector[row] = self.has_text_vector[row] = False
         self.records[row] = None
         self.fts.execute("DELETE FROM live_fts WHERE rowid = ?", (row,))
 
@@ -169,26 +187,28 @@ class LiveOverlay:
         self.records.append(None)
         if row >= len(self.active):  # grow by doubling: amortised O(1) per listing
             size = max(64, 2 * len(self.active))
-            self.vectors = _grown(self.vectors, size)
-            for name in ("has_vector", "active", "price", "category", "town", "region"):
+            for name in ("vectors", "has_vector", "text_vectors", "has_text_vector", "active",
+                         "price", "category", "town", "region"):
                 setattr(self, name, _grown(getattr(self, name), size))
         return row
 
     def _compact(self) -> None:
         """Rebuild without the removed rows (rows are renumbered; ids stay)."""
         live = [(record["id"], row) for row, record in enumerate(self.records) if record]
-        saved = [(self.records[row], self.vectors[row].copy() if self.has_vector[row] else None)
+        saved = [(self.records[row], self.vectors[row].copy() if self.has_vector[row] else None,
+                  self.text_vectors[row].copy() if self.has_text_vector[row] else None)
                  for _, row in live]
         applied = self.applied
         self._reset()
         self.applied = applied
-        for record, vector in saved:
+        for record, vector, text_vector in saved:
             assert record is not None
             self._put(LiveListing(
                 record["id"], record["title"], record["description"], record["price"],
                 record["location"], record["category"], tuple(record["image_ids"]),
                 tuple(Path(p) for p in record["image_paths"]), vector,
-                self.model if vector is not None else None))
+                self.model if vector is not None else None, text_vector,
+                self.text_model if text_vector is not None else None))
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -216,13 +236,14 @@ class LiveOverlay:
 
     def dense(self, vector: np.ndarray, depth: int, mask: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows, cosine scores)`` of the ``depth`` nearest allowed live listings, best first."""
-        rows = np.flatnonzero(mask & self.has_vector[:len(mask)])
-        if len(rows) == 0 or depth <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = self.vectors[rows] @ np.asarray(vector, np.float32)  # (M,)
-        top = np.argsort(-scores, kind="stable")[:depth]
-        return rows[top].astype(np.int64), scores[top].astype(np.float32)
+        """``(rows, cosine scores)`` of the ``depth`` nearest allowed live listings by the
+        index's model, best first."""
+        return _nearest(self.vectors, self.has_vector, vector, depth, mask)
+
+    def text_dense(self, vector: np.ndarray, depth: int, mask: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The same by the text encoder's vectors (none when the index has no text vectors)."""
+        return _nearest(self.text_vectors, self.has_text_vector, vector, depth, mask)
 
     def lexical(self, text: str, depth: int, mask: np.ndarray, weights: Sequence[float],
                 common: frozenset[str] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +279,12 @@ class LiveOverlay:
             row = self.rows.get(listing_id)
             return None if row is None or not self.has_vector[row] else self.vectors[row].copy()
 
+    def text_vector(self, listing_id: str) -> np.ndarray | None:
+        with self.lock:
+            row = self.rows.get(listing_id)
+            return (None if row is None or not self.has_text_vector[row]
+                    else self.text_vectors[row].copy())
+
     def categories(self) -> set[str]:
         with self.lock:
             return {str(c) for c in self.category[:len(self.records)][self.active[:len(self.records)]]}
@@ -273,6 +300,16 @@ def merge(base: tuple[np.ndarray, np.ndarray] | None, live: tuple[np.ndarray, np
     scores = np.concatenate([base[1], live[1]]).astype(np.float32)
     order = np.argsort(-scores, kind="stable")[:depth]  # stable: ties keep the generation first
     return positions[order].astype(np.int64), scores[order]
+
+
+def _nearest(vectors: np.ndarray, has: np.ndarray, vector: np.ndarray, depth: int,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(mask & has[:len(mask)])
+    if len(rows) == 0 or depth <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    scores = vectors[rows] @ np.asarray(vector, np.float32)  # (M,)
+    top = np.argsort(-scores, kind="stable")[:depth]
+    return rows[top].astype(np.int64), scores[top].astype(np.float32)
 
 
 def _grown(array: np.ndarray, size: int) -> np.ndarray:

@@ -72,3 +72,31 @@ def test_photo_and_text_search_asks_the_cnn_and_the_query_model(stack, multimoda
     assert body["embedded_by"] == "cnn+query" and body["retriever"] == "fused"
     assert {name for hit in body["results"] for name in hit["matched"]} == {
         "dense", "lexical", "text_dense"}
+
+
+def test_published_listing_is_found_by_its_text_vector(stack, multimodal_index):
+    # A seller's listing on this index gets its title + description embedded by the real
+    # `query` model at publish (what the build does for every listing), so the text-dense
+    # retriever finds it like a built one, with the build's cosine.
+    from aicore.sentence import listing_text
+    from tests.support.market import jpeg_with_gps, publish, register
+
+    engine = SearchEngine.open(multimodal_index)
+    encoder = text_encoder_embedder(engine.meta)
+    title, description = "Harpsichord in walnut", "A small baroque keyboard, tuned last spring"
+    url = stack.proxy_url
+    with e2e.http() as session:
+        published = publish(session, url, register(url), [jpeg_with_gps()], title=title,
+                            description=description)
+        assert published.status_code == 201, published.text
+        response = session.get(f"{url}/search", params={"q": "baroque keyboard instrument",
+                                                        "retriever": "text_dense", "k": 5},
+                               timeout=60)
+
+    assert response.status_code == 200, response.text
+    hits = {hit["id"]: hit for hit in response.json()["results"]}
+    assert published.json()["id"] in hits
+    listing_vector = encoder.embed_query(text=listing_text(title, description))
+    query_vector = encoder.embed_query(text="baroque keyboard instrument")
+    assert hits[published.json()["id"]]["text_dense_score"] == pytest.approx(
+        float(listing_vector @ query_vector), abs=1e-4)

@@ -96,3 +96,44 @@ def test_update_of_a_deleted_listing_changes_nothing(store):
 
     assert store.update_listing(listing_id, {"price": 1.0}) is None
     assert store.head() == head
+
+
+def test_text_vector_is_stored_with_its_encoder_and_replaced_on_edit(store):
+    seller, _ = store.create_seller("Ada")
+    listing_id, _ = store.create_listing(seller, new(vector=b"\x01" * 8, model="img",
+                                                     text_vector=b"\x02" * 8, text_model="enc"), {})
+    stored = store.listing(listing_id)
+    assert (stored.vector, stored.model, stored.text_vector, stored.text_model) == (
+        b"\x01" * 8, "img", b"\x02" * 8, "enc")
+    store.update_listing(listing_id, {"price": 5.0})  # no new text: the vectors stay
+    assert store.listing(listing_id).text_vector == b"\x02" * 8
+    store.update_listing(listing_id, {"title": "Settee"}, b"\x03" * 8, "img", b"\x04" * 8, "enc2")
+    edited = store.listing(listing_id)
+    assert (edited.vector, edited.text_vector, edited.text_model) == (b"\x03" * 8, b"\x04" * 8, "enc2")
+
+
+RELEASE_1_LISTINGS = """
+CREATE TABLE sellers (id TEXT PRIMARY KEY, name TEXT NOT NULL, token_sha256 TEXT NOT NULL UNIQUE,
+                      created REAL NOT NULL);
+CREATE TABLE listings (id TEXT PRIMARY KEY, seller_id TEXT NOT NULL REFERENCES sellers(id),
+    title TEXT NOT NULL, description TEXT NOT NULL, price REAL NOT NULL, location TEXT NOT NULL,
+    category TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('active', 'sold')),
+    photos TEXT NOT NULL, vector BLOB, model TEXT, created REAL NOT NULL, updated REAL NOT NULL,
+    version INTEGER NOT NULL);
+"""
+
+
+def test_store_of_an_earlier_release_gains_the_text_vector_columns(tmp_path):
+    db = sqlite3.connect(tmp_path / "market.db")  # listings as the release before wrote them
+    db.executescript(RELEASE_1_LISTINGS)
+    db.execute("INSERT INTO sellers VALUES ('s-1', 'Ada', 'x', 0)")
+    db.execute("INSERT INTO listings VALUES ('live-1','s-1','Sofa','grey',10,'Leeds','Home','active',"
+               "'[]',NULL,NULL,0,0,1)")  # the 14 columns it had
+    db.commit()
+    db.close()
+
+    store = MarketStore.open(tmp_path)
+    MarketStore.open(tmp_path)  # a second process opening it adds nothing twice
+    assert store.listing("live-1").title == "Sofa" and store.listing("live-1").text_vector is None
+    listing_id, _ = store.create_listing("s-1", new(text_vector=b"\x02" * 8, text_model="enc"), {})
+    assert store.listing(listing_id).text_model == "enc"

@@ -258,3 +258,74 @@ def test_restart_rebuilds_the_overlay_from_the_store(index_dir, tmp_path, fake):
         ids = [h["id"] for h in second.get("/search", params={"q": "toaster"}).json()["results"]]
     assert ids == [listing_id]
     assert clean_photo(jpeg_with_gps())  # the cleaner is deterministic enough to re-run
+
+
+# --- a photo index with text vectors: the listing's text vector by the index's encoder ----------
+
+def market_fake(index: Path, serve_query: bool = True) -> FakeTorchServe:
+    """The index's CNN and (``serve_query``) the query encoder as ``multimodal_fake`` serves
+    them, and the listing model suggesting categories (the canned answer)."""
+    from tests.proxy.test_search_routes import multimodal_fake
+    from tests.support.torchserve import canned
+
+    fake = multimodal_fake(index, serve_query)
+    embed = fake.answer
+    fake.answer = lambda model, request: (canned(model, request) if model == "listing"
+                                          else embed(model, request))
+    return fake
+
+
+@pytest.fixture
+def multimodal_market(multimodal_search_index, tmp_path: Path):
+    shutil.copytree(multimodal_search_index["index"], tmp_path / "index")
+    fake = market_fake(multimodal_search_index["index"])
+    with make_client(tmp_path / "index", tmp_path / "state", fake) as test_client:
+        yield test_client, fake
+
+
+def test_publish_on_an_index_with_text_vectors_stores_the_encoders_vector(multimodal_market,
+                                                                          multimodal_search_index,
+                                                                          tmp_path):
+    from search import SearchEngine
+    from search.encoder import text_encoder_embedder
+    from search.embedders import EmbeddingCache
+
+    client, fake = multimodal_market
+    auth = register(client)
+    listing_id = publish(client, auth, [jpeg_with_gps()], title="Zanzibar kettle",
+                         description="barely used").json()["id"]
+
+    stored = MarketStore(tmp_path / "state" / "market.db").listing(listing_id)
+    engine = SearchEngine.open(multimodal_search_index["index"])
+    encoder = text_encoder_embedder(engine.meta)
+    assert stored.text_model == engine.info.text_encoder.sha256
+    built = encoder.embed_listings([Listing(listing_id, "Zanzibar kettle", "barely used", 1.0, "",
+                                            "Appliances", "Appliances", (), ())],
+                                   EmbeddingCache(None), progress=False)[0]
+    np.testing.assert_allclose(np.frombuffer(stored.text_vector, np.float32), built, atol=1e-5)
+
+    # found by the text-dense retriever alone, as a built listing is
+    found = client.get("/search", params={"q": "zanzibar kettle", "retriever": "text_dense", "k": 3})
+    assert found.status_code == 200, found.text
+    assert listing_id in [hit["id"] for hit in found.json()["results"]]
+
+    # an edit of the text makes the text vector again, and only the encoder is asked
+    fake.calls.clear()
+    edited = client.patch(f"/listings/{listing_id}", json={"description": "boxed"}, headers=auth)
+    assert edited.status_code == 200, edited.text
+    assert [model for model, _ in fake.calls] == ["query"]
+    again = MarketStore(tmp_path / "state" / "market.db").listing(listing_id)
+    assert again.text_vector != stored.text_vector and again.vector == stored.vector
+
+
+def test_publish_needs_the_text_encoder_the_index_names(multimodal_search_index, tmp_path):
+    # the index's text search needs the encoder as much as its own model: without it a listing
+    # is refused (503 naming it) rather than published unfindable by one of the three lists
+    shutil.copytree(multimodal_search_index["index"], tmp_path / "index")
+    fake = market_fake(multimodal_search_index["index"], serve_query=False)
+    with make_client(tmp_path / "index", tmp_path / "state", fake) as client:
+        auth = register(client)
+        response = publish(client, auth, [jpeg_with_gps()], title="Zanzibar kettle")
+        assert response.status_code == 503, response.text
+        assert "'query'" in response.json()["detail"]
+        assert client.get("/sellers/me/listings", headers=auth).json()["listings"] == []

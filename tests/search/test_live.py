@@ -156,3 +156,56 @@ def test_engine_forgets_a_removed_live_listing(engine):
     assert holder.get().search(SearchRequest(text="zanzibar")).hits == []
     with pytest.raises(BadRequest):
         holder.get().search(SearchRequest(text="x", viewed=["live-1"]))
+
+
+# --- an index with text vectors: live listings' text vectors by the bound encoder ---------------
+
+def test_text_dense_uses_only_text_vectors_of_the_bound_encoder():
+    feed = MemoryFeed()
+    live = LiveOverlay(feed)
+    live.bind("m", 2, "enc", 3)
+    feed.put(LiveListing("a", "x", "", 1.0, "Leeds, West Yorkshire", "Appliances", (), (), None,
+                         None, np.array([1, 0, 0], np.float32), "enc"))
+    feed.put(LiveListing("b", "y", "", 1.0, "Leeds, West Yorkshire", "Appliances", (), (), None,
+                         None, np.array([1, 0, 0], np.float32), "other-encoder"))
+    feed.put(LiveListing("c", "z", "", 1.0, "Leeds, West Yorkshire", "Appliances", (), (), None,
+                         None, np.array([1, 0], np.float32), "enc"))  # wrong size: not used
+    live.catch_up()
+
+    rows, scores = live.text_dense(np.array([1, 0, 0], np.float32), 5, live.mask(LiveQuery()))
+    assert [live.records[r]["id"] for r in rows] == ["a"] and scores[0] == pytest.approx(1.0)
+    assert live.text_vector("a") is not None and live.text_vector("b") is None
+    assert live.dense(np.array([1, 0], np.float32), 5, live.mask(LiveQuery()))[0].size == 0
+    for i in range(2100):  # compaction keeps the text vectors
+        feed.put(LiveListing(f"x{i}", "t", "", 1.0, "Leeds, West Yorkshire", "Appliances", (), (),
+                             None, None))
+        feed.remove(f"x{i}")
+    live.catch_up()
+    assert len(live.records) < 100
+    assert live.text_vector("a").tolist() == [1, 0, 0] and live.text_vector("b") is None
+
+
+@pytest.fixture
+def multimodal_engine(multimodal_search_index) -> tuple[EngineHolder, MemoryFeed]:
+    feed = MemoryFeed()
+    return EngineHolder(Path(multimodal_search_index["index"]), LiveOverlay(feed)), feed
+
+
+def test_engine_finds_a_live_listing_by_its_text_vector(multimodal_engine):
+    # A new listing on a photo index with text vectors competes on all three lists: its text
+    # vector (made at publish by the encoder the index names) is searched like the built ones'.
+    holder, feed = multimodal_engine
+    base = holder.get()
+    encoder = base.info.text_encoder
+    built = np.asarray(base.text_vectors.vectors[0])  # take a built listing's text vector
+    feed.put(LiveListing("live-1", "zanzibar", "", 1.0, "Leeds, West Yorkshire",
+                         base.categories[0], (), (), None, None, built, encoder.sha256))
+    engine = holder.get()
+
+    found = engine.search(SearchRequest(text_vector=built, text="anything", k=3,
+                                        retriever="text_dense")).hits
+    assert "live-1" in [h.id for h in found[:2]]  # ties the built listing it copies
+    fused = engine.search(SearchRequest(text="zanzibar", text_vector=built, k=3)).hits
+    assert fused[0].id == "live-1" and fused[0].matched == ["lexical", "text_dense"]
+    personal = engine.user_vector(["live-1"], vector_set="text_dense")
+    assert personal == pytest.approx(built / np.linalg.norm(built), abs=1e-6)

@@ -44,14 +44,21 @@ def describe(name: str, statuses: list[str], version: str = "1.0") -> ModelDescr
 
 def embedding_answer(embedder) -> Answer:
     """Answer like the served model of ``embedder``'s run would: its embedding of the request's
-    title and photo, computed in-process (:meth:`search.embedders.Embedder.embed_query`)."""
+    title and photo, computed in-process (:meth:`search.embedders.Embedder.embed_query`); the
+    pretrained encoder (the ``query`` model) reads title and description as
+    :class:`handler.query_handler` does (:func:`aicore.sentence.listing_text`)."""
+    from aicore.sentence import listing_text
+    from search.encoder import PretrainedTextEmbedder
     from search.errors import BadRequest
 
     from proxy.errors import InvalidImage
 
     def answer(model: str, request: ModelRequest) -> Prediction:
+        text = request.title
+        if isinstance(embedder, PretrainedTextEmbedder):
+            text = listing_text(request.title, request.description)
         try:
-            vector = embedder.embed_query(text=request.title, image=request.image)
+            vector = embedder.embed_query(text=text, image=request.image)
         except BadRequest as exc:
             raise InvalidImage(str(exc)) from None
         return Prediction(category="Appliances", probabilities={"Appliances": 1.0},
