@@ -22,15 +22,18 @@ from aicore.models import load_trained
 from aicore.runtime import INPUT_NAME
 from common.cli import positive_int, run
 from common.runs import read_run_config
-from handler.int8 import Int8Recipe, quantize_int8
+from handler.int8 import DEFAULT_RECIPE, Int8Recipe, quantize_int8
 from handler.runtimes import MAX_ACCURACY_DROP, MIN_AGREEMENT, _batches, export_onnx
 from handler.split_images import read_split_images
 
 RECIPES = {
+    "default": DEFAULT_RECIPE,  # what make archive RUNTIME=onnx-int8 builds
     "all": Int8Recipe(),
     "percentile": Int8Recipe(method="Percentile"),
     "entropy": Int8Recipe(method="Entropy"),
     "fp32-stem-head": Int8Recipe(keep_fp32=("stem", "head")),
+    "fp32-classifier": Int8Recipe(keep_fp32=("classifier",)),
+    "fp32-stem-classifier": Int8Recipe(keep_fp32=("stem", "classifier")),
     "fp32-stem-head-percentile": Int8Recipe(method="Percentile", keep_fp32=("stem", "head")),
     "fp32-depthwise": Int8Recipe(keep_fp32=("depthwise",)),
     "pointwise-only": Int8Recipe(keep_fp32=("depthwise", "stem", "head")),

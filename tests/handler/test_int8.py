@@ -113,3 +113,15 @@ def test_sixteen_bit_diagnosis_recipes_quantise_with_those_widths(effnet_onnx, t
 def test_recipe_refuses_other_widths() -> None:
     with pytest.raises(ValueError, match="8 or 16"):
         Int8Recipe(weight_bits=4)
+
+
+def test_default_recipe_quantises_every_convolution_and_leaves_the_classifier_fp32(effnet_onnx,
+                                                                                   tmp_path: Path):
+    _, path = effnet_onnx
+    out = tmp_path / "int8.onnx"
+    record = quantize_int8(path, out, [torch.randn(4, 3, SIZE, SIZE)])
+    nodes = onnx.load(str(out)).graph.node
+    convs = {n.name for n in nodes if n.op_type == "Conv"}
+    classifier = {n.name for n in nodes if n.op_type in ("Gemm", "MatMul")}
+    assert record["fp32_nodes"] == ["classifier"] and len(classifier) == 1
+    assert quantised_weights(out) == convs
