@@ -270,13 +270,13 @@ async def _vectors(request: Request, torchserve: TorchServe, engine: SearchEngin
         vectors["vector"] = None if vector is None else vector.astype("float32").tobytes()
         vectors["model"] = None if vector is None else engine.info.model_sha256
     encoder = engine.info.text_encoder
-    if encoder is not None and engine.text_vectors is not None:
+    if encoder is not None:
         await check_served_model(request, torchserve, engine, encoder.served_model,
                                  encoder.sha256, f"the text encoder {encoder.name}")
-        text_vector = await listing_text_vector(torchserve, engine, title, description)
-        assert text_vector is not None
+    text_vector = await listing_text_vector(torchserve, engine, title, description)
+    if text_vector is not None:
         vectors["text_vector"] = text_vector.astype("float32").tobytes()
-        vectors["text_model"] = encoder.sha256
+        vectors["text_model"] = engine.info.text_encoder.sha256
     return vectors
 
 
