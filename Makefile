@@ -56,7 +56,7 @@ INDEX_ARGS  ?=
 RUNTIME     ?= auto
 BENCH_RUNTIMES ?= eager,onnx-fp32,onnx-int8
 
-.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset relevanceset train evaluate archive serve stop status demo bench bench-text clean index text-index tune bench-feed
+.PHONY: help install wrk chromium test lint demo-data prepare devset textdevset relevanceset train evaluate archive serve stop status demo bench bench-text clean index text-index tune bench-feed reembed
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -172,6 +172,9 @@ archive: $(STAMP) ## build model_store/{cnn,resnet50,efficientnet_lite0,text,lis
 index: $(DATA)/manifest.csv $(SEARCH_RUN)/model.pt ## build the search index INDEX (indexes/demo) of DATA with SEARCH_RUN's embeddings, then evaluate it
 	$(PY) -m search.build --data $(DATA) --run $(SEARCH_RUN) --out $(INDEX) $(INDEX_ARGS)
 	$(PY) -m search.evaluate --index $(INDEX)
+
+reembed: $(STAMP) ## after a rebuild with other weights: embed the sellers' listings again with the served index's model and encoder (AICORE_* as for the proxy; REEMBED_ARGS=--dry-run counts them)
+	$(PY) -m proxy.reembed $(REEMBED_ARGS)
 
 # Judged queries: tune the index's ranking on dev, then measure on test (docs/relevance.md).
 RELEVANCE_QUERIES ?= data/relevance/queries

@@ -252,6 +252,29 @@ class MarketStore:
             db.execute("INSERT INTO changes (listing_id) VALUES (?)", (listing_id,))
         return self.listing(listing_id)
 
+    def set_vectors(self, listing_id: str, version: int, vector: bytes | None = None,
+                    model: str | None = None, text_vector: bytes | None = None,
+                    text_model: str | None = None) -> bool:
+        """Store vectors made again by other weights (a rebuilt index's) for the listing as it is
+        at ``version``: a re-embedding, not an edit, so ``version`` and ``updated`` stay. With its
+        change row, so every process's overlay applies it. False when the listing was edited or
+        deleted meanwhile (an edit makes its own vectors) or there is nothing to store."""
+        sets, values = [], []
+        if vector is not None:
+            sets += ["vector = ?", "model = ?"]
+            values += [vector, model]
+        if text_vector is not None:
+            sets += ["text_vector = ?", "text_model = ?"]
+            values += [text_vector, text_model]
+        if not sets:
+            return False
+        with self._write() as db:
+            updated = db.execute(f"UPDATE listings SET {', '.join(sets)} WHERE id = ? AND version = ?",
+                                 [*values, listing_id, version]).rowcount
+            if updated:
+                db.execute("INSERT INTO changes (listing_id) VALUES (?)", (listing_id,))
+        return bool(updated)
+
     def delete_listing(self, listing_id: str) -> list[str]:
         """Delete the row (its change row in the same transaction); returns the photo names no
         other listing uses, for the caller to remove after the commit."""
@@ -271,6 +294,19 @@ class MarketStore:
         rows = self._db().execute("SELECT * FROM listings WHERE seller_id = ? ORDER BY created DESC",
                                   (seller_id,)).fetchall()
         return [_listing(row) for row in rows]
+
+    def all_listings(self, batch: int = 500) -> Iterator[StoredListing]:
+        """Every listing in id order, ``batch`` rows per read (no transaction is held between
+        reads: a listing created meanwhile with a smaller id is not seen, one deleted is not
+        returned after its deletion)."""
+        after = ""
+        while True:
+            rows = self._db().execute("SELECT * FROM listings WHERE id > ? ORDER BY id LIMIT ?",
+                                      (after, batch)).fetchall()
+            yield from (_listing(row) for row in rows)
+            if len(rows) < batch:
+                return
+            after = rows[-1]["id"]
 
     def photo_in_use(self, name: str) -> bool:
         # photo names are hex digests + suffix: no LIKE wildcard can be in them

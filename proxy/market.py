@@ -186,6 +186,28 @@ async def listing_text_vector(torchserve: TorchServeClient, engine: SearchEngine
     return query_vector(prediction.embedding, engine, encoder.served_model, engine.text_vectors.dim)
 
 
+async def stored_vectors(torchserve: TorchServeClient, engine: SearchEngine, model: str,
+                         title: str, description: str, photos: list[bytes] | None,
+                         text: bool = True) -> dict[str, bytes | str | None]:
+    """The listing's vectors as the store keeps them (float32 bytes), each with the SHA-256 of
+    the weights that made it: ``vector``/``model`` by the index's ``model`` (not asked when
+    ``photos`` is None), ``text_vector``/``text_model`` by the index's text encoder (an index
+    with text vectors; not asked when ``text`` is False). The served weights are the caller's
+    to check."""
+    vectors: dict[str, bytes | str | None] = {}
+    if photos is not None:
+        vector = await listing_vector(torchserve, engine, model, title, description, photos)
+        vectors["vector"] = None if vector is None else vector.astype("float32").tobytes()
+        vectors["model"] = None if vector is None else engine.info.model_sha256
+    if not text:
+        return vectors
+    text_vector = await listing_text_vector(torchserve, engine, title, description)
+    if text_vector is not None:
+        vectors["text_vector"] = text_vector.astype("float32").tobytes()
+        vectors["text_model"] = engine.info.text_encoder.sha256
+    return vectors
+
+
 async def suggest(torchserve: TorchServeClient, settings: Settings, title: str,
                   description: str, photos: list[bytes]) -> dict[str, float]:
     """The most likely categories with their probabilities, from the listing model (photo +

@@ -22,8 +22,7 @@ from common.prices import parse_price
 from market.photos import clean_photo
 from market.store import NewListing, StoredListing
 from proxy.deps import AppSettings, Engine, TorchServe, error_doc
-from proxy.market import (MarketDep, Seller, client_address, limit, listing_text_vector,
-                          listing_vector, suggest)
+from proxy.market import MarketDep, Seller, client_address, limit, stored_vectors, suggest
 from proxy.market_schemas import (CreatedListing, FieldError, ListingPatch, SellerIn,
                                   SellerListing, SellerListings, SellerToken)
 from proxy.search_routes import SEARCH_ERRORS, check_served_model
@@ -259,25 +258,17 @@ async def _photos(uploads: list[UploadFile], limit_bytes: int) -> list[bytes]:
 async def _vectors(request: Request, torchserve: TorchServe, engine: SearchEngine,
                    settings: AppSettings, title: str, description: str,
                    photos: list[bytes] | None) -> dict[str, bytes | str | None]:
-    """The listing's vectors as stored (float32 bytes), each with the SHA-256 of the weights
-    that made it: ``vector``/``model`` by the index's model (not asked when ``photos`` is None),
-    ``text_vector``/``text_model`` by the index's text encoder (an index with text vectors)."""
-    vectors: dict[str, bytes | str | None] = {}
+    """:func:`proxy.market.stored_vectors`, after checking that TorchServe serves the weights
+    the index was built with (503 otherwise): its model (when ``photos`` is given) and its
+    text encoder."""
+    model = settings.search_model or engine.info.served_model
     if photos is not None:
-        model = settings.search_model or engine.info.served_model
         await check_served_model(request, torchserve, engine, model)
-        vector = await listing_vector(torchserve, engine, model, title, description, photos)
-        vectors["vector"] = None if vector is None else vector.astype("float32").tobytes()
-        vectors["model"] = None if vector is None else engine.info.model_sha256
     encoder = engine.info.text_encoder
     if encoder is not None:
         await check_served_model(request, torchserve, engine, encoder.served_model,
                                  encoder.sha256, f"the text encoder {encoder.name}")
-    text_vector = await listing_text_vector(torchserve, engine, title, description)
-    if text_vector is not None:
-        vectors["text_vector"] = text_vector.astype("float32").tobytes()
-        vectors["text_model"] = engine.info.text_encoder.sha256
-    return vectors
+    return await stored_vectors(torchserve, engine, model, title, description, photos)
 
 
 async def _own(market: MarketDep, seller: str, listing_id: str) -> StoredListing:

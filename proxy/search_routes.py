@@ -317,36 +317,49 @@ def query_vector(embedding: list[float] | None, engine: SearchEngine, model: str
 
 
 async def check_served_model(request: Request, torchserve: TorchServeClient,
-                              engine: SearchEngine, model: str, sha256: str | None = None,
-                              built_by: str | None = None) -> None:
-    """503 unless TorchServe serves the weights the index was built with: ``sha256`` (default:
-    the index's model's, ``engine.info.model_sha256``) -- for an index with text vectors, its
-    text encoder's for the ``query`` model.
-
-    The archive version (:func:`common.catalogue.parse_version`) names the first 8 hex digits of
-    the weights' SHA-256; the index saved the full hash. Checked every ``VERSION_CHECK_S``.
-    """
+                             engine: SearchEngine, model: str, sha256: str | None = None,
+                             built_by: str | None = None) -> None:
+    """503 unless TorchServe serves the weights the index was built with
+    (:func:`served_weights_problem`); checked every ``VERSION_CHECK_S``."""
     checked: dict = request.app.state.search_versions
     key = (model, engine.generation)
     if key in checked and time.monotonic() - checked[key] < VERSION_CHECK_S:
         return
     try:
-        version = (await torchserve.model(model)).version
+        problem = await served_weights_problem(torchserve, engine, model, sha256, built_by)
     except TorchServeError:
         return  # the prediction call that follows reports TorchServe's state precisely
+    if problem is not None:
+        raise IndexUnavailable(problem)
+    checked[key] = time.monotonic()
+
+
+async def served_weights_problem(torchserve: TorchServeClient, engine: SearchEngine, model: str,
+                                 sha256: str | None = None, built_by: str | None = None
+                                 ) -> str | None:
+    """What to do when TorchServe's ``model`` is not the weights the index was built with:
+    ``sha256`` (default: the index's model's, ``engine.info.model_sha256``) -- for an index with
+    text vectors, its text encoder's for the ``query`` model. None when they are the same.
+
+    The archive version (:func:`common.catalogue.parse_version`) names the first 8 hex digits of
+    the weights' SHA-256; the index saved the full hash.
+
+    Raises:
+        TorchServeError: when TorchServe cannot describe ``model``.
+    """
+    version = (await torchserve.model(model)).version
     sha256 = sha256 or engine.info.model_sha256
     try:
         same = parse_version(version).same_weights(sha256)
     except ValueError:
         same = False
-    if not same:
-        raise IndexUnavailable(
-            f"TorchServe serves {model!r} version {version}, but the index was built with the "
+    if same:
+        return None
+    what = "run" if built_by is None else "encoder"
+    return (f"TorchServe serves {model!r} version {version}, but the index was built with the "
             f"weights {sha256[:8]} from {built_by or engine.info.run}: rebuild the index from "
-            f"the served {'run' if built_by is None else 'encoder'} (`make index`), or archive "
-            f"that {'run' if built_by is None else 'encoder'} (`make archive`) and restart "
-            "(`make serve`)")
-    checked[key] = time.monotonic()
+            f"the served {what} (`make index`), or archive that {what} (`make archive`) and "
+            "restart (`make serve`)")
 
 
 def _response(engine: SearchEngine, result, embedded_by: str | None) -> SearchResponse:

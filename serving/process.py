@@ -138,14 +138,7 @@ def start_proxy(stack: Stack) -> psutil.Process:
     """Launch the proxy (``python -m proxy.server proxy.main:app``: uvicorn with header deadlines
     and caps) in the background, pointed at ``stack``."""
     check_port_free(stack.proxy_host, stack.proxy_port, "proxy")
-    env = dict(os.environ)
-    env.update({
-        ENV_INFERENCE_URL: stack.inference_url,
-        ENV_MANAGEMENT_URL: stack.management_url,
-        ENV_KEY_FILE: str(stack.key_file),
-        ENV_MODELS: ",".join(stack.models),
-        ENV_TORCHSERVE_CONFIG: str((REPO_ROOT / stack.config).resolve()),  # the catalogue
-    })
+    env = {**os.environ, **proxy_env(stack)}
     command = [sys.executable, "-m", "proxy.server", PROXY_APP,
                "--host", stack.proxy_host, "--port", str(stack.proxy_port)]
     with stack.proxy_log.open("ab") as log:
@@ -153,6 +146,17 @@ def start_proxy(stack: Stack) -> psutil.Process:
                                    stderr=subprocess.STDOUT, start_new_session=True)
     stack.proxy_pid_file.write_text(f"{process.pid}\n")
     return psutil.Process(process.pid)
+
+
+def proxy_env(stack: Stack) -> dict[str, str]:
+    """The ``AICORE_*`` variables that point the proxy (and ``proxy.reembed``) at ``stack``."""
+    return {
+        ENV_INFERENCE_URL: stack.inference_url,
+        ENV_MANAGEMENT_URL: stack.management_url,
+        ENV_KEY_FILE: str(stack.key_file),
+        ENV_MODELS: ",".join(stack.models),
+        ENV_TORCHSERVE_CONFIG: str((REPO_ROOT / stack.config).resolve()),  # the catalogue
+    }
 
 
 def stop_torchserve(stack: Stack) -> bool:

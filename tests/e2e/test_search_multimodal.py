@@ -3,6 +3,7 @@ listings' text embedded by the pretrained encoder too): the real proxy embeds ``
 the real TorchServe's ``query`` model and a photo with ``cnn``; the served text vector equals the
 in-process one, so the text-dense scores are the index build's cosines."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,47 @@ def test_published_listing_is_found_by_its_text_vector(stack, multimodal_index):
     query_vector = encoder.embed_query(text="baroque keyboard instrument")
     assert hits[published.json()["id"]]["text_dense_score"] == pytest.approx(
         float(listing_vector @ query_vector), abs=1e-4)
+
+
+def test_reembed_gives_a_listing_without_a_text_vector_the_encoders(stack, multimodal_index):
+    # A listing as a store of before text vectors holds it (none) is found by text-dense only
+    # after `python -m proxy.reembed`, run beside the serving proxy against the real TorchServe,
+    # and then with the build's cosine; the proxy sees it through the change feed.
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    from aicore.sentence import listing_text
+    from serving.process import proxy_env
+    from tests.support.market import publish, register
+
+    encoder = text_encoder_embedder(SearchEngine.open(multimodal_index).meta)
+    title, description = "Theremin kit", "Build your own electronic instrument, soldering needed"
+    query = {"q": "electronic music instrument to solder", "retriever": "text_dense", "k": 5}
+    url = stack.proxy_url
+    with e2e.http() as session:
+        published = publish(session, url, register(url), title=title, description=description)
+        assert published.status_code == 201, published.text
+        listing_id = published.json()["id"]
+        db = sqlite3.connect(Path(os.environ["AICORE_STATE_DIR"]) / "market.db")
+        with db:  # as an earlier release left it, announced like any write
+            db.execute("UPDATE listings SET text_vector = NULL, text_model = NULL WHERE id = ?",
+                       (listing_id,))
+            db.execute("INSERT INTO changes (listing_id) VALUES (?)", (listing_id,))
+        db.close()
+        before = session.get(f"{url}/search", params=query, timeout=60).json()["results"]
+
+        done = subprocess.run([sys.executable, "-m", "proxy.reembed"], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, **proxy_env(stack)})
+        after = session.get(f"{url}/search", params=query, timeout=60).json()["results"]
+
+    assert listing_id not in [hit["id"] for hit in before]
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["behind"] >= 1 and report["text_vectors"] == report["behind"]
+    hits = {hit["id"]: hit for hit in after}
+    assert listing_id in hits
+    expected = encoder.embed_query(text=listing_text(title, description)) @ encoder.embed_query(
+        text=query["q"])
+    assert hits[listing_id]["text_dense_score"] == pytest.approx(float(expected), abs=1e-4)

@@ -112,6 +112,37 @@ def test_text_vector_is_stored_with_its_encoder_and_replaced_on_edit(store):
     assert (edited.vector, edited.text_vector, edited.text_model) == (b"\x03" * 8, b"\x04" * 8, "enc2")
 
 
+def test_set_vectors_re_embeds_the_version_it_read_and_announces_it(store):
+    seller, _ = store.create_seller("Ada")
+    listing_id, _ = store.create_listing(seller, new(vector=b"\x01" * 8, model="old"), {})
+    before, head = store.listing(listing_id), store.head()
+
+    assert store.set_vectors(listing_id, 1, vector=b"\x03" * 8, model="new",
+                             text_vector=b"\x04" * 8, text_model="enc")
+    after = store.listing(listing_id)
+    assert (after.vector, after.model, after.text_vector, after.text_model) == (
+        b"\x03" * 8, "new", b"\x04" * 8, "enc")
+    assert (after.version, after.updated) == (before.version, before.updated)  # not an edit
+    assert store.changes(head)[1] == [after]  # every overlay hears of it
+
+    store.update_listing(listing_id, {"title": "Settee"})  # a seller's edit: version 2
+    head = store.head()
+    assert not store.set_vectors(listing_id, 1, text_vector=b"\x05" * 8, text_model="enc")
+    assert store.listing(listing_id).text_vector == b"\x04" * 8 and store.head() == head
+    assert not store.set_vectors(listing_id, 2)  # nothing to store
+    store.delete_listing(listing_id)
+    assert not store.set_vectors(listing_id, 2, vector=b"\x06" * 8, model="new")
+
+
+def test_all_listings_reads_every_row_in_batches(store):
+    seller, _ = store.create_seller("Ada")
+    ids = sorted(store.create_listing(seller, new(f"L{i}"), {})[0] for i in range(7))
+
+    assert [listing.id for listing in store.all_listings(batch=3)] == ids
+    assert [listing.id for listing in store.all_listings(batch=7)] == ids
+    assert list(MarketStore.open(store.path.parent / "empty").all_listings()) == []
+
+
 RELEASE_1_LISTINGS = """
 CREATE TABLE sellers (id TEXT PRIMARY KEY, name TEXT NOT NULL, token_sha256 TEXT NOT NULL UNIQUE,
                       created REAL NOT NULL);
