@@ -131,12 +131,18 @@ class MarketStore:
         self._add_columns()
 
     def _add_columns(self) -> None:
-        """Bring a store written by an earlier release up to :data:`ADDED_COLUMNS`."""
+        """Bring a store written by an earlier release up to :data:`ADDED_COLUMNS`; a current
+        one is only read (no write lock taken each time a process opens the store)."""
+        if not self._missing_columns(self._db()):
+            return
         with self._write() as db:  # one writer: two processes opening an old store add once
-            have = {row["name"] for row in db.execute("PRAGMA table_info(listings)")}
-            for name, kind in ADDED_COLUMNS:
-                if name not in have:
-                    db.execute(f"ALTER TABLE listings ADD COLUMN {name} {kind}")
+            for name, kind in self._missing_columns(db):
+                db.execute(f"ALTER TABLE listings ADD COLUMN {name} {kind}")
+
+    @staticmethod
+    def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+        have = {row["name"] for row in db.execute("PRAGMA table_info(listings)")}
+        return [(name, kind) for name, kind in ADDED_COLUMNS if name not in have]
 
     @classmethod
     def open(cls, state_dir: Path) -> MarketStore:

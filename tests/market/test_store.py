@@ -168,3 +168,14 @@ def test_store_of_an_earlier_release_gains_the_text_vector_columns(tmp_path):
     assert store.listing("live-1").title == "Sofa" and store.listing("live-1").text_vector is None
     listing_id, _ = store.create_listing("s-1", new(text_vector=b"\x02" * 8, text_model="enc"), {})
     assert store.listing(listing_id).text_model == "enc"
+
+
+def test_opening_a_current_store_takes_no_write_lock(tmp_path):
+    MarketStore.open(tmp_path)
+    writer = sqlite3.connect(tmp_path / "market.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+
+    store = MarketStore.open(tmp_path)  # waited for the lock, then failed, before
+
+    assert store.listing("live-none") is None
+    writer.execute("ROLLBACK")
