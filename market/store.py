@@ -241,14 +241,9 @@ class MarketStore:
         unknown = set(changes) - set(FIELDS)
         if unknown:
             raise ValueError(f"not listing fields: {sorted(unknown)}")
-        sets = [f"{name} = ?" for name in changes]
-        values = list(changes.values())
-        if vector is not None:
-            sets += ["vector = ?", "model = ?"]
-            values += [vector, model]
-        if text_vector is not None:
-            sets += ["text_vector = ?", "text_model = ?"]
-            values += [text_vector, text_model]
+        vector_sets, vector_values = _vector_columns(vector, model, text_vector, text_model)
+        sets = [f"{name} = ?" for name in changes] + vector_sets
+        values = list(changes.values()) + vector_values
         with self._write() as db:
             updated = db.execute(
                 f"UPDATE listings SET {', '.join(sets + ['updated = ?', 'version = version + 1'])}"
@@ -265,13 +260,7 @@ class MarketStore:
         at ``version``: a re-embedding, not an edit, so ``version`` and ``updated`` stay. With its
         change row, so every process's overlay applies it. False when the listing was edited or
         deleted meanwhile (an edit makes its own vectors) or there is nothing to store."""
-        sets, values = [], []
-        if vector is not None:
-            sets += ["vector = ?", "model = ?"]
-            values += [vector, model]
-        if text_vector is not None:
-            sets += ["text_vector = ?", "text_model = ?"]
-            values += [text_vector, text_model]
+        sets, values = _vector_columns(vector, model, text_vector, text_model)
         if not sets:
             return False
         with self._write() as db:
@@ -352,6 +341,20 @@ class MarketStore:
             db.execute("COMMIT")
         found = {listing.id for listing in present}
         return head, present, [listing_id for listing_id in ids if listing_id not in found]
+
+
+def _vector_columns(vector: bytes | None, model: str | None, text_vector: bytes | None,
+                    text_model: str | None) -> tuple[list[str], list]:
+    """``SET`` clauses and values for the vectors given (None: that vector stays as stored),
+    each with the hash of the weights that made it."""
+    sets, values = [], []
+    if vector is not None:
+        sets += ["vector = ?", "model = ?"]
+        values += [vector, model]
+    if text_vector is not None:
+        sets += ["text_vector = ?", "text_model = ?"]
+        values += [text_vector, text_model]
+    return sets, values
 
 
 def _listing(row: sqlite3.Row) -> StoredListing:
