@@ -25,7 +25,7 @@ from proxy.deps import AppSettings, Engine, TorchServe, error_doc
 from proxy.market import MarketDep, Seller, client_address, limit, stored_vectors, suggest
 from proxy.market_schemas import (CreatedListing, FieldError, ListingPatch, SellerIn,
                                   SellerListing, SellerListings, SellerToken)
-from proxy.search_routes import SEARCH_ERRORS, check_served_model
+from proxy.search_routes import SEARCH_ERRORS, check_served_model, encoder_weights
 from proxy.upload import read_upload
 from search import SearchEngine
 from search.embedders import TEXT
@@ -266,8 +266,7 @@ async def _vectors(request: Request, torchserve: TorchServe, engine: SearchEngin
         await check_served_model(request, torchserve, engine, model)
     encoder = engine.info.text_encoder
     if encoder is not None:
-        await check_served_model(request, torchserve, engine, encoder.served_model,
-                                 encoder.sha256, f"the text encoder {encoder.name}")
+        await check_served_model(request, torchserve, engine, *encoder_weights(encoder))
     return await stored_vectors(torchserve, engine, model, title, description, photos)
 
 

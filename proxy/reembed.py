@@ -36,7 +36,7 @@ from common.cli import UserError, run
 from market.store import StoredListing
 from proxy.errors import TorchServeError
 from proxy.market import Market, stored_vectors
-from proxy.search_routes import served_weights_problem
+from proxy.search_routes import encoder_weights, served_weights_problem
 from proxy.settings import Settings
 from proxy.torchserve import TorchServeClient
 from search import SearchEngine
@@ -88,8 +88,7 @@ async def check_weights(torchserve: TorchServeClient, engine: SearchEngine, mode
     """UserError unless TorchServe serves the index's weights for what is to be embedded."""
     encoder = engine.info.text_encoder
     checks = ([(model, None, None)] if vectors else []) + (
-        [(encoder.served_model, encoder.sha256, f"the text encoder {encoder.name}")]
-        if text_vectors else [])
+        [encoder_weights(encoder)] if text_vectors and encoder is not None else [])
     for name, sha256, built_by in checks:
         problem = await served_weights_problem(torchserve, engine, name, sha256, built_by)
         if problem is not None:

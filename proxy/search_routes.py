@@ -38,6 +38,7 @@ from common.codec import ModelRequest
 from search import (BadRequest, EngineHolder, Hit, IndexUnavailable, SearchEngine, SearchError,
                     SearchRequest)
 from search.embedders import IMAGE, TEXT
+from search.layout import TextEncoderMeta
 from search.live import LiveOverlay
 from search.limits import MAX_K, RETRIEVERS, check_limits
 from search.records import fts_query
@@ -273,8 +274,7 @@ async def _embed_query(request: Request, torchserve: TorchServeClient, engine: S
                                    (model,))
     if text_model:
         assert encoder is not None
-        await check_served_model(request, torchserve, engine, encoder.served_model,
-                                 encoder.sha256, f"the text encoder {encoder.name}")
+        await check_served_model(request, torchserve, engine, *encoder_weights(encoder))
         prediction = await predict_text(torchserve, encoder.served_model, text)
         text_vector = query_vector(prediction.embedding, engine, encoder.served_model,
                                    engine.text_vectors.dim)
@@ -332,6 +332,12 @@ async def check_served_model(request: Request, torchserve: TorchServeClient,
     if problem is not None:
         raise IndexUnavailable(problem)
     checked[key] = time.monotonic()
+
+
+def encoder_weights(encoder: TextEncoderMeta) -> tuple[str, str, str]:
+    """:func:`served_weights_problem`'s ``model``, ``sha256`` and ``built_by`` for an index's
+    text encoder."""
+    return encoder.served_model, encoder.sha256, f"the text encoder {encoder.name}"
 
 
 async def served_weights_problem(torchserve: TorchServeClient, engine: SearchEngine, model: str,
