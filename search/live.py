@@ -22,9 +22,10 @@ Vectors are comparable only when made by the index's model: the overlay is bound
 weights (``model_sha256``) and uses only the vectors computed with them; a listing whose vector
 came from other weights stays findable by text, filters and id until it is re-embedded
 (``make reembed``, :mod:`proxy.reembed`). An index with text vectors (a photo index with the
-pretrained text encoder's vectors of every listing's title + description) binds the overlay to the encoder's weights as well: a live listing's text
-vector, made by the served ``query`` model at publish, is searched by the text-dense retriever
-like the generation's, so a new listing competes on the same three lists as a built one.
+pretrained text encoder's vectors of every listing's title + description) binds the overlay to
+the encoder's weights as well: a live listing's text vector, made by the served ``query`` model
+at publish, is searched by the text-dense retriever like the generation's, so a new listing
+competes on the same three lists as a built one.
 """
 
 from __future__ import annotations
