@@ -44,18 +44,20 @@ def describe(name: str, statuses: list[str], version: str = "1.0") -> ModelDescr
 
 def embedding_answer(embedder) -> Answer:
     """Answer like the served model of ``embedder``'s run would: its embedding of the request's
-    title and photo, computed in-process (:meth:`search.embedders.Embedder.embed_query`); the
-    pretrained encoder (the ``query`` model) reads title and description as
-    :class:`handler.query_handler` does (:func:`aicore.sentence.listing_text`)."""
+    title and photo, computed in-process (:meth:`search.embedders.Embedder.embed_query`). As
+    TorchServe picks a handler by the model's name, the pretrained encoder's archive
+    (:data:`search.encoder.SERVED_MODEL`) reads title and description as
+    :class:`handler.query_handler` does (:func:`aicore.sentence.listing_text`), the others the
+    title."""
     from aicore.sentence import listing_text
-    from search.encoder import PretrainedTextEmbedder
+    from search.encoder import SERVED_MODEL as ENCODER_MODEL
     from search.errors import BadRequest
 
     from proxy.errors import InvalidImage
 
     def answer(model: str, request: ModelRequest) -> Prediction:
         text = request.title
-        if isinstance(embedder, PretrainedTextEmbedder):
+        if model == ENCODER_MODEL:
             text = listing_text(request.title, request.description)
         try:
             vector = embedder.embed_query(text=text, image=request.image)
