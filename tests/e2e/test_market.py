@@ -14,7 +14,7 @@ from market.store import MarketStore
 from search.embedders import ImageEmbedder
 from serving import ctl
 from tests.support import e2e
-from tests.support.market import jpeg_with_gps, publish, register, search_ids, seconds_until
+from tests.support.market import jpeg_with_gps, publish, register, search_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def test_published_listing_is_found_by_text_within_a_second(stack):
                            title=f"Kettle {unique}")
         assert response.status_code == 201, response.text
         body = response.json()
-        waited = seconds_until(lambda: search_ids(session, url, q=unique) == [body["id"]])
+        waited = e2e.seconds_until(lambda: search_ids(session, url, q=unique) == [body["id"]])
         record = session.get(f"{url}{body['url']}", timeout=30).json()
 
     assert waited < FRESH_S
@@ -106,11 +106,11 @@ def test_sold_and_deleted_listings_are_gone_within_a_second(stack):
         auth = register(url)
         sold = publish(session, url, auth, title=f"Lamp {unique}").json()["id"]
         gone = publish(session, url, auth, [jpeg_with_gps()], title=f"Lamp {unique}").json()["id"]
-        seconds_until(lambda: sorted(search_ids(session, url, q=unique)) == sorted([sold, gone]))
+        e2e.seconds_until(lambda: sorted(search_ids(session, url, q=unique)) == sorted([sold, gone]))
         assert session.patch(f"{url}/listings/{sold}", json={"status": "sold"}, headers=auth,
                              timeout=30).status_code == 200
         assert session.delete(f"{url}/listings/{gone}", headers=auth, timeout=30).status_code == 204
-        waited = seconds_until(lambda: search_ids(session, url, q=unique) == [])
+        waited = e2e.seconds_until(lambda: search_ids(session, url, q=unique) == [])
         record, image = (session.get(f"{url}/listings/{gone}{tail}", timeout=30)
                          for tail in ("", "/image"))
 

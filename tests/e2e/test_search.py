@@ -18,7 +18,6 @@ from search import build, evaluate, layout
 from search.engine import SearchEngine
 from serving import ctl
 from tests.support import e2e
-from tests.support.market import seconds_until
 
 pytestmark = pytest.mark.e2e
 
@@ -136,7 +135,7 @@ def test_rebuild_is_picked_up_without_a_failed_request(stack, index, serving_run
         # a request that finds the new generation loads it while the others (this one
         # included, if it comes then) are answered by the old: it is served once loaded
         with e2e.http() as session:
-            seconds_until(lambda: session.get(f"{stack.proxy_url}/search", params={"q": "guitar"},
+            e2e.seconds_until(lambda: session.get(f"{stack.proxy_url}/search", params={"q": "guitar"},
                                               timeout=60).json()["index"] == new, timeout_s=30)
         stop.set()
         for future in futures:

@@ -4,6 +4,7 @@ and a scan for processes a serving stack left behind."""
 import io
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +103,16 @@ def index_of_run(search_index: Path, run: Path, out: Path) -> Path:
     build.main(build.get_args_parser().parse_args(
         ["--data", data, "--run", str(run), "--out", str(out), "--no-progress"]))
     return out
+
+
+def seconds_until(predicate, timeout_s: float = 5.0, every_s: float = 0.02) -> float:
+    """Seconds until ``predicate()`` is true (polled); raises AssertionError after ``timeout_s``."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if predicate():
+            return time.perf_counter() - started
+        time.sleep(every_s)
+    raise AssertionError(f"not true within {timeout_s} s")
 
 
 def free_ports(count: int) -> list[int]:

@@ -1,7 +1,6 @@
-"""Seller-side helpers of the end-to-end tests: register, publish, and wait for search to see it."""
+"""Seller-side helpers of the end-to-end tests: register, publish, and ask search what it finds."""
 
 import io
-import time
 
 import requests
 from PIL import Image
@@ -36,16 +35,6 @@ def publish(session: requests.Session, url: str, auth: dict, photos=(), headers=
     files = [("photos", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
     return session.post(f"{url}/listings", data=form, files=files or None,
                         headers={**auth, **(headers or {})}, timeout=timeout)
-
-
-def seconds_until(predicate, timeout_s: float = 5.0, every_s: float = 0.02) -> float:
-    """Seconds until ``predicate()`` is true (polled); raises AssertionError after ``timeout_s``."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout_s:
-        if predicate():
-            return time.perf_counter() - started
-        time.sleep(every_s)
-    raise AssertionError(f"not true within {timeout_s} s")
 
 
 def search_ids(session: requests.Session, url: str, **params) -> list[str]:
