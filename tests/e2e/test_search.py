@@ -136,7 +136,7 @@ def test_rebuild_is_picked_up_without_a_failed_request(stack, index, serving_run
         # included, if it comes then) are answered by the old: it is served once loaded
         with e2e.http() as session:
             e2e.seconds_until(lambda: session.get(f"{stack.proxy_url}/search", params={"q": "guitar"},
-                                              timeout=60).json()["index"] == new, timeout_s=30)
+                                                  timeout=60).json()["index"] == new, timeout_s=30)
         stop.set()
         for future in futures:
             future.result()
