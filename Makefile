@@ -132,7 +132,7 @@ prepare: $(STAMP) ## clean the export in DATA_RAW into DATA (data/demo/clean)
 	$(PY) -m training.prepare --products $(DATA_RAW)/Products.csv --images $(DATA_RAW)/Images.csv \
 		--image-dir $(DATA_RAW)/images --out $(DATA)
 
-devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,536 images) -> data/devset/clean
+devset: $(STAMP) ## real pictures (Debian's openclipart-png, 13 classes, 1,439 distinct images) -> data/devset/clean
 	$(PY) -m datagen.devset --out data/devset
 
 textdevset: $(STAMP) ## real labelled text (Debian's package index here: synopsis -> section, 13 classes, 4,160 listings) -> data/textdev/clean

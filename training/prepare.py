@@ -21,7 +21,10 @@ is complete). The tables and the report are written at the end, each via a tempo
 rename, so a failed or interrupted run leaves an earlier run's output intact. CLEAN never mixes
 image sizes or sources: a different ``--size`` stops the run. An unreadable image is reported and
 skipped. A category folder without image files stops the run; one whose files are all unreadable
-is a warning in the report. The run fails if no image at all is usable.
+is a warning in the report. The run fails if no image at all is usable. A picture that occurs
+more than once (equal cleaned pixels) is kept once, and one filed under several categories is
+dropped, so that the split cannot put a copy of a test picture into training
+(:mod:`training.prepare_duplicates`; the report lists both).
 """
 
 import argparse
@@ -43,6 +46,7 @@ from common.atomic import atomic_write
 from common.cli import UserError, run
 from common.dataset_format import (DATASET_FILE, IMAGE_SUFFIXES, IMAGES_DIR, PRODUCTS_FILE,
                                    REPORT_JSON, REPORT_TXT, image_path, write_clean_dir)
+from training.prepare_duplicates import find_duplicates, picture_digest
 from training.prepare_report import SOURCE_NAMES, build_report, format_report, nothing_usable
 from training.prepare_text import prepare_products
 from training.export import (IMAGE_COLUMNS, PRODUCT_COLUMNS, REQUIRED_IMAGE_COLUMNS,
@@ -240,27 +244,30 @@ def _walk_files(folder: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def clean_one(task: tuple[str, str, int, int]) -> tuple[str, str | None]:
+def clean_one(task: tuple[str, str, int, int]) -> tuple[str, str | None, str | None]:
     """Clean one image file into a PNG (runs in a worker process).
 
     Args:
         task: (source file, target PNG, size, max pixels).
 
     Returns:
-        ``("done", None)`` if the PNG already existed, ``("cleaned", None)``, or
-        ``("failed", message)`` when the file cannot be read or decoded.
+        ``(status, error, digest)``: ``("done", None, digest)`` if the PNG already existed,
+        ``("cleaned", None, digest)``, or ``("failed", message, None)`` when the file cannot be
+        read or decoded; the digest is :func:`~training.prepare_duplicates.picture_digest` of
+        the cleaned picture, so that copies can be found.
     """
     source, target, size, max_pixels = task
     if os.path.exists(target):
-        return "done", None
+        with Image.open(target) as png:
+            return "done", None, picture_digest(png.convert("RGB"))
     try:
         picture = load_image(Path(source).read_bytes(), size, max_pixels)
     except (ImageDecodeError, OSError) as exc:
-        return "failed", str(exc)
+        return "failed", str(exc), None
     except Exception as exc:  # noqa: BLE001 -- a decoder can raise anything on a crafted file;
-        return "failed", f"{type(exc).__name__}: {exc}"  # one bad file must not stop the run
+        return "failed", f"{type(exc).__name__}: {exc}", None  # one bad file must not stop the run
     atomic_write(Path(target), lambda f: picture.save(f, format="PNG"))  # a PNG that exists is complete
-    return "cleaned", None
+    return "cleaned", None, picture_digest(picture.convert("RGB"))
 
 
 def _map_in_processes(fn: Callable, tasks: list, workers: int) -> Iterator:
@@ -276,8 +283,13 @@ def _map_in_processes(fn: Callable, tasks: list, workers: int) -> Iterator:
 
 
 def clean_images(jobs: list[Job], out: Path, size: int, max_pixels: int,
-                 workers: int) -> tuple[Counter, dict[str, str]]:
-    """Clean every job's image into ``out``; return status counts and image_id -> error message."""
+                 workers: int) -> tuple[Counter, dict[str, str], dict[str, str]]:
+    """Clean every job's image into ``out``.
+
+    Returns:
+        Status counts, image_id -> error message of the failures, and image_id -> picture
+        digest of the others.
+    """
     for parent in {(out / job.path).parent for job in jobs}:
         parent.mkdir(parents=True, exist_ok=True)
     for stale in (out / IMAGES_DIR).rglob(".*.png.*.tmp"):
@@ -285,13 +297,16 @@ def clean_images(jobs: list[Job], out: Path, size: int, max_pixels: int,
     tasks = [(str(job.source), str(out / job.path), size, max_pixels) for job in jobs]
     statuses: Counter = Counter()
     failures: dict[str, str] = {}
+    digests: dict[str, str] = {}
     results = _map_in_processes(clean_one, tasks, workers)
-    for job, (status, error) in tqdm(zip(jobs, results, strict=True), total=len(jobs),
-                                     desc="cleaning images", unit="img", disable=None):
+    for job, (status, error, digest) in tqdm(zip(jobs, results, strict=True), total=len(jobs),
+                                             desc="cleaning images", unit="img", disable=None):
         statuses[status] += 1
         if error is not None:
             failures[job.image_id] = error
-    return statuses, failures
+        else:
+            digests[job.image_id] = digest
+    return statuses, failures, digests
 
 
 def write_outputs(out: Path, kept: list[Job], collected: Collected, report: dict,
@@ -325,10 +340,13 @@ def main(args: argparse.Namespace) -> dict:
         return prepare_products(args.products, out, args.size)
     collected = collect_export(args.products, args.images, args.image_dir) \
         if source == "export" else collect_folder(args.image_folder)
-    statuses, failures = clean_images(collected.jobs, out, args.size, args.max_pixels,
-                                      args.workers)
-    kept = [job for job in collected.jobs if job.image_id not in failures]
-    report = build_report(args, collected, kept, statuses, failures,
+    statuses, failures, digests = clean_images(collected.jobs, out, args.size, args.max_pixels,
+                                               args.workers)
+    readable = [job for job in collected.jobs if job.image_id not in failures]
+    duplicates = find_duplicates((job.image_id, job.category, digests[job.image_id])
+                                 for job in readable)
+    kept = [job for job in readable if job.image_id not in duplicates.dropped]
+    report = build_report(args, collected, kept, statuses, failures, duplicates,
                           time.perf_counter() - start)
     if not kept:
         raise nothing_usable(report)

@@ -13,16 +13,19 @@ from common.cli import UserError
 
 if TYPE_CHECKING:  # prepare imports this module: only its types are needed here
     from training.prepare import Collected, Job
+    from training.prepare_duplicates import Duplicates
 UNREADABLE = "unreadable image file"
 SOURCE_NAMES = {"export": "export", "folder": "image folder", "products": "products table"}
 
 
 def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job],
-                 statuses: Counter, failures: dict[str, str], seconds: float) -> dict:
+                 statuses: Counter, failures: dict[str, str], duplicates: Duplicates,
+                 seconds: float) -> dict:
     """Everything kept and dropped, by reason; ``total == kept + sum(dropped)`` in each section."""
     image_drops = Counter(collected.image_drops)
     if failures:
         image_drops[UNREADABLE] += len(failures)
+    image_drops.update(duplicates.dropped.values())
     by_id = {job.image_id: job for job in collected.jobs}
     report = {
         "source": collected.source,
@@ -35,6 +38,7 @@ def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job]
         "already_clean": statuses["done"],
         "unreadable": [{"image_id": i, "file": str(by_id[i].source), "error": e}
                        for i, e in sorted(failures.items())],
+        "duplicates": {"copies": duplicates.copies, "conflicts": duplicates.conflicts},
         "warnings": [],
         "seconds": round(seconds, 1),
     }
@@ -44,8 +48,8 @@ def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job]
         report["products"] = _product_section(collected, kept)
     else:
         report["inputs"] = {"image_folder": str(args.image_folder)}
-        report["warnings"] += [f"category folder {c!r}: every image file is unreadable; the "
-                               "category is left out" for c in _lost_categories(collected, kept)]
+        report["warnings"] += [_lost_category_warning(c, duplicates)
+                               for c in _lost_categories(collected, kept)]
     return report
 
 
@@ -56,6 +60,14 @@ def _sorted_counts(counts: Counter) -> dict[str, int]:
 def _lost_categories(collected: Collected, kept: list[Job]) -> list[str]:
     """Categories that had image files, none of them readable."""
     return sorted({j.category for j in collected.jobs} - {j.category for j in kept})
+
+
+def _lost_category_warning(category: str, duplicates: Duplicates) -> str:
+    if any(category in conflict["categories"] for conflict in duplicates.conflicts):
+        why = "every image file is unreadable or the same picture as another category's"
+    else:
+        why = "every image file is unreadable"
+    return f"category folder {category!r}: {why}; the category is left out"
 
 
 def _product_section(collected: Collected, kept: list[Job]) -> dict:
@@ -87,10 +99,22 @@ def format_report(report: dict) -> str:
     if report["unreadable"]:
         lines.append(f"unreadable image files ({len(report['unreadable'])}):")
         lines += [f"  {item['file']}: {item['error']}" for item in report["unreadable"]]
+    lines += _conflict_lines(report["duplicates"]["conflicts"])
     lines.append("kept images per category:")
     lines += [f"  {n:6d}  {name}" for name, n in report["categories"].items()]
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
+
+
+def _conflict_lines(conflicts: list[dict], shown: int = 10) -> list[str]:
+    """The pictures dropped for being under several categories: a sign of mislabelled data."""
+    if not conflicts:
+        return []
+    lines = [f"the same picture under several categories, every copy dropped ({len(conflicts)}):"]
+    lines += [f"  {' = '.join(item['images'])}" for item in conflicts[:shown]]
+    if len(conflicts) > shown:
+        lines.append(f"  ... {len(conflicts) - shown} more in report.json")
+    return lines
 
 
 def nothing_usable(report: dict) -> UserError:

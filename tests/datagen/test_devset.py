@@ -61,3 +61,21 @@ def test_devset_refuses_a_missing_deb(tmp_path: Path) -> None:
                                                 str(tmp_path / "none.deb")])
     with pytest.raises(UserError, match="does not exist"):
         devset.main(args)
+
+
+def test_choose_never_picks_a_copy(tmp_path: Path) -> None:
+    tree = fake_package(tmp_path / "pkg", per_class=4)
+    animals, food = tree / "animals", tree / "food"
+    # one drawing filed under two classes, and a copy within a class under another name
+    (food / "p0.png").write_bytes((animals / "p0.png").read_bytes())
+    (animals / "sub" / "p1_copy.png").write_bytes((animals / "sub" / "p1.png").read_bytes())
+
+    files = devset.distinct_files(tree)
+
+    assert [p.relative_to(animals).as_posix() for p in files["animals"]] == [
+        "p2.png", "sub/p1.png", "sub/p3.png"]
+    assert [p.name for p in files["food"]] == ["p2.png", "p1.png", "p3.png"]
+    counts = devset.choose(tree, tmp_path / "raw", per_class=4, seed=0)
+    assert counts["animals"] == counts["food"] == 3 and counts["tools"] == 4
+    assert sorted(p.name for p in (tmp_path / "raw" / "animals").iterdir()) == [
+        "p2.png", "sub__p1.png", "sub__p3.png"]

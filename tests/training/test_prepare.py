@@ -1,6 +1,7 @@
 """training.prepare: an export or a folder tree into a cleaned dataset, every drop counted, bad
 input named."""
 
+import io
 import json
 import os
 import subprocess
@@ -254,3 +255,54 @@ def test_prepare_cli_reports_error_with_exit_code_2(tiny_export, tmp_path):
     assert result.stderr.startswith("error: ") and "no column 'price'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "clean").exists()
+
+
+def _noise_png(seed: int, **save_kw) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG", **save_kw)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def folder_with_copies(tmp_path: Path) -> Path:
+    """Toys/b is Toys/a re-encoded (other bytes, same pixels); Signs/s is filed under Transport
+    and Flags too, so Flags has no picture of its own."""
+    files = {"Toys/a.png": _noise_png(1), "Toys/b.png": _noise_png(1, compress_level=0),
+             "Toys/c.png": _noise_png(4), "Signs/s.png": _noise_png(2), "Signs/s2.png": _noise_png(5),
+             "Transport/t.png": _noise_png(2), "Transport/u.png": _noise_png(3),
+             "Flags/f.png": _noise_png(2)}
+    root = tmp_path / "raw"
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    assert files["Toys/a.png"] != files["Toys/b.png"]
+    return root
+
+
+def test_prepare_keeps_one_copy_and_drops_pictures_under_several_categories(
+        folder_with_copies, tmp_path, capsys):
+    out = tmp_path / "clean"
+    args = get_args_parser().parse_args(["--image-folder", str(folder_with_copies), "--out",
+                                         str(out), "--size", str(SIZE), "--workers", "1"])
+    report = main(args)
+
+    assert pd.read_csv(out / "manifest.csv")["image_id"].tolist() == [
+        "Signs/s2.png", "Toys/a.png", "Toys/c.png", "Transport/u.png"]
+    assert report["images"] == {"total": 8, "kept": 4, "dropped": {
+        "the same picture under several categories": 3, "the same picture as a kept image": 1}}
+    assert report["duplicates"] == {
+        "copies": [["Toys/a.png", "Toys/b.png"]],
+        "conflicts": [{"categories": ["Flags", "Signs", "Transport"],
+                       "images": ["Flags/f.png", "Signs/s.png", "Transport/t.png"]}]}
+    assert report["warnings"] == ["category folder 'Flags': every image file is unreadable or "
+                                  "the same picture as another category's; the category is left out"]
+    printed = capsys.readouterr().out
+    assert ("the same picture under several categories, every copy dropped (1):\n"
+            "  Flags/f.png = Signs/s.png = Transport/t.png\n") in printed
+    # a rerun reads the digests back from the cleaned PNGs and decides the same
+    manifest = (out / "manifest.csv").read_bytes()
+    again = main(args)
+    assert (again["cleaned_now"], again["already_clean"]) == (0, 8)
+    assert again["images"] == report["images"] and again["duplicates"] == report["duplicates"]
+    assert (out / "manifest.csv").read_bytes() == manifest

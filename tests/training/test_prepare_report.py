@@ -10,6 +10,7 @@ FOLDER_REPORT = {
     "seconds": 0.4, "categories": {"Appliances": 2, "Home": 1},
     "images": {"total": 5, "kept": 3, "dropped": {"unreadable image file": 1, "not an image": 1}},
     "unreadable": [{"image_id": "a", "file": "in/Appliances/a.jpg", "error": "truncated"}],
+    "duplicates": {"copies": [], "conflicts": []},
     "warnings": ["category folder 'Toys': every image file is unreadable; the category is left out"],
 }
 
@@ -53,3 +54,17 @@ def test_nothing_usable_without_reasons_or_warnings():
     report = {"images": {"total": 0, "kept": 0, "dropped": {}}, "warnings": []}
 
     assert str(nothing_usable(report)) == "no usable images: 0 image entries read, all dropped"
+
+
+def test_format_report_lists_the_first_pictures_under_several_categories():
+    conflicts = [{"categories": ["A", "B"], "images": [f"A/{i}.png", f"B/{i}.png"]}
+                 for i in range(12)]
+    report = {**FOLDER_REPORT, "duplicates": {"copies": [["A/x.png", "A/y.png"]],
+                                              "conflicts": conflicts}}
+
+    lines = format_report(report).splitlines()
+
+    start = lines.index("the same picture under several categories, every copy dropped (12):")
+    assert lines[start + 1] == "  A/0.png = B/0.png"
+    assert lines[start + 10:start + 12] == ["  A/9.png = B/9.png", "  ... 2 more in report.json"]
+    assert lines[start + 12] == "kept images per category:"
