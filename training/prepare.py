@@ -21,10 +21,10 @@ is complete). The tables and the report are written at the end, each via a tempo
 rename, so a failed or interrupted run leaves an earlier run's output intact. CLEAN never mixes
 image sizes or sources: a different ``--size`` stops the run. An unreadable image is reported and
 skipped. A category folder without image files stops the run; one whose files are all unreadable
-is a warning in the report. The run fails if no image at all is usable. A picture that occurs
-more than once (equal cleaned pixels) is kept once, and one filed under several categories is
-dropped, so that the split cannot put a copy of a test picture into training
-(:mod:`training.prepare_duplicates`; the report lists both).
+is a warning in the report. The run fails if no image at all is usable. In folder mode a picture
+that occurs more than once (equal cleaned pixels) is kept once, and one filed under several
+categories is dropped, so that the split cannot put a copy of a test picture into training; an
+export's listings that share a photo are kept and listed (:mod:`training.prepare_duplicates`).
 """
 
 import argparse
@@ -46,7 +46,7 @@ from common.atomic import atomic_write
 from common.cli import UserError, run
 from common.dataset_format import (DATASET_FILE, IMAGE_SUFFIXES, IMAGES_DIR, PRODUCTS_FILE,
                                    REPORT_JSON, REPORT_TXT, image_path, write_clean_dir)
-from training.prepare_duplicates import find_duplicates, picture_digest
+from training.prepare_duplicates import drops_copies, find_duplicates, picture_digest
 from training.prepare_report import SOURCE_NAMES, build_report, format_report, nothing_usable
 from training.prepare_text import prepare_products
 from training.export import (IMAGE_COLUMNS, PRODUCT_COLUMNS, REQUIRED_IMAGE_COLUMNS,
@@ -345,7 +345,8 @@ def main(args: argparse.Namespace) -> dict:
     readable = [job for job in collected.jobs if job.image_id not in failures]
     duplicates = find_duplicates((job.image_id, job.category, digests[job.image_id])
                                  for job in readable)
-    kept = [job for job in readable if job.image_id not in duplicates.dropped]
+    dropped = duplicates.dropped if drops_copies(collected.source) else {}
+    kept = [job for job in readable if job.image_id not in dropped]
     report = build_report(args, collected, kept, statuses, failures, duplicates,
                           time.perf_counter() - start)
     if not kept:

@@ -9,6 +9,10 @@ another category is a test picture no model can get right. So:
 - copies within one category: the first image (by id) is kept, the others are dropped;
 - the same picture under several categories: every copy is dropped, since its label is unknown.
 
+That is for a folder of pictures, where a copy is nothing but a copy. In a marketplace export
+two listings that share a photo are still two listings, which search must find, so an export
+keeps them and the report only lists them (:func:`drops_copies`).
+
 Pictures are compared by :func:`picture_digest` of what training reads (the cleaned pixels), so a
 file re-encoded or saved with other metadata is the same picture. A resized, cropped or
 recoloured variant is not: a perceptual hash would find those too, but it also joins different
@@ -33,11 +37,16 @@ def picture_digest(picture: Image.Image) -> str:
     return digest.hexdigest()
 
 
+def drops_copies(source: str) -> bool:
+    """Whether a dataset from ``source`` ("folder" or "export") drops copies or only lists them."""
+    return source == "folder"
+
+
 @dataclass(frozen=True)
 class Duplicates:
     """What :func:`find_duplicates` drops, and why."""
 
-    dropped: dict[str, str]  # image id -> COPY or CONFLICT
+    dropped: dict[str, str]  # image id -> COPY or CONFLICT (what is dropped where copies are)
     copies: list[list[str]]  # per picture kept once: [the kept id, the dropped ids ...]
     conflicts: list[dict[str, list[str]]]  # per picture: {"categories": [...], "images": [...]}
 

@@ -10,10 +10,10 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from common.cli import UserError
+from training.prepare_duplicates import Duplicates, drops_copies
 
 if TYPE_CHECKING:  # prepare imports this module: only its types are needed here
     from training.prepare import Collected, Job
-    from training.prepare_duplicates import Duplicates
 UNREADABLE = "unreadable image file"
 SOURCE_NAMES = {"export": "export", "folder": "image folder", "products": "products table"}
 
@@ -25,7 +25,9 @@ def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job]
     image_drops = Counter(collected.image_drops)
     if failures:
         image_drops[UNREADABLE] += len(failures)
-    image_drops.update(duplicates.dropped.values())
+    dropping = drops_copies(collected.source)
+    if dropping:
+        image_drops.update(duplicates.dropped.values())
     by_id = {job.image_id: job for job in collected.jobs}
     report = {
         "source": collected.source,
@@ -38,7 +40,8 @@ def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job]
         "already_clean": statuses["done"],
         "unreadable": [{"image_id": i, "file": str(by_id[i].source), "error": e}
                        for i, e in sorted(failures.items())],
-        "duplicates": {"copies": duplicates.copies, "conflicts": duplicates.conflicts},
+        "duplicates": {"dropped": dropping, "copies": duplicates.copies,
+                       "conflicts": duplicates.conflicts},
         "warnings": [],
         "seconds": round(seconds, 1),
     }
@@ -99,21 +102,27 @@ def format_report(report: dict) -> str:
     if report["unreadable"]:
         lines.append(f"unreadable image files ({len(report['unreadable'])}):")
         lines += [f"  {item['file']}: {item['error']}" for item in report["unreadable"]]
-    lines += _conflict_lines(report["duplicates"]["conflicts"])
+    lines += _duplicate_lines(report["duplicates"])
     lines.append("kept images per category:")
     lines += [f"  {n:6d}  {name}" for name, n in report["categories"].items()]
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
-def _conflict_lines(conflicts: list[dict], shown: int = 10) -> list[str]:
-    """The pictures dropped for being under several categories: a sign of mislabelled data."""
-    if not conflicts:
-        return []
-    lines = [f"the same picture under several categories, every copy dropped ({len(conflicts)}):"]
-    lines += [f"  {' = '.join(item['images'])}" for item in conflicts[:shown]]
-    if len(conflicts) > shown:
-        lines.append(f"  ... {len(conflicts) - shown} more in report.json")
+def _duplicate_lines(duplicates: dict, shown: int = 10) -> list[str]:
+    """The pictures under several categories (a sign of mislabelled data), and an export's
+    shared photos, which are kept."""
+    lines = []
+    conflicts = duplicates["conflicts"]
+    if not duplicates["dropped"] and duplicates["copies"]:
+        lines.append(f"photos shared by listings of one category, kept: "
+                     f"{len(duplicates['copies'])} (report.json: duplicates)")
+    if conflicts:
+        fate = "every copy dropped" if duplicates["dropped"] else "kept"
+        lines.append(f"the same picture under several categories, {fate} ({len(conflicts)}):")
+        lines += [f"  {' = '.join(item['images'])}" for item in conflicts[:shown]]
+        if len(conflicts) > shown:
+            lines.append(f"  ... {len(conflicts) - shown} more in report.json")
     return lines
 
 

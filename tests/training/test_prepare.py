@@ -18,6 +18,7 @@ from PIL import Image
 from common.cli import UserError
 from training import prepare
 from common.dataset_format import MANIFEST_COLUMNS
+from training.export import IMAGE_COLUMNS
 from training.prepare import get_args_parser, main
 
 
@@ -292,7 +293,7 @@ def test_prepare_keeps_one_copy_and_drops_pictures_under_several_categories(
     assert report["images"] == {"total": 8, "kept": 4, "dropped": {
         "the same picture under several categories": 3, "the same picture as a kept image": 1}}
     assert report["duplicates"] == {
-        "copies": [["Toys/a.png", "Toys/b.png"]],
+        "dropped": True, "copies": [["Toys/a.png", "Toys/b.png"]],
         "conflicts": [{"categories": ["Flags", "Signs", "Transport"],
                        "images": ["Flags/f.png", "Signs/s.png", "Transport/t.png"]}]}
     assert report["warnings"] == ["category folder 'Flags': every image file is unreadable or "
@@ -306,3 +307,31 @@ def test_prepare_keeps_one_copy_and_drops_pictures_under_several_categories(
     assert (again["cleaned_now"], again["already_clean"]) == (0, 8)
     assert again["images"] == report["images"] and again["duplicates"] == report["duplicates"]
     assert (out / "manifest.csv").read_bytes() == manifest
+
+
+def test_prepare_export_keeps_listings_that_share_a_photo_and_lists_them(tmp_path, capsys):
+    """Two listings with one photo are still two listings: search must find both."""
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "Products.csv").write_text(
+        ",id,product_name,category,product_description,price,location\n"
+        + "".join(f"{n},{pid},Item {pid},{cat} / Things,Nice,£5,Leeds\n" for n, (pid, cat) in
+                  enumerate([("a1", "Appliances"), ("a2", "Appliances"), ("a3", "Appliances"),
+                             ("h1", "Home & Garden")])), encoding="utf-8")
+    photos = {"a1i": ("a1", 1), "a2i": ("a2", 1), "a3i": ("a3", 2), "h1i": ("h1", 2)}
+    lines = ["," + ",".join(IMAGE_COLUMNS)]
+    for n, (image_id, (product_id, seed)) in enumerate(photos.items()):
+        lines.append(f"{n},{image_id},{product_id},https://b/{image_id}.jpg,r{n},2022-03-01")
+        (raw / "images" / f"{image_id}.jpg").write_bytes(_noise_png(seed))
+    (raw / "Images.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = main(_export_args(raw, tmp_path / "clean"))
+
+    assert report["images"] == {"total": 4, "kept": 4, "dropped": {}}
+    assert report["products"]["kept"] == 4
+    assert report["duplicates"] == {
+        "dropped": False, "copies": [["a1i", "a2i"]],
+        "conflicts": [{"categories": ["Appliances", "Home & Garden"], "images": ["a3i", "h1i"]}]}
+    printed = capsys.readouterr().out
+    assert ("photos shared by listings of one category, kept: 1 (report.json: duplicates)\n"
+            "the same picture under several categories, kept (1):\n  a3i = h1i\n") in printed

@@ -10,7 +10,7 @@ FOLDER_REPORT = {
     "seconds": 0.4, "categories": {"Appliances": 2, "Home": 1},
     "images": {"total": 5, "kept": 3, "dropped": {"unreadable image file": 1, "not an image": 1}},
     "unreadable": [{"image_id": "a", "file": "in/Appliances/a.jpg", "error": "truncated"}],
-    "duplicates": {"copies": [], "conflicts": []},
+    "duplicates": {"dropped": True, "copies": [], "conflicts": []},
     "warnings": ["category folder 'Toys': every image file is unreadable; the category is left out"],
 }
 
@@ -59,7 +59,7 @@ def test_nothing_usable_without_reasons_or_warnings():
 def test_format_report_lists_the_first_pictures_under_several_categories():
     conflicts = [{"categories": ["A", "B"], "images": [f"A/{i}.png", f"B/{i}.png"]}
                  for i in range(12)]
-    report = {**FOLDER_REPORT, "duplicates": {"copies": [["A/x.png", "A/y.png"]],
+    report = {**FOLDER_REPORT, "duplicates": {"dropped": True, "copies": [["A/x.png", "A/y.png"]],
                                               "conflicts": conflicts}}
 
     lines = format_report(report).splitlines()
