@@ -139,7 +139,7 @@ def distinct_files(tree: Path) -> dict[str, list[Path]]:
     """Each class's PNG files, sorted, without the package's byte-identical copies.
 
     Open Clip Art files some drawings twice: 1,050 of the 7,572 files of :data:`CLASSES` copy
-    another, 443 pictures sit in two classes (a road sign in ``signs_and_symbols`` and
+    another, 443 pictures sit in more than one class (a road sign in ``signs_and_symbols`` and
     ``transportation``). :func:`training.prepare_duplicates.find_duplicates`'s rule applies to
     the files' bytes here, before the choice, so that every class gets its ``--per-class``
     distinct pictures: a copy under another class is never chosen, of copies in one class the

@@ -46,7 +46,7 @@ def drops_copies(source: str) -> bool:
 class Duplicates:
     """What :func:`find_duplicates` drops, and why."""
 
-    dropped: dict[str, str]  # image id -> COPY or CONFLICT (what is dropped where copies are)
+    dropped: dict[str, str]  # image id -> COPY or CONFLICT: what a folder of pictures drops
     copies: list[list[str]]  # per picture kept once: [the kept id, the dropped ids ...]
     conflicts: list[dict[str, list[str]]]  # per picture: {"categories": [...], "images": [...]}
 
