@@ -343,10 +343,9 @@ def main(args: argparse.Namespace) -> dict:
     statuses, failures, digests = clean_images(collected.jobs, out, args.size, args.max_pixels,
                                                args.workers)
     readable = [job for job in collected.jobs if job.image_id not in failures]
-    duplicates = find_duplicates((job.image_id, job.category, digests[job.image_id])
-                                 for job in readable)
-    dropped = duplicates.dropped if drops_copies(collected.source) else {}
-    kept = [job for job in readable if job.image_id not in dropped]
+    duplicates = find_duplicates(((job.image_id, job.category, digests[job.image_id])
+                                  for job in readable), drop=drops_copies(collected.source))
+    kept = [job for job in readable if job.image_id not in duplicates.dropped]
     report = build_report(args, collected, kept, statuses, failures, duplicates,
                           time.perf_counter() - start)
     if not kept:

@@ -44,15 +44,16 @@ def drops_copies(source: str) -> bool:
 
 @dataclass(frozen=True)
 class Duplicates:
-    """What :func:`find_duplicates` drops, and why."""
+    """What :func:`find_duplicates` found, and what it drops and why."""
 
-    dropped: dict[str, str]  # image id -> COPY or CONFLICT: what a folder of pictures drops
+    drop: bool  # False: the groups are only listed
+    dropped: dict[str, str]  # image id -> COPY or CONFLICT; empty unless drop
     copies: list[list[str]]  # per picture kept once: [the kept id, the dropped ids ...]
     conflicts: list[dict[str, list[str]]]  # per picture: {"categories": [...], "images": [...]}
 
 
-def find_duplicates(images: Iterable[tuple[str, str, str]]) -> Duplicates:
-    """Group ``(image_id, category, digest)`` by digest; decide which ids to drop.
+def find_duplicates(images: Iterable[tuple[str, str, str]], drop: bool = True) -> Duplicates:
+    """Group ``(image_id, category, digest)`` by digest; with ``drop``, decide which ids to drop.
 
     Deterministic: ids are sorted within a group and groups by their first id, so the kept copy
     and the report do not depend on the order the images were read in.
@@ -71,4 +72,4 @@ def find_duplicates(images: Iterable[tuple[str, str, str]]) -> Duplicates:
         else:
             dropped.update(dict.fromkeys(ids[1:], COPY))
             copies.append(ids)
-    return Duplicates(dropped, copies, conflicts)
+    return Duplicates(drop, dropped if drop else {}, copies, conflicts)

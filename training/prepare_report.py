@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from common.cli import UserError
-from training.prepare_duplicates import Duplicates, drops_copies
+from training.prepare_duplicates import Duplicates
 
 if TYPE_CHECKING:  # prepare imports this module: only its types are needed here
     from training.prepare import Collected, Job
@@ -25,9 +25,7 @@ def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job]
     image_drops = Counter(collected.image_drops)
     if failures:
         image_drops[UNREADABLE] += len(failures)
-    dropping = drops_copies(collected.source)
-    if dropping:
-        image_drops.update(duplicates.dropped.values())
+    image_drops.update(duplicates.dropped.values())
     by_id = {job.image_id: job for job in collected.jobs}
     report = {
         "source": collected.source,
@@ -40,7 +38,7 @@ def build_report(args: argparse.Namespace, collected: Collected, kept: list[Job]
         "already_clean": statuses["done"],
         "unreadable": [{"image_id": i, "file": str(by_id[i].source), "error": e}
                        for i, e in sorted(failures.items())],
-        "duplicates": {"dropped": dropping, "copies": duplicates.copies,
+        "duplicates": {"dropped": duplicates.drop, "copies": duplicates.copies,
                        "conflicts": duplicates.conflicts},
         "warnings": [],
         "seconds": round(seconds, 1),

@@ -43,3 +43,12 @@ def test_picture_digest_compares_pixels_not_files():
     assert picture_digest(changed) != picture_digest(picture)
     # the same bytes in another shape are another picture
     assert picture_digest(Image.frombytes("RGB", (3, 4), picture.tobytes())) != picture_digest(picture)
+
+
+def test_find_duplicates_without_drop_only_lists_the_groups():
+    found = find_duplicates([("a", "A", "1"), ("b", "A", "1"), ("c", "A", "2"), ("d", "B", "2")],
+                            drop=False)
+
+    assert (found.drop, found.dropped) == (False, {})
+    assert found.copies == [["a", "b"]]
+    assert found.conflicts == [{"categories": ["A", "B"], "images": ["c", "d"]}]
